@@ -1,0 +1,1 @@
+"""Compression: byte codecs and golf's pickle-free artifact file."""

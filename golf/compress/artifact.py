@@ -1,0 +1,89 @@
+"""golf's artifact file: pickle-free, self-describing, so loading it runs no code.
+
+Layout: b"GOLF" | u8 format version | u8 codec-name length | codec name (ASCII) | codec(payload), where
+payload is a safetensors file whose metadata entry "golf" is the JSON of the quantization metadata
+(``golf.quant.format``). Also here: how the code half of the 16,000,000-byte budget is counted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import Tensor
+
+from golf.compress.codecs import decompress
+
+MAGIC = b"GOLF"
+FORMAT_VERSION = 1
+
+
+def encode_artifact(tensors: dict[str, Tensor], meta: dict, compressor) -> bytes:
+    payload = st_save({k: v.contiguous() for k, v in tensors.items()}, metadata={"golf": json.dumps(meta, sort_keys=True)})
+    name = compressor.name.encode("ascii")
+    return MAGIC + bytes([FORMAT_VERSION, len(name)]) + name + compressor.compress(payload)
+
+
+def decode_artifact(blob: bytes, source: str = "<bytes>") -> tuple[dict[str, Tensor], dict]:
+    if blob[:4] != MAGIC:
+        raise ValueError(f"{source}: not a golf artifact (bad magic {blob[:4]!r})")
+    if len(blob) < 6 or len(blob) < 6 + blob[5]:
+        raise ValueError(f"{source}: truncated golf artifact ({len(blob)} bytes)")
+    if blob[4] != FORMAT_VERSION:
+        raise ValueError(f"{source}: artifact format version {blob[4]}, this golf reads {FORMAT_VERSION}")
+    n = blob[5]
+    codec = blob[6 : 6 + n].decode("ascii", errors="replace")
+    try:
+        payload = decompress(codec, blob[6 + n :])
+        tensors = st_load(payload)
+        header_len = int.from_bytes(payload[:8], "little")
+        meta = json.loads(json.loads(payload[8 : 8 + header_len])["__metadata__"]["golf"])
+    except ValueError as e:
+        if "unknown codec" in str(e):
+            raise ValueError(f"{source}: {e}") from e
+        raise ValueError(f"{source}: corrupt {codec} payload ({type(e).__name__}: {e})") from e
+    except Exception as e:  # noqa: BLE001 - codec and safetensors errors have many types; name the file
+        raise ValueError(f"{source}: corrupt {codec} payload ({type(e).__name__}: {e})") from e
+    return tensors, meta
+
+
+def write_artifact(path: str | os.PathLike, tensors: dict[str, Tensor], meta: dict, compressor) -> int:
+    """Encode and write atomically; returns the file size in bytes."""
+    blob = encode_artifact(tensors, meta, compressor)
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(blob)
+    os.replace(tmp, path)
+    return len(blob)
+
+
+def read_artifact(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict]:
+    path = Path(path)
+    return decode_artifact(path.read_bytes(), str(path))
+
+
+CODE_BYTES_METHOD = (
+    "sum of the UTF-8 bytes of every golf source file loaded by the run (the package modules the "
+    "training and evaluation code executed, entry points included); listed in code_files"
+)
+
+
+def code_files() -> list[Path]:
+    """The golf source files loaded in this process (what a single-file export would have to carry)."""
+    root = Path(__file__).resolve().parents[1]
+    files = set()
+    for mod in list(sys.modules.values()):
+        f = getattr(mod, "__file__", None)
+        if f and f.endswith(".py"):
+            p = Path(f).resolve()
+            if root in p.parents:
+                files.add(p)
+    return sorted(files)
+
+
+def code_bytes(files: list[Path] | None = None) -> int:
+    return sum(len(p.read_text(encoding="utf-8").encode("utf-8")) for p in (code_files() if files is None else files))

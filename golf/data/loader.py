@@ -1,0 +1,79 @@
+"""The records' sequential training loader (techniques.md §1.2).
+
+Shards are read in sorted order and wrap around forever. Each micro-step takes one contiguous chunk
+of W * (T_local + 1) tokens from the stream, T_local = global_tokens / (W * grad_accum); rank r
+takes span r, and x / y are that span shifted by one token. Any world size therefore sees the same
+tokens per optimizer step. The cursor (shard index, position) is the loader's whole state.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from golf.data.shards import read_header, read_shard, shard_files
+
+
+class TokenStream:
+    def __init__(self, files: list[Path]):
+        if not files:
+            raise ValueError("TokenStream needs at least one shard")
+        self.files = files
+        if not any(read_header(f) for f in files):
+            raise ValueError(f"all {len(files)} training shards are empty (first: {files[0]})")
+        self.file_idx, self.pos = 0, 0
+        self.tokens = read_shard(files[0])
+
+    def state_dict(self) -> dict:
+        return {"file_idx": self.file_idx, "pos": self.pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["file_idx"] != self.file_idx:
+            self.tokens = read_shard(self.files[state["file_idx"]])
+        self.file_idx, self.pos = state["file_idx"], state["pos"]
+
+    def take(self, n: int) -> np.ndarray:
+        chunks, remaining = [], n
+        while remaining > 0:
+            avail = self.tokens.size - self.pos
+            if avail <= 0:
+                self.file_idx = (self.file_idx + 1) % len(self.files)
+                self.tokens, self.pos = read_shard(self.files[self.file_idx]), 0
+                continue
+            k = min(remaining, avail)
+            chunks.append(self.tokens[self.pos : self.pos + k])
+            self.pos += k
+            remaining -= k
+        return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+
+
+class SequentialLoader:
+    def __init__(self, pattern: str, *, rank: int = 0, world_size: int = 1, device: torch.device | str = "cpu"):
+        self.stream = TokenStream(shard_files(pattern))
+        self.rank, self.world_size = rank, world_size
+        self.device = torch.device(device)
+        self._pin = self.device.type == "cuda"
+
+    def state_dict(self) -> dict:
+        return self.stream.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.stream.load_state_dict(state)
+
+    def next_batch(self, global_tokens: int, seq_len: int, grad_accum: int) -> tuple[Tensor, Tensor]:
+        local = global_tokens // (self.world_size * grad_accum)
+        if local % seq_len:
+            raise ValueError(
+                f"train.batch_tokens={global_tokens} / (world_size={self.world_size} * grad_accum={grad_accum}) "
+                f"= {local} is not a multiple of train.seq_len={seq_len}"
+            )
+        span = local + 1
+        chunk = self.stream.take(span * self.world_size)
+        part = torch.from_numpy(chunk[self.rank * span : (self.rank + 1) * span].astype(np.int32))
+        if self._pin:
+            part = part.pin_memory()
+        part = part.to(self.device, non_blocking=True).long()
+        return part[:-1].view(-1, seq_len), part[1:].view(-1, seq_len)

@@ -1,0 +1,1 @@
+"""Evaluation: validation loss and the challenge's tokenizer-agnostic bits per byte."""

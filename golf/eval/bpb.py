@@ -1,0 +1,91 @@
+"""Non-sliding validation (techniques.md §1.4) and the val_bpb formula (§1.3).
+
+The validation stream (truncated to a multiple of ``seq_len`` plus one token) is cut into disjoint
+``seq_len`` windows split evenly over ranks; every target is scored. NLL, token and byte counts are
+accumulated in float64 and summed over ranks:
+    val_loss = sum NLL / N_tokens,   val_bpb = sum NLL / (ln 2 * sum bytes).
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from golf.data.tokenizer import ByteLUT
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    val_loss: float
+    val_bpb: float
+    tokens: int
+    bytes: int
+    seconds: float = 0.0
+
+
+def bits_per_byte(nll_sum: float, n_bytes: float) -> float:
+    return nll_sum / (math.log(2.0) * n_bytes)
+
+
+def truncate_validation(tokens: np.ndarray, seq_len: int) -> np.ndarray:
+    usable = ((tokens.size - 1) // seq_len) * seq_len
+    if usable <= 0:
+        raise ValueError(f"validation split ({tokens.size} tokens) is shorter than one sequence of {seq_len}")
+    return tokens[: usable + 1]
+
+
+class LutOnDevice:
+    """The byte tables as device tensors, built once per device."""
+
+    def __init__(self, lut: ByteLUT, device: torch.device):
+        self.base = torch.as_tensor(lut.base_bytes.astype(np.int32), device=device)
+        self.space = torch.as_tensor(lut.has_leading_space, device=device)
+        self.boundary = torch.as_tensor(lut.is_boundary, device=device)
+
+    def count(self, prev: Tensor, tgt: Tensor) -> Tensor:
+        return (self.base[tgt] + (self.space[tgt] & ~self.boundary[prev]).int()).sum(dtype=torch.float64)
+
+
+class Evaluator:
+    """Scores a model (``model(x, y) -> mean NLL``) on the validation tokens."""
+
+    def __init__(self, *, batch_tokens: int = 524_288, seq_len: int = 1024):
+        if batch_tokens < seq_len:
+            raise ValueError(f"eval.batch_tokens={batch_tokens} must be at least one sequence (seq_len={seq_len})")
+        self.batch_tokens = batch_tokens
+        self.seq_len = seq_len
+
+    @torch.inference_mode()
+    def evaluate(self, model, val_tokens: Tensor, lut: LutOnDevice, *, rank: int = 0, world_size: int = 1,
+                 autocast_dtype: torch.dtype | None = None) -> EvalResult:
+        device = lut.base.device
+        T = self.seq_len
+        total_seqs = (val_tokens.numel() - 1) // T
+        lo, hi = total_seqs * rank // world_size, total_seqs * (rank + 1) // world_size
+        per_batch = max(self.batch_tokens // (world_size * T), 1)
+        sums = torch.zeros(3, dtype=torch.float64, device=device)  # nll, tokens, bytes
+        ctx = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
+        was_training = model.training
+        model.eval()
+        for s in range(lo, hi, per_batch):
+            e = min(s + per_batch, hi)
+            chunk = val_tokens[s * T : e * T + 1].to(device=device, dtype=torch.int64, non_blocking=True)
+            x, y = chunk[:-1].view(-1, T), chunk[1:].view(-1, T)
+            with ctx:
+                loss = model(x, y).detach()
+            sums[0] += loss.double() * y.numel()
+            sums[1] += y.numel()
+            sums[2] += lut.count(x.reshape(-1), y.reshape(-1))
+        if world_size > 1 and dist.is_available() and dist.is_initialized():
+            dist.all_reduce(sums, op=dist.ReduceOp.SUM)
+        model.train(was_training)
+        nll, n_tok, n_bytes = (float(v) for v in sums.tolist())
+        if n_tok == 0 or n_bytes == 0:
+            raise ValueError(f"no validation tokens scored (rank {rank} of {world_size}, {total_seqs} sequences)")
+        return EvalResult(val_loss=nll / n_tok, val_bpb=bits_per_byte(nll, n_bytes), tokens=int(n_tok), bytes=int(n_bytes))

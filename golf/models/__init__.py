@@ -1,0 +1,1 @@
+"""Models: the GPT family of the challenge's records, built from typed keyword arguments."""

@@ -1,0 +1,1 @@
+"""Optimizers and schedules: Muon (Newton–Schulz orthogonalised momentum) for matrices, Adam for the rest."""

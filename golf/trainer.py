@@ -1,0 +1,184 @@
+"""The training loop: compile warm-up with full state restore, wallclock-capped steps with gradient
+accumulation, periodic validation (excluded from the training clock), progress lines and a
+non-finite-loss stop.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import statistics
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from golf.dist import DistInfo, any_rank
+
+
+@dataclass
+class TrainConfig:
+    """The ``train`` config node."""
+
+    batch_tokens: int = 524_288          # global tokens per optimizer step
+    seq_len: int = 1024
+    max_micro_batch_tokens: int | None = None  # cap on per-rank tokens per micro-step; None: the records' 8 // world_size
+    max_wallclock_seconds: float = 600.0  # 0 or None: no cap
+    iterations: int = 20_000             # hard cap on optimizer steps
+    warmup_steps: int = 20               # compile warm-up steps, undone afterwards
+    val_every: int = 0                   # periodic validation every N steps (0: only at the end)
+    log_every: int = 200
+    compile: bool | str = "auto"         # auto: on CUDA only
+    device: str = "auto"
+    precision: str = "auto"              # bf16 | fp32 | auto (bf16 on CUDA, fp32 on CPU)
+    sdpa_backends: list[str] = field(default_factory=lambda: ["flash"])
+    tf32: bool = True
+
+    def grad_accum(self, world_size: int) -> int:
+        """Micro-steps per optimizer step on each rank. The global batch is the same for any world size:
+        the records' rule is 8 // world_size; with ``max_micro_batch_tokens`` it is the fewest micro-steps
+        whose micro-batch (a whole number of sequences) fits under the cap."""
+        per_rank, rem = divmod(self.batch_tokens, world_size * self.seq_len)
+        if rem or per_rank == 0:
+            raise ValueError(f"train.batch_tokens={self.batch_tokens} must be a positive multiple of "
+                             f"world_size={world_size} x train.seq_len={self.seq_len}")
+        if self.max_micro_batch_tokens is None:
+            if 8 % world_size or per_rank % (8 // world_size):
+                raise ValueError(f"world_size={world_size} does not fit the records' 8 // world_size accumulation "
+                                 f"rule for train.batch_tokens={self.batch_tokens}; set train.max_micro_batch_tokens")
+            return 8 // world_size
+        cap = max(self.max_micro_batch_tokens // self.seq_len, 1)
+        return next(a for a in range(1, per_rank + 1) if per_rank % a == 0 and per_rank // a <= cap)
+
+
+@dataclass
+class TrainOutcome:
+    status: str = "ok"                   # ok | diverged
+    steps: int = 0
+    train_ms: float = 0.0
+    step_ms: list[float] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    val_history: list[dict] = field(default_factory=list)
+    stop_reason: str = ""
+
+    @property
+    def step_median_ms(self) -> float:
+        tail = self.step_ms[10:] if len(self.step_ms) > 20 else self.step_ms
+        return statistics.median(tail) if tail else float("nan")
+
+
+def _fmt_tokens(x: float) -> str:
+    return f"{x / 1e6:.2f}M" if x >= 1e6 else f"{x / 1e3:.1f}K"
+
+
+def train(
+    *,
+    model: nn.Module,
+    train_model: nn.Module,
+    optimizer,
+    schedule,
+    loader,
+    cfg: TrainConfig,
+    dist_info: DistInfo,
+    log: Callable[[str], None],
+    metrics,
+    autocast_dtype: torch.dtype | None,
+    validate: Callable[[], dict] | None = None,
+) -> TrainOutcome:
+    """Train ``model`` (stepped through ``train_model``, its compiled/DDP wrapper) until the wallclock cap,
+    the iteration cap, or a non-finite loss."""
+    device = dist_info.device
+    accum = cfg.grad_accum(dist_info.world_size)
+    cap_ms = 1000.0 * cfg.max_wallclock_seconds if cfg.max_wallclock_seconds else None
+    ctx = (lambda: torch.autocast(device.type, dtype=autocast_dtype)) if autocast_dtype else nullcontext
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    ddp = hasattr(train_model, "no_sync")
+
+    def one_step() -> torch.Tensor:
+        total = torch.zeros((), device=device)
+        for micro in range(accum):
+            x, y = loader.next_batch(cfg.batch_tokens, cfg.seq_len, accum)
+            sync_ctx = train_model.no_sync() if ddp and micro < accum - 1 else nullcontext()
+            with sync_ctx:
+                with ctx():
+                    loss = train_model(x, y)
+                (loss / accum).backward()
+            total += loss.detach()
+        optimizer.step()
+        optimizer.zero_grad()
+        return total / accum
+
+    if cfg.warmup_steps > 0:
+        t0 = time.perf_counter()
+        model_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        opt_state = copy.deepcopy(optimizer.state_dict())
+        loader_state = loader.state_dict()
+        for _ in range(cfg.warmup_steps):
+            one_step()
+        model.load_state_dict(model_state)
+        optimizer.load_state_dict(opt_state)
+        optimizer.zero_grad()
+        loader.load_state_dict(loader_state)
+        sync()
+        log(f"warmup: {cfg.warmup_steps} steps (compile + autotune) in {time.perf_counter() - t0:.1f}s, state restored")
+
+    out = TrainOutcome()
+    tokens_per_step = cfg.batch_tokens
+    sync()
+    t_start = time.perf_counter()
+    t_prev = t_start
+    paused_ms = 0.0
+    step = 0
+    while True:
+        if validate is not None and cfg.val_every > 0 and step > 0 and step % cfg.val_every == 0:
+            sync()
+            tv = time.perf_counter()
+            res = validate()
+            res["step"] = step
+            out.val_history.append(res)
+            log(f"step {step} val_loss {res['val_loss']:.4f} val_bpb {res['val_bpb']:.4f}")
+            metrics.log({"val/loss": res["val_loss"], "val/bpb": res["val_bpb"]}, step=step)
+            paused_ms += 1000.0 * (time.perf_counter() - tv)
+            t_prev = time.perf_counter()
+
+        elapsed_ms = 1000.0 * (time.perf_counter() - t_start) - paused_ms
+        mult = schedule.lr_multiplier(step, elapsed_ms, cap_ms, cfg.iterations)
+        optimizer.set_lr_multiplier(mult)
+        optimizer.set_muon_momentum(schedule.muon_momentum(step))
+        loss = one_step()
+        loss_value = float(loss.item())
+        step += 1
+        now = time.perf_counter()
+        out.step_ms.append(1000.0 * (now - t_prev))
+        t_prev = now
+        out.losses.append(loss_value)
+        elapsed_ms = 1000.0 * (now - t_start) - paused_ms
+
+        nonfinite = not math.isfinite(loss_value)
+        reached = (cap_ms is not None and elapsed_ms >= cap_ms) or step >= cfg.iterations
+        flags = any_rank([nonfinite, reached], device)
+        if step % cfg.log_every == 0 or step <= 5 or flags[0] or flags[1]:
+            avg = elapsed_ms / step
+            if cap_ms is not None:
+                eta_s = min(max(cap_ms - elapsed_ms, 0.0), (cfg.iterations - step) * avg) / 1000
+            else:
+                eta_s = (cfg.iterations - step) * avg / 1000
+            tok_s = tokens_per_step * step / (elapsed_ms / 1000)
+            log(f"step {step} loss {loss_value:.4f} lr_mult {mult:.3f} step_avg {avg:.1f}ms "
+                f"tok/s {_fmt_tokens(tok_s)} elapsed {elapsed_ms / 1000:.1f}s eta {eta_s:.0f}s")
+            metrics.log({"train/loss": loss_value, "train/lr_mult": mult, "train/tokens_per_s": tok_s,
+                         "train/step_avg_ms": avg}, step=step)
+        if flags[0]:
+            out.status, out.stop_reason = "diverged", f"non-finite loss {loss_value} at step {step}"
+            log(f"STOP: {out.stop_reason}")
+            break
+        if flags[1]:
+            out.stop_reason = "wallclock cap" if step < cfg.iterations else "iteration cap"
+            break
+    sync()
+    out.steps = step
+    out.train_ms = 1000.0 * (time.perf_counter() - t_start) - paused_ms
+    return out
