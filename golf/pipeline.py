@@ -7,6 +7,7 @@ timed; ``results.json`` is rewritten atomically after each stage, so a failure k
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -47,9 +48,21 @@ class VocabMismatch(ValueError):
     pass
 
 
+def _finite_or_none(obj: Any) -> Any:
+    """JSON has no NaN/inf: a diverged loss is written as null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_none(v) for v in obj]
+    return obj
+
+
 def write_json_atomic(path: Path, obj: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
+    text = json.dumps(_finite_or_none(obj), indent=2, default=str, allow_nan=False)
+    tmp.write_text(text + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 

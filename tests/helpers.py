@@ -1,0 +1,24 @@
+"""Test doubles importable by ``_target_`` (tests.helpers.*)."""
+
+from __future__ import annotations
+
+import torch
+
+from golf.models.gpt import GPT
+
+
+class DivergingGPT(GPT):
+    """A GPT whose training loss becomes NaN from the ``nan_after``-th forward call on."""
+
+    def __init__(self, *, nan_after: int = 3, **kw):
+        super().__init__(**kw)
+        self.nan_after = nan_after
+        self.calls = 0
+
+    def forward(self, input_ids, target_ids, reduction: str = "mean"):
+        loss = super().forward(input_ids, target_ids, reduction)
+        if self.training:
+            self.calls += 1
+            if self.calls >= self.nan_after:
+                loss = loss * torch.tensor(float("nan"))
+        return loss

@@ -1,0 +1,170 @@
+"""End to end: the smoke pipeline through the real CLI, torchrun (2 gloo ranks) against one process,
+sweeps, and what a user sees on bad input (missing data, vocabulary mismatch, divergence)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from tests.conftest import REPO
+
+# A small, fast variant of experiment=smoke shared by these tests.
+FAST = ["experiment=smoke", "model.num_layers=2", "model.model_dim=64", "train.batch_tokens=4096",
+        "train.seq_len=128", "train.max_micro_batch_tokens=4096", "eval.batch_tokens=16384"]
+
+
+def golf_cli(args: list[str], cache: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = dict(os.environ, GOLF_CACHE_DIR=str(cache), PYTHONUNBUFFERED="1", WANDB_SILENT="true",
+               HYDRA_FULL_ERROR="1")
+    return subprocess.run([sys.executable, "-m", "golf.train", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def results(run_dir: Path) -> dict:
+    return json.loads((run_dir / "results.json").read_text())
+
+
+def run_in_process(overrides: list[str], run_dir: Path):
+    from golf.worker import run_config
+    from tests.conftest import compose_config
+
+    cfg = OmegaConf.create(OmegaConf.to_container(compose_config(overrides), resolve=True))
+    return run_config(cfg, run_dir)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(smoke_dir, tmp_path_factory) -> Path:
+    """One real CLI run of the smoke experiment (W&B offline on), shared by the assertions below."""
+    run_dir = tmp_path_factory.mktemp("smoke_run") / "run"
+    p = golf_cli([*FAST, "train.iterations=24", "train.val_every=12", "logger=wandb", "logger.mode=offline",
+                  f"hydra.run.dir={run_dir}"], smoke_dir.parent)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    return run_dir
+
+
+def test_smoke_run_writes_a_complete_record(smoke_run):
+    r = results(smoke_run)
+    assert r["status"] == "ok" and r["error"] is None
+    assert r["steps"] == 24 and r["stop_reason"] == "iteration cap"
+    assert [v["step"] for v in r["val_history"]] == [12]
+    assert len(r["train_loss"]) == 24 and r["train_loss"][-1] < r["train_loss"][0]
+    for key in ("prequant", "roundtrip"):
+        v = r["val"][key]
+        assert v["tokens"] > 0 and v["bytes"] > 0
+        assert v["val_bpb"] == pytest.approx(v["val_loss"] / math.log(2) * v["tokens"] / v["bytes"], rel=1e-12)
+    assert abs(r["val"]["roundtrip"]["val_bpb"] - r["val"]["prequant"]["val_bpb"]) < 0.02
+    b = r["bytes"]
+    assert b["total"] == b["code"] + b["model"] and b["limit"] == 16_000_000 and b["headroom"] == 16_000_000 - b["total"]
+    assert b["model"] == (smoke_run / "model.golf").stat().st_size
+    assert "golf/pipeline.py" in b["code_files"] and "UTF-8" in b["code_method"]
+    assert {"python", "torch", "hydra"} <= set(r["env"]["versions"]) and r["env"]["device"]
+    for stage in ("build", "train", "eval_prequant", "quantize", "compress", "load_artifact", "eval_roundtrip"):
+        assert r["stages_s"][stage] >= 0
+    log = (smoke_run / "train.log").read_text()
+    assert "step 10 loss" in log and "eta" in log and "tok/s" in log and "roundtrip val_loss" in log
+
+
+def test_smoke_config_is_resolved_and_reloadable(smoke_run):
+    text = (smoke_run / "config.yaml").read_text()
+    assert "${" not in text
+    cfg = OmegaConf.load(smoke_run / "config.yaml")
+    assert cfg.run.name == "smoke/seed=1337" and cfg.train.iterations == 24 and cfg.model.num_layers == 2
+
+
+def test_wandb_offline_run_is_written_under_the_run_dir(smoke_run):
+    runs = list((smoke_run / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+
+
+def test_score_is_that_of_the_artifact(smoke_run, smoke_dir):
+    """Re-scoring model.golf from scratch reproduces the recorded roundtrip numbers exactly."""
+    from golf.compress.artifact import read_artifact
+    from golf.data.shards import read_shard
+    from golf.data.tokenizer import byte_lut, load_sentencepiece
+    from golf.eval.bpb import Evaluator, LutOnDevice, truncate_validation
+    from golf.models.gpt import GPT
+    from golf.quant.format import dequantize_state
+
+    cfg = OmegaConf.load(smoke_run / "config.yaml")
+    model_kw = {k: v for k, v in OmegaConf.to_container(cfg.model).items() if not k.startswith("_")}
+    model = GPT(**model_kw)
+    model.load_state_dict(dequantize_state(*read_artifact(smoke_run / "model.golf")), strict=True)
+    sp = load_sentencepiece(smoke_dir / "tokenizer.model")
+    val = torch.from_numpy(truncate_validation(read_shard(smoke_dir / "fineweb_val_000000.bin"), 128).astype("int32"))
+    res = Evaluator(batch_tokens=16384, seq_len=128).evaluate(model, val, LutOnDevice(byte_lut(sp, 512), torch.device("cpu")))
+    rt = results(smoke_run)["val"]["roundtrip"]
+    assert res.val_loss == pytest.approx(rt["val_loss"], rel=1e-6) and res.val_bpb == pytest.approx(rt["val_bpb"], rel=1e-6)
+
+
+def test_torchrun_two_gloo_ranks_match_one_process(smoke_dir, tmp_path):
+    common = [*FAST, "train.iterations=4", "train.val_every=0", "logger=none"]
+    local = golf_cli([*common, f"hydra.run.dir={tmp_path / 'local'}"], smoke_dir.parent)
+    assert local.returncode == 0, local.stderr[-3000:]
+    dist = golf_cli([*common, "launcher=torchrun", "launcher.nproc_per_node=2", f"hydra.run.dir={tmp_path / 'ddp'}"],
+                    smoke_dir.parent)
+    assert dist.returncode == 0, dist.stdout[-3000:] + dist.stderr[-3000:]
+    a, b = results(tmp_path / "local"), results(tmp_path / "ddp")
+    assert b["world_size"] == 2 and a["world_size"] == 1
+    assert a["grad_accum"] == b["grad_accum"] == 1
+    assert b["train_loss"][0] == pytest.approx(a["train_loss"][0], rel=1e-5)  # same init and tokens; fp32 sum order
+    assert b["train_loss"] == pytest.approx(a["train_loss"], rel=2e-3)  # Muon's bf16 Newton–Schulz adds rounding
+    assert b["val"]["roundtrip"]["val_bpb"] == pytest.approx(a["val"]["roundtrip"]["val_bpb"], rel=2e-3)
+    assert not (tmp_path / "ddp" / "rank1").exists() and len(list((tmp_path / "ddp").glob("results.json"))) == 1
+
+
+def test_sweep_keeps_going_past_a_failed_seed(smoke_dir, tmp_path):
+    p = golf_cli(["-m", *FAST, "train.iterations=2", "train.val_every=0", "logger=none", "seed=1,-5",
+                  f"hydra.sweep.dir={tmp_path}"], smoke_dir.parent)
+    assert p.returncode == 0, p.stderr[-3000:]
+    ok = results(next(tmp_path.glob("*/seed=1")))
+    bad = results(next(tmp_path.glob("*/seed=-5")))
+    assert ok["status"] == "ok"
+    assert bad["status"] == "failed" and "seed must be in" in bad["error"]
+    assert "the sweep continues" in p.stderr
+
+
+def test_missing_data_dir_names_path_and_command(tmp_path, smoke_dir):
+    p = golf_cli(["data=fineweb_sp1024", f"data.path={tmp_path / 'nowhere'}", "logger=none",
+                  f"hydra.run.dir={tmp_path / 'run'}"], smoke_dir.parent)
+    assert p.returncode != 0
+    assert str(tmp_path / "nowhere") in p.stderr and "scripts/download_data.py" in p.stderr
+    r = results(tmp_path / "run")
+    assert r["status"] == "failed" and "data directory not found" in r["error"]
+
+
+def test_unknown_option_lists_the_available_ones(tmp_path, smoke_dir):
+    p = golf_cli(["model=nope", f"hydra.run.dir={tmp_path}"], smoke_dir.parent)
+    assert p.returncode != 0 and "nope" in p.stderr and "baseline" in p.stderr and "tiny" in p.stderr
+
+
+def test_vocabulary_mismatch_is_refused_before_training(smoke_dir, tmp_path, monkeypatch):
+    from golf.pipeline import VocabMismatch
+
+    monkeypatch.setenv("GOLF_CACHE_DIR", str(smoke_dir.parent))
+    with pytest.raises(VocabMismatch, match="model.vocab_size=1000 does not match the tokenizer"):
+        run_in_process([*FAST, "logger=none", "model.vocab_size=1000"], tmp_path)
+    r = results(tmp_path)
+    assert r["status"] == "failed" and "steps" not in r
+
+    shard_cfg = [*FAST, "logger=none", "data=enwiki_sp1024", f"data.path={smoke_dir}", "data.vocab_size=1024"]
+    with pytest.raises(VocabMismatch, match="has vocabulary 512 but data.vocab_size=1024"):
+        run_in_process(shard_cfg, tmp_path / "b")
+
+
+def test_divergence_stops_with_status_diverged_and_keeps_the_record(smoke_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("GOLF_CACHE_DIR", str(smoke_dir.parent))
+    r = run_in_process([*FAST, "logger=none", "train.iterations=10", "+model.nan_after=3",
+                        "model._target_=tests.helpers.DivergingGPT"], tmp_path)
+    assert r["status"] == "diverged" and "non-finite loss" in r["error"]
+    on_disk = results(tmp_path)
+    assert on_disk["status"] == "diverged" and on_disk["steps"] == 3 and on_disk["train_loss"][-1] is None
+    assert "STOP: non-finite loss" in (tmp_path / "train.log").read_text()
+    assert not (tmp_path / "model.golf").exists()
