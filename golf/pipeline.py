@@ -286,6 +286,11 @@ def run(
             "code_files": [str(f.relative_to(root)) for f in files], "artifact": ARTIFACT_NAME,
             "codec": getattr(compressor, "name", None),
         }
+        post = ("eval_prequant", "quantize", "compress", "load_artifact", "eval_roundtrip")
+        results["eval_seconds"] = round(sum(stages.get(k, 0.0) for k in post), 3)
+        if results["eval_seconds"] > budget.eval_seconds:
+            log(f"warning: post-training stages took {results['eval_seconds']:.0f}s, over budget.eval_seconds="
+                f"{budget.eval_seconds:.0f}")
         fits = total <= budget.artifact_bytes
         results["status"] = "ok" if fits else "over_budget"
         rt = results["val"]["roundtrip"]

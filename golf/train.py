@@ -40,9 +40,10 @@ def main(cfg: DictConfig) -> int:
     launcher = instantiate(resolved.launcher)
     try:
         code = launcher.launch(config_path)
-    except Exception:
+    except Exception as e:  # noqa: BLE001 - reported here; the traceback is in train.log and results.json
         if hc.mode != RunMode.MULTIRUN:
-            raise
+            print(f"golf: {type(e).__name__}: {e}\n(traceback in {run_dir / 'train.log'})", file=sys.stderr)
+            sys.exit(1)
         traceback.print_exc()
         print(f"golf: job {run_dir} failed; the sweep continues (see its results.json)", file=sys.stderr)
         return 1

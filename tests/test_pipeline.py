@@ -168,3 +168,14 @@ def test_divergence_stops_with_status_diverged_and_keeps_the_record(smoke_dir, t
     assert on_disk["status"] == "diverged" and on_disk["steps"] == 3 and on_disk["train_loss"][-1] is None
     assert "STOP: non-finite loss" in (tmp_path / "train.log").read_text()
     assert not (tmp_path / "model.golf").exists()
+
+
+def test_artifact_over_the_byte_budget_is_flagged(smoke_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("GOLF_CACHE_DIR", str(smoke_dir.parent))
+    r = run_in_process([*FAST, "logger=none", "train.iterations=2", "budget.artifact_bytes=100000"], tmp_path)
+    assert r["status"] == "over_budget" and r["bytes"]["headroom"] < 0
+    assert r["val"]["roundtrip"]["val_bpb"] > 0  # still scored, so the user sees what it would have been
+    assert "OVER BUDGET" in (tmp_path / "train.log").read_text()
+    from golf.worker import EXIT_CODES
+
+    assert EXIT_CODES["over_budget"] == 0 and results(tmp_path)["status"] == "over_budget"

@@ -37,7 +37,7 @@ class ShardData:
     def prepare(self) -> DataPaths:
         if not self.path.is_dir():
             raise FileNotFoundError(
-                f"data directory not found: {self.path} (data.path). Make it with:\n  {self.make_hint}\n"
+                f"data directory not found: {self.path.resolve()} (data.path={self.path}). Make it with:\n  {self.make_hint}\n"
                 f"or point data.path at an existing directory of shards."
             )
         for kind, pat in (("train", self.train_pattern), ("validation", self.val_pattern)):
@@ -48,7 +48,7 @@ class ShardData:
                 )
         if not self.tokenizer.is_file():
             raise FileNotFoundError(
-                f"tokenizer not found: {self.tokenizer} (data.tokenizer). Make or fetch it with:\n  {self.make_hint}"
+                f"tokenizer not found: {self.tokenizer.resolve()} (data.tokenizer={self.tokenizer}). Make or fetch it with:\n  {self.make_hint}"
             )
         return DataPaths(str(self.path / self.train_pattern), str(self.path / self.val_pattern), self.tokenizer, self.vocab_size)
 
