@@ -59,13 +59,14 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
-def any_rank(flags: list[bool], device: torch.device) -> list[bool]:
-    """Element-wise OR of boolean flags over all ranks (one collective)."""
+def reduce_step(loss: float, flags: list[bool], device: torch.device) -> tuple[float, list[bool]]:
+    """The mean of a per-rank loss and the OR of per-rank flags, in one collective."""
     if not (dist.is_available() and dist.is_initialized()):
-        return list(flags)
-    t = torch.tensor([int(f) for f in flags], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return [bool(v) for v in t.tolist()]
+        return loss, list(flags)
+    t = torch.tensor([loss, *(float(f) for f in flags)], dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    vals = t.tolist()
+    return vals[0] / dist.get_world_size(), [v > 0 for v in vals[1:]]
 
 
 def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ import subprocess
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -223,17 +223,13 @@ def run(
         outcome = train(model=model, train_model=train_model, optimizer=optimizer, schedule=schedule, loader=loader,
                         cfg=train_cfg, dist_info=dist_info, log=log, metrics=metrics, autocast_dtype=autocast_dtype,
                         validate=validate)
-        losses = torch.tensor(outcome.losses, dtype=torch.float64, device=device)
-        if dist_info.distributed:
-            dist.all_reduce(losses, op=dist.ReduceOp.SUM)
-            losses /= dist_info.world_size
         steps = max(outcome.steps, 1)
         results.update(
             steps=outcome.steps, stop_reason=outcome.stop_reason, train_seconds=round(outcome.train_ms / 1000, 3),
             step_avg_ms=round(outcome.train_ms / steps, 3), step_median_ms=round(outcome.step_median_ms, 3),
             tokens_per_s=round(train_cfg.batch_tokens * outcome.steps / max(outcome.train_ms / 1000, 1e-9), 1),
             tokens_seen=train_cfg.batch_tokens * outcome.steps,
-            train_loss=losses.tolist(), val_history=outcome.val_history,
+            train_loss=outcome.losses, val_history=outcome.val_history,
             peak_memory_mib=(torch.cuda.max_memory_allocated(device) // 2**20 if device.type == "cuda" else None),
         )
         stage("train", t0)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from golf.dist import DistInfo, any_rank
+from golf.dist import DistInfo, reduce_step
 
 
 @dataclass
@@ -149,17 +149,15 @@ def train(
         optimizer.set_lr_multiplier(mult)
         optimizer.set_muon_momentum(schedule.muon_momentum(step))
         loss = one_step()
-        loss_value = float(loss.item())
+        local_loss = float(loss.item())
         step += 1
         now = time.perf_counter()
+        elapsed_ms = 1000.0 * (now - t_start) - paused_ms
+        reached = (cap_ms is not None and elapsed_ms >= cap_ms) or step >= cfg.iterations
+        loss_value, flags = reduce_step(local_loss, [not math.isfinite(local_loss), reached], device)
         out.step_ms.append(1000.0 * (now - t_prev))
         t_prev = now
         out.losses.append(loss_value)
-        elapsed_ms = 1000.0 * (now - t_start) - paused_ms
-
-        nonfinite = not math.isfinite(loss_value)
-        reached = (cap_ms is not None and elapsed_ms >= cap_ms) or step >= cfg.iterations
-        flags = any_rank([nonfinite, reached], device)
         if step % cfg.log_every == 0 or step <= 5 or flags[0] or flags[1]:
             avg = elapsed_ms / step
             if cap_ms is not None:

@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{label}: {rows[label]['median_ms']:.1f} ms", flush=True)
     dev = torch.cuda.get_device_name(0)
     print(f"\n{dev}, torch {torch.__version__}, {a.steps} timed steps after {a.warmup} warm-up steps")
-    print(f"| variant | median step (ms) | tokens/s | grad accum | peak MiB | loss at last step |\n|---|---|---|---|---|---|")
+    print("| variant | median step (ms) | tokens/s | grad accum | peak MiB | loss at last step |\n|---|---|---|---|---|---|")
     for k, r in rows.items():
         print(f"| {k} | {r['median_ms']:.1f} | {r['batch_tokens'] / r['median_ms'] * 1000 / 1e6:.2f}M | {r['grad_accum']} | "
               f"{r['peak_mib']} | {r['final_loss']:.4f} |")

@@ -60,8 +60,9 @@ def smoke_dir(tmp_path_factory) -> Path:
 
 def compose_config(overrides: list[str]):
     """Compose ``conf/config.yaml`` with ``overrides`` as ``python -m golf.train`` would (no run dir)."""
-    import golf.train  # noqa: F401  (registers the golf_group resolver)
     from hydra import compose, initialize_config_dir
+
+    import golf.train  # noqa: F401  (registers the golf_group resolver)
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(config_name="config", overrides=list(overrides))

@@ -10,7 +10,6 @@ import pytest
 import torch
 from safetensors.torch import load as st_load
 
-import golf
 from golf.compress.artifact import (
     FORMAT_VERSION,
     MAGIC,

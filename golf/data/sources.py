@@ -48,7 +48,8 @@ class ShardData:
                 )
         if not self.tokenizer.is_file():
             raise FileNotFoundError(
-                f"tokenizer not found: {self.tokenizer.resolve()} (data.tokenizer={self.tokenizer}). Make or fetch it with:\n  {self.make_hint}"
+                f"tokenizer not found: {self.tokenizer.resolve()} (data.tokenizer={self.tokenizer}). "
+                f"Make or fetch it with:\n  {self.make_hint}"
             )
         return DataPaths(str(self.path / self.train_pattern), str(self.path / self.val_pattern), self.tokenizer, self.vocab_size)
 
