@@ -1,9 +1,10 @@
 """Learning-rate and momentum schedules shared by every optimizer group.
 
 LR: constant, then a linear warmdown to 0. With a wallclock cap (the iteration cap is then ignored,
-as in the records) the warmdown is timed by measured throughput (the records' rule, techniques.md
-§3.6): warmdown_ms = warmdown_iters * (elapsed_ms / step), and the multiplier is remaining_ms / warmdown_ms once remaining_ms <= warmdown_ms. Without a cap it
-counts iterations. An optional floor keeps the multiplier >= ``lr_floor``.
+as in the records) the warmdown is timed by measured throughput (techniques.md §3.6):
+warmdown_ms = warmdown_iters * elapsed_ms / step, and the multiplier is remaining_ms / warmdown_ms
+once remaining_ms <= warmdown_ms. Without a cap it counts iterations. An optional floor keeps the
+multiplier >= ``lr_floor``.
 Muon momentum: linear from ``momentum_start`` to ``momentum_end`` over ``momentum_warmup_steps``.
 """
 
