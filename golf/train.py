@@ -13,6 +13,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -28,6 +29,32 @@ def resolve_run_config(cfg: DictConfig, run_dir: Path, overrides: list[str], gro
     resolved.run = {"dir": str(run_dir), "name": f"{name}/seed={resolved.seed}", "group": group or name,
                     "overrides": overrides}
     return resolved
+
+
+class SweepSummary(Callback):
+    """After a sweep: the table of ``scripts/summarize.py`` (mean ± std per group), summary.md and summary.png."""
+
+    def __init__(self, baseline: str | None = None, plot: bool = True):
+        self.baseline, self.plot = baseline, plot
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        from golf.summary import load_results, plot, table
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        groups, problems = load_results(sweep_dir)
+        lines = [f"sweep {sweep_dir}: {sum(len(g.runs) for g in groups.values())} finished runs"]
+        if groups:
+            try:
+                lines.append(table(groups, self.baseline))
+            except KeyError as e:
+                lines += [table(groups), f"(no baseline test: {e.args[0]})"]
+        lines += [f"left out: {path.parent}: {why}" for path, why in problems]
+        text = "\n".join(lines)
+        print(text)
+        if sweep_dir.is_dir():
+            (sweep_dir / "summary.md").write_text(text + "\n")
+            if groups and self.plot:
+                plot(groups, sweep_dir / "summary.png")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

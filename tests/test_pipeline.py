@@ -129,6 +129,7 @@ def test_sweep_keeps_going_past_a_failed_seed(smoke_dir, tmp_path):
     assert ok["status"] == "ok"
     assert bad["status"] == "failed" and "seed must be in" in bad["error"]
     assert "the sweep continues" in p.stderr
+    assert "1 finished runs" in p.stdout and "left out:" in p.stdout and (tmp_path / "summary.md").is_file()
 
 
 def test_missing_data_dir_names_path_and_command(tmp_path, smoke_dir):
