@@ -117,6 +117,8 @@ def test_torchrun_two_gloo_ranks_match_one_process(smoke_dir, tmp_path):
     assert b["train_loss"][0] == pytest.approx(a["train_loss"][0], rel=1e-5)  # same init and tokens; fp32 sum order
     assert b["train_loss"] == pytest.approx(a["train_loss"], rel=2e-3)  # Muon's bf16 Newton–Schulz adds rounding
     assert b["val"]["roundtrip"]["val_bpb"] == pytest.approx(a["val"]["roundtrip"]["val_bpb"], rel=2e-3)
+    assert a["bytes"]["code"] == b["bytes"]["code"] and a["bytes"]["code_files"] == b["bytes"]["code_files"]
+    assert "golf/worker.py" in a["bytes"]["code_files"] and "golf/train.py" not in a["bytes"]["code_files"]
     assert not (tmp_path / "ddp" / "rank1").exists() and len(list((tmp_path / "ddp").glob("results.json"))) == 1
 
 

@@ -67,22 +67,24 @@ def read_artifact(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict]:
 
 
 CODE_BYTES_METHOD = (
-    "sum of the UTF-8 bytes of every golf source file loaded by the run (the package modules the "
-    "training and evaluation code executed, entry points included); listed in code_files"
+    "sum of the UTF-8 bytes of the golf source files the run executed (every golf module loaded, plus "
+    "golf/worker.py, less the Hydra front end golf/train.py, golf/launch.py and golf/summary.py, so the count is "
+    "the same under any launcher); listed in code_files"
 )
+FRONT_END = ("train.py", "launch.py", "summary.py")
 
 
 def code_files() -> list[Path]:
-    """The golf source files loaded in this process (what a single-file export would have to carry)."""
+    """The golf source files a run needs (see CODE_BYTES_METHOD)."""
     root = Path(__file__).resolve().parents[1]
-    files = set()
+    files = {root / "worker.py"}
     for mod in list(sys.modules.values()):
         f = getattr(mod, "__file__", None)
         if f and f.endswith(".py"):
             p = Path(f).resolve()
             if root in p.parents:
                 files.add(p)
-    return sorted(files)
+    return sorted(p for p in files if p.relative_to(root).as_posix() not in FRONT_END)
 
 
 def code_bytes(files: list[Path] | None = None) -> int:
