@@ -285,3 +285,25 @@ def test_muon_adam_fused_default_off_on_cpu(tiny_gpt):
     adams = [o for o in opt.optimizers if isinstance(o, torch.optim.Adam)]
     assert adams and all(o.param_groups[0]["fused"] in (False, None) for o in adams)
     assert np.isclose(adams[0].param_groups[0]["betas"][1], 0.95)
+
+
+def test_grad_clip_norm_scales_all_gradients_to_the_global_norm():
+    from golf.models.gpt import GPT
+    from golf.optim.muon_adam import MuonAdam
+
+    torch.manual_seed(0)
+    model = GPT(vocab_size=64, num_layers=2, model_dim=32, num_heads=4, num_kv_heads=2)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    total = torch.sqrt(sum((p.grad**2).sum() for p in model.parameters()))
+    before = {id(p): p.grad.clone() for p in model.parameters()}
+    opt = MuonAdam(model, grad_clip_norm=0.5)
+    for o in opt.optimizers:  # look at the clipped grads only
+        o.step = lambda *a, **k: None
+    opt.step()
+    after = torch.sqrt(sum((p.grad**2).sum() for p in model.parameters()))
+    assert after == pytest.approx(0.5, rel=1e-4)
+    p0 = next(model.parameters())
+    assert torch.allclose(p0.grad, before[id(p0)] * (0.5 / total), rtol=1e-4)
+    with pytest.raises(ValueError, match="grad_clip_norm must be >= 0"):
+        MuonAdam(model, grad_clip_norm=-1)

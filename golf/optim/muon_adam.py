@@ -33,7 +33,12 @@ class MuonAdam:
         adam_eps: float = 1e-8,
         adam_weight_decay: float = 0.0,
         fused: bool | None = None,
+        grad_clip_norm: float = 0.0,
     ):
+        if grad_clip_norm < 0:
+            raise ValueError(f"optimizer.grad_clip_norm must be >= 0 (0: off), got {grad_clip_norm}")
+        self.grad_clip_norm = grad_clip_norm
+        self.params = [p for p in model.parameters() if p.requires_grad]
         groups = model.param_groups()
         unknown = set(groups) - {"matrix", "embed", "head", "scalar"}
         if unknown:
@@ -76,6 +81,8 @@ class MuonAdam:
                 g["momentum"] = momentum
 
     def step(self) -> None:
+        if self.grad_clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip_norm)
         for opt in self.optimizers:
             opt.step()
 
