@@ -24,7 +24,7 @@ import torch.distributed as dist
 from torch import nn
 
 import golf
-from golf.compress.artifact import CODE_BYTES_METHOD, code_bytes, code_files, read_artifact, write_artifact
+from golf.compress.artifact import CODE_BYTES_METHOD, code_bytes, code_digest, code_files, read_artifact, write_artifact
 from golf.data.loader import SequentialLoader
 from golf.data.shards import read_shard, shard_files
 from golf.data.tokenizer import byte_lut, load_sentencepiece
@@ -280,7 +280,7 @@ def run(
             "code": c_bytes, "model": model_bytes, "total": total, "limit": budget.artifact_bytes,
             "headroom": budget.artifact_bytes - total, "code_method": CODE_BYTES_METHOD,
             "code_files": [str(f.relative_to(root)) for f in files], "artifact": ARTIFACT_NAME,
-            "codec": getattr(compressor, "name", None),
+            "codec": getattr(compressor, "name", None), "code_sha256": code_digest(files),
         }
         post = ("eval_prequant", "quantize", "compress", "load_artifact", "eval_roundtrip")
         results["eval_seconds"] = round(sum(stages.get(k, 0.0) for k in post), 3)

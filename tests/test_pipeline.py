@@ -64,7 +64,7 @@ def test_smoke_run_writes_a_complete_record(smoke_run):
     b = r["bytes"]
     assert b["total"] == b["code"] + b["model"] and b["limit"] == 16_000_000 and b["headroom"] == 16_000_000 - b["total"]
     assert b["model"] == (smoke_run / "model.golf").stat().st_size
-    assert "golf/pipeline.py" in b["code_files"] and "UTF-8" in b["code_method"]
+    assert "golf/pipeline.py" in b["code_files"] and "UTF-8" in b["code_method"] and len(b["code_sha256"]) == 64
     assert {"python", "torch", "hydra"} <= set(r["env"]["versions"]) and r["env"]["device"]
     for stage in ("build", "train", "eval_prequant", "quantize", "compress", "load_artifact", "eval_roundtrip"):
         assert r["stages_s"][stage] >= 0

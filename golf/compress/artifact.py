@@ -7,6 +7,7 @@ payload is a safetensors file whose metadata entry "golf" is the JSON of the qua
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -85,6 +86,15 @@ def code_files() -> list[Path]:
             if root in p.parents:
                 files.add(p)
     return sorted(p for p in files if p.relative_to(root).as_posix() not in FRONT_END)
+
+
+def code_digest(files: list[Path] | None = None) -> str:
+    """sha256 over the counted source files (path and content): identifies the code where git is absent."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for p in code_files() if files is None else files:
+        h.update(p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 def code_bytes(files: list[Path] | None = None) -> int:
