@@ -69,14 +69,6 @@ def reduce_step(loss: float, flags: list[bool], device: torch.device) -> tuple[f
     return vals[0] / dist.get_world_size(), [v > 0 for v in vals[1:]]
 
 
-def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
-    if dist.is_available() and dist.is_initialized():
-        t = t.clone()
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-        t /= dist.get_world_size()
-    return t
-
-
 def seed_all(seed: int) -> None:
     if not 0 <= seed < 2**32:
         raise ValueError(f"seed must be in [0, 2**32), got {seed}")

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 CHALLENGE_MARGIN_NATS = 0.005
-CHALLENGE_ALPHA = 0.01
 
 
 @dataclass
@@ -123,6 +122,21 @@ def table(groups: dict[str, Group], baseline: str | None = None) -> str:
                     row += " n<2 | — | — |"
         rows.append(row)
     return "\n".join(rows)
+
+
+def write_summary(out_dir: str | Path, groups: dict[str, Group], problems: list[tuple[Path, str]],
+                  baseline: str | None = None, make_plot: bool = True) -> str:
+    """Write summary.md (the table, then the runs left out) and summary.png into ``out_dir``; return the markdown.
+    Raises KeyError, before writing anything, when ``baseline`` names no single group."""
+    md = table(groups, baseline) if groups else "no finished runs"
+    if problems:
+        md += "\n\nRuns left out:\n" + "\n".join(f"- {path}: {why}" for path, why in problems)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "summary.md").write_text(md + "\n")
+    if make_plot and groups:
+        plot(groups, out_dir / "summary.png")
+    return md
 
 
 def _ms(v: list[float], nd: int) -> str:

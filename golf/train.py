@@ -38,23 +38,15 @@ class SweepSummary(Callback):
         self.baseline, self.plot = baseline, plot
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        from golf.summary import load_results, plot, table
+        from golf.summary import load_results, write_summary
 
         sweep_dir = Path(config.hydra.sweep.dir)
         groups, problems = load_results(sweep_dir)
-        lines = [f"sweep {sweep_dir}: {sum(len(g.runs) for g in groups.values())} finished runs"]
-        if groups:
-            try:
-                lines.append(table(groups, self.baseline))
-            except KeyError as e:
-                lines += [table(groups), f"(no baseline test: {e.args[0]})"]
-        lines += [f"left out: {path.parent}: {why}" for path, why in problems]
-        text = "\n".join(lines)
-        print(text)
-        if sweep_dir.is_dir():
-            (sweep_dir / "summary.md").write_text(text + "\n")
-            if groups and self.plot:
-                plot(groups, sweep_dir / "summary.png")
+        try:
+            md = write_summary(sweep_dir, groups, problems, self.baseline, self.plot)
+        except KeyError as e:
+            md = write_summary(sweep_dir, groups, problems, None, self.plot) + f"\n(no baseline test: {e.args[0]})"
+        print(f"sweep {sweep_dir}: {sum(len(g.runs) for g in groups.values())} finished runs\n{md}")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from golf.summary import load_results, plot, table  # noqa: E402
+from golf.summary import load_results, write_summary  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,19 +31,15 @@ def main(argv: list[str] | None = None) -> int:
     if not groups:
         print(f"summarize: no finished runs (results.json with status ok) under {a.sweep_dir}", file=sys.stderr)
         return 1
+    out = a.out or a.sweep_dir
     try:
-        md = table(groups, a.baseline)
+        md = write_summary(out, groups, problems, a.baseline, make_plot=not a.no_plot)
     except KeyError as e:
         print(f"summarize: {e.args[0]}", file=sys.stderr)
         return 2
-    if problems:
-        md += "\n\nRuns left out:\n" + "\n".join(f"- {path}: {why}" for path, why in problems)
     print(md)
-    out = a.out or a.sweep_dir
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.md").write_text(md + "\n")
     if not a.no_plot:
-        print(f"plot: {plot(groups, out / 'summary.png')}")
+        print(f"plot: {out / 'summary.png'}")
     return 0
 
 

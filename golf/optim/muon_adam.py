@@ -44,9 +44,8 @@ class MuonAdam:
         if unknown:
             raise ValueError(f"model.param_groups() returned unknown roles {sorted(unknown)}")
         n_routed = sum(len(v) for v in groups.values())
-        n_total = sum(1 for p in model.parameters() if p.requires_grad)
-        if n_routed != n_total:
-            raise ValueError(f"model.param_groups() routes {n_routed} of {n_total} trainable parameters")
+        if n_routed != len(self.params):
+            raise ValueError(f"model.param_groups() routes {n_routed} of {len(self.params)} trainable parameters")
         if fused is None:
             fused = all(p.is_cuda for p in model.parameters())
         betas = tuple(float(b) for b in adam_betas)
