@@ -1,20 +1,18 @@
-"""One run, stage by stage: build -> train -> evaluate -> quantize -> compress -> load back -> score.
+"""One run as a list of stages: build -> train -> eval_prequant -> quantize -> compress -> load_artifact ->
+eval_roundtrip -> account.
 
-The score is always that of the model loaded back from the compressed artifact. Every stage is
-timed; ``results.json`` is rewritten atomically after each stage, so a failure keeps what was done.
+Each stage is a plain function of the run's state (``Run``); ``run`` times every stage, stores the time in
+``results["stages_s"]`` and rewrites ``results.json`` atomically after each, so a failure keeps what was
+done. A new stage is one function and one entry in ``STAGES``. The score is always that of the model loaded
+back from the compressed artifact.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import platform
-import subprocess
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +27,14 @@ from golf.data.loader import SequentialLoader
 from golf.data.shards import read_shard, shard_files
 from golf.data.tokenizer import byte_lut, load_sentencepiece
 from golf.dist import DistInfo, cleanup, init_distributed, seed_all
-from golf.eval.bpb import EvalResult, LutOnDevice, truncate_validation
+from golf.eval.bpb import LutOnDevice, truncate_validation
 from golf.logging import NullBackend, RunLog
 from golf.quant.format import dequantize_state
+from golf.results import new_results, provenance, write_json_atomic
 from golf.trainer import TrainConfig, train
 
-RESULTS_SCHEMA = 1
 ARTIFACT_NAME = "model.golf"
+POST_TRAINING = ("eval_prequant", "quantize", "compress", "load_artifact", "eval_roundtrip")
 
 
 @dataclass
@@ -48,45 +47,64 @@ class VocabMismatch(ValueError):
     pass
 
 
-def _finite_or_none(obj: Any) -> Any:
-    """JSON has no NaN/inf: a diverged loss is written as null."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite_or_none(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite_or_none(v) for v in obj]
-    return obj
+@dataclass
+class Parts:
+    """The run's components, as the config built them."""
+
+    data: Any
+    model_factory: Callable[[], nn.Module]
+    optimizer_factory: Callable[[nn.Module], Any]
+    schedule: Any
+    train_cfg: TrainConfig
+    evaluator: Any
+    quantizer: Any
+    compressor: Any
+    budget: Budget
 
 
-def write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    text = json.dumps(_finite_or_none(obj), indent=2, default=str, allow_nan=False)
-    tmp.write_text(text + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+@dataclass
+class Run:
+    """What the stages share: the components, the process's place in the job, and what earlier stages made."""
 
+    run_dir: Path
+    seed: int
+    parts: Parts
+    dist: DistInfo
+    log: RunLog
+    metrics: Any
+    results: dict[str, Any]
+    stop: bool = False                   # a stage ended the run early (status already set)
+    exit_code: int = 0
+    autocast_dtype: torch.dtype | None = None
+    lut: LutOnDevice | None = None
+    val_tokens: torch.Tensor | None = None
+    model: nn.Module | None = None
+    train_model: nn.Module | None = None
+    optimizer: Any = None
+    loader: Any = None
+    outcome: Any = None
+    loaded: nn.Module | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
 
-def provenance(device: torch.device) -> dict[str, Any]:
-    root = Path(golf.__file__).resolve().parents[1]
+    @property
+    def device(self) -> torch.device:
+        return self.dist.device
 
-    def git(*args: str) -> str | None:
-        try:
-            r = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
-            return r.stdout.strip() if r.returncode == 0 else None
-        except (OSError, subprocess.SubprocessError):
-            return None
+    @property
+    def main(self) -> bool:
+        return self.dist.is_main
 
-    sha = git("rev-parse", "HEAD")
-    dirty = None if sha is None else bool(git("status", "--porcelain", "--untracked-files=no"))
-    versions = {"python": platform.python_version(), "torch": torch.__version__, "golf": golf.__version__, "numpy": np.__version__}
-    for mod in ("hydra", "omegaconf", "sentencepiece", "zstandard", "safetensors", "wandb"):
-        try:
-            versions[mod] = __import__(mod).__version__
-        except Exception:  # noqa: BLE001 - a missing optional library is recorded as absent
-            versions[mod] = None
-    dev = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
-    return {"git_sha": sha, "git_dirty": dirty, "versions": versions, "device": dev,
-            "host": platform.node(), "cuda": torch.version.cuda}
+    def save(self) -> None:
+        if self.main:
+            write_json_atomic(self.run_dir / "results.json", self.results)
+
+    def evaluate(self, model: nn.Module) -> dict[str, Any]:
+        """Score ``model`` with the configured evaluator; the result as results.json stores it."""
+        t = time.perf_counter()
+        r = self.parts.evaluator.evaluate(model, self.val_tokens, self.lut, rank=self.dist.rank,
+                                          world_size=self.dist.world_size, autocast_dtype=self.autocast_dtype)
+        return {"val_loss": r.val_loss, "val_bpb": r.val_bpb, "tokens": r.tokens, "bytes": r.bytes,
+                "seconds": round(time.perf_counter() - t, 3)}
 
 
 def configure_backends(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
@@ -117,196 +135,188 @@ def _want_compile(cfg: TrainConfig, device: torch.device) -> bool:
     raise ValueError(f"train.compile must be true, false or auto, got {cfg.compile!r}")
 
 
-def _eval_dict(r: EvalResult) -> dict[str, Any]:
-    return {"val_loss": r.val_loss, "val_bpb": r.val_bpb, "tokens": r.tokens, "bytes": r.bytes, "seconds": round(r.seconds, 3)}
+def _fmt_eval(r: dict[str, Any]) -> str:
+    return f"val_loss {r['val_loss']:.4f} val_bpb {r['val_bpb']:.4f}"
 
 
-def run(
-    *,
-    run_dir: str | os.PathLike,
-    seed: int,
-    data,
-    model_factory: Callable[[], nn.Module],
-    optimizer_factory: Callable[[nn.Module], Any],
-    schedule,
-    train_cfg: TrainConfig,
-    evaluator,
-    quantizer,
-    compressor,
-    metrics=None,
-    budget: Budget | None = None,
-    info: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Run the whole pipeline in this process (one rank of a torchrun job, or alone)."""
-    run_dir = Path(run_dir)
-    budget = budget or Budget()
-    info = dict(info or {})
-    dist_info: DistInfo = init_distributed(train_cfg.device)
-    main = dist_info.is_main
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    log = RunLog(run_dir / "train.log", enabled=main)
-    metrics = metrics if (metrics is not None and main) else NullBackend()
-    results: dict[str, Any] = {
-        "schema": RESULTS_SCHEMA, "status": "running", "error": None,
-        "name": info.get("name"), "overrides": info.get("overrides", []), "group": info.get("group"),
-        "seed": seed, "run_dir": str(run_dir), "world_size": dist_info.world_size,
-        "val": {"prequant": None, "roundtrip": None, "sliding": None, "ttt": None},
-        "stages_s": {},
-    }
-    stages: dict[str, float] = results["stages_s"]
+# ------------------------------------------------------------------------------------------------ stages
 
-    def save() -> None:
-        if main:
-            write_json_atomic(run_dir / "results.json", results)
 
-    def stage(name: str, t0: float) -> None:
-        stages[name] = round(time.perf_counter() - t0, 3)
-        save()
+def build(run: Run) -> None:
+    """Data, tokenizer tables, validation tokens, the model (seeded), optimizer, compiled/DDP wrapper, loader."""
+    p, cfg = run.parts, run.parts.train_cfg
+    paths = p.data.prepare()
+    sp = load_sentencepiece(paths.tokenizer)
+    if int(sp.vocab_size()) != paths.vocab_size:
+        raise VocabMismatch(f"tokenizer {paths.tokenizer} has vocabulary {sp.vocab_size()} but data.vocab_size="
+                            f"{paths.vocab_size}; set data.vocab_size (and model.vocab_size) to {sp.vocab_size()}")
+    seed_all(run.seed)
+    model = p.model_factory()
+    if getattr(model, "vocab_size", None) != int(sp.vocab_size()):
+        raise VocabMismatch(f"model.vocab_size={getattr(model, 'vocab_size', None)} does not match the tokenizer "
+                            f"{paths.tokenizer} (vocabulary {sp.vocab_size()}); refusing to train")
+    device = run.device
+    run.autocast_dtype = configure_backends(cfg, device)
+    model = model.to(device)
+    if run.autocast_dtype is not None and hasattr(model, "cast_for_training"):
+        model.cast_for_training(run.autocast_dtype)
+    run.results["model_params"] = sum(q.numel() for q in model.parameters())
+    run.lut = LutOnDevice(byte_lut(sp, model.vocab_size), device)
+    val_np = np.concatenate([read_shard(f) for f in shard_files(paths.val_pattern)])
+    run.val_tokens = torch.from_numpy(truncate_validation(val_np, p.evaluator.seq_len).astype(np.int32)).to(device)
+    run.optimizer = p.optimizer_factory(model)
+    compiled = _want_compile(cfg, device)
+    train_model: nn.Module = model
+    if compiled:
+        run.optimizer.compile()
+        train_model = torch.compile(model, dynamic=False, fullgraph=True)
+    if run.dist.distributed and not getattr(run.optimizer, "syncs_gradients", False):
+        ids = [device.index] if device.type == "cuda" else None
+        train_model = nn.parallel.DistributedDataParallel(train_model, device_ids=ids, broadcast_buffers=False)
+    run.model, run.train_model = model, train_model
+    accum = cfg.grad_accum(run.dist.world_size)
+    run.results.update(grad_accum=accum, compiled=compiled, precision=str(run.autocast_dtype or "float32"))
+    run.log(f"model {type(model).__name__} params {run.results['model_params']:,} | vocab {model.vocab_size} | batch "
+            f"{cfg.batch_tokens:,} tokens x seq {cfg.seq_len} | grad_accum {accum} | compile {compiled} | precision "
+            f"{run.results['precision']} | val {run.val_tokens.numel() - 1:,} tokens")
+    run.loader = SequentialLoader(paths.train_pattern, rank=run.dist.rank, world_size=run.dist.world_size, device=device)
 
-    exit_code = 0
-    try:
-        results["env"] = provenance(dist_info.device)
-        save()
-        metrics.start(config=info.get("config", {}), run_dir=run_dir, name=info.get("name") or run_dir.name,
-                      group=info.get("group"))
-        log(f"golf {golf.__version__} | run {run_dir} | device {results['env']['device']} x{dist_info.world_size} | "
-            f"git {results['env']['git_sha'] and results['env']['git_sha'][:10]}{' (dirty)' if results['env']['git_dirty'] else ''}")
 
-        t0 = time.perf_counter()
-        paths = data.prepare()
-        sp = load_sentencepiece(paths.tokenizer)
-        if int(sp.vocab_size()) != paths.vocab_size:
-            raise VocabMismatch(f"tokenizer {paths.tokenizer} has vocabulary {sp.vocab_size()} but data.vocab_size="
-                                f"{paths.vocab_size}; set data.vocab_size (and model.vocab_size) to {sp.vocab_size()}")
-        seed_all(seed)
-        model = model_factory()
-        if getattr(model, "vocab_size", None) != int(sp.vocab_size()):
-            raise VocabMismatch(f"model.vocab_size={getattr(model, 'vocab_size', None)} does not match the tokenizer "
-                                f"{paths.tokenizer} (vocabulary {sp.vocab_size()}); refusing to train")
-        device = dist_info.device
-        autocast_dtype = configure_backends(train_cfg, device)
-        model = model.to(device)
-        if autocast_dtype is not None and hasattr(model, "cast_for_training"):
-            model.cast_for_training(autocast_dtype)
-        n_params = sum(p.numel() for p in model.parameters())
-        results["model_params"] = n_params
-        lut = LutOnDevice(byte_lut(sp, model.vocab_size), device)
-        val_np = np.concatenate([read_shard(f) for f in shard_files(paths.val_pattern)])
-        val_tokens = torch.from_numpy(truncate_validation(val_np, evaluator.seq_len).astype(np.int32)).to(device)
-        optimizer = optimizer_factory(model)
-        compiled = _want_compile(train_cfg, device)
-        train_model: nn.Module = model
-        if compiled:
-            optimizer.compile()
-            train_model = torch.compile(model, dynamic=False, fullgraph=True)
-        if dist_info.distributed:
-            ids = [device.index] if device.type == "cuda" else None
-            train_model = nn.parallel.DistributedDataParallel(train_model, device_ids=ids, broadcast_buffers=False)
-        accum = train_cfg.grad_accum(dist_info.world_size)
-        results.update(grad_accum=accum, compiled=compiled, precision=str(autocast_dtype or "float32"))
-        log(f"model {type(model).__name__} params {n_params:,} | vocab {model.vocab_size} | batch {train_cfg.batch_tokens:,} tokens "
-            f"x seq {train_cfg.seq_len} | grad_accum {accum} | compile {compiled} | precision {results['precision']} | "
-            f"val {val_tokens.numel() - 1:,} tokens")
-        loader = SequentialLoader(paths.train_pattern, rank=dist_info.rank, world_size=dist_info.world_size, device=device)
-        stage("build", t0)
+def train_stage(run: Run) -> None:
+    cfg, device = run.parts.train_cfg, run.device
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    outcome = train(model=run.model, train_model=run.train_model, optimizer=run.optimizer, schedule=run.parts.schedule,
+                    loader=run.loader, cfg=cfg, dist_info=run.dist, log=run.log, metrics=run.metrics,
+                    autocast_dtype=run.autocast_dtype, validate=lambda: run.evaluate(run.model))
+    run.outcome = outcome
+    steps = max(outcome.steps, 1)
+    run.results.update(
+        steps=outcome.steps, stop_reason=outcome.stop_reason, train_seconds=round(outcome.train_ms / 1000, 3),
+        step_avg_ms=round(outcome.train_ms / steps, 3), step_median_ms=round(outcome.step_median_ms, 3),
+        tokens_per_s=round(cfg.batch_tokens * outcome.steps / max(outcome.train_ms / 1000, 1e-9), 1),
+        tokens_seen=cfg.batch_tokens * outcome.steps,
+        train_loss=outcome.losses, val_history=outcome.val_history,
+        peak_memory_mib=(torch.cuda.max_memory_allocated(device) // 2**20 if device.type == "cuda" else None),
+    )
+    if outcome.status == "diverged":
+        run.results.update(status="diverged", error=outcome.stop_reason)
+        run.exit_code, run.stop = 3, True
 
-        def validate(m: nn.Module = model) -> dict[str, Any]:
-            t = time.perf_counter()
-            r = evaluator.evaluate(m, val_tokens, lut, rank=dist_info.rank, world_size=dist_info.world_size,
-                                   autocast_dtype=autocast_dtype)
-            return _eval_dict(EvalResult(r.val_loss, r.val_bpb, r.tokens, r.bytes, time.perf_counter() - t))
 
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        t0 = time.perf_counter()
-        outcome = train(model=model, train_model=train_model, optimizer=optimizer, schedule=schedule, loader=loader,
-                        cfg=train_cfg, dist_info=dist_info, log=log, metrics=metrics, autocast_dtype=autocast_dtype,
-                        validate=validate)
-        steps = max(outcome.steps, 1)
-        results.update(
-            steps=outcome.steps, stop_reason=outcome.stop_reason, train_seconds=round(outcome.train_ms / 1000, 3),
-            step_avg_ms=round(outcome.train_ms / steps, 3), step_median_ms=round(outcome.step_median_ms, 3),
-            tokens_per_s=round(train_cfg.batch_tokens * outcome.steps / max(outcome.train_ms / 1000, 1e-9), 1),
-            tokens_seen=train_cfg.batch_tokens * outcome.steps,
-            train_loss=outcome.losses, val_history=outcome.val_history,
-            peak_memory_mib=(torch.cuda.max_memory_allocated(device) // 2**20 if device.type == "cuda" else None),
-        )
-        stage("train", t0)
-        if outcome.status == "diverged":
-            results["status"] = "diverged"
-            results["error"] = outcome.stop_reason
-            exit_code = 3
-            save()
-            return results
+def eval_prequant(run: Run) -> None:
+    r = run.results
+    r["val"]["prequant"] = run.evaluate(run.model)
+    run.log(f"prequant {_fmt_eval(r['val']['prequant'])} | {r['steps']} steps, step_avg {r['step_avg_ms']:.1f}ms, "
+            f"median {r['step_median_ms']:.1f}ms")
 
-        t0 = time.perf_counter()
-        results["val"]["prequant"] = validate()
-        stage("eval_prequant", t0)
-        log(f"prequant val_loss {results['val']['prequant']['val_loss']:.4f} val_bpb {results['val']['prequant']['val_bpb']:.4f} "
-            f"| {outcome.steps} steps, step_avg {results['step_avg_ms']:.1f}ms, median {results['step_median_ms']:.1f}ms")
 
-        artifact = run_dir / ARTIFACT_NAME
-        if main:
-            t0 = time.perf_counter()
-            qstate = quantizer.quantize(model.state_dict())
-            stage("quantize", t0)
-            t0 = time.perf_counter()
-            model_bytes = write_artifact(artifact, qstate.tensors, qstate.meta, compressor)
-            stage("compress", t0)
-            results["quant_stats"] = qstate.stats
-        if dist_info.distributed:
-            dist.barrier()
+def quantize(run: Run) -> None:
+    if run.main:
+        state = run.model.export_state_dict() if hasattr(run.model, "export_state_dict") else run.model.state_dict()
+        qstate = run.parts.quantizer.quantize(state)
+        run.extras["qstate"] = qstate
+        run.results["quant_stats"] = qstate.stats
 
-        t0 = time.perf_counter()
-        tensors, meta = read_artifact(artifact)
-        state = dequantize_state(tensors, meta)
-        seed_all(seed)
-        loaded = model_factory().to(device)
-        if autocast_dtype is not None and hasattr(loaded, "cast_for_training"):
-            loaded.cast_for_training(autocast_dtype)
+
+def compress(run: Run) -> None:
+    if run.main:
+        qstate = run.extras.pop("qstate")
+        write_artifact(run.run_dir / ARTIFACT_NAME, qstate.tensors, qstate.meta, run.parts.compressor)
+    if run.dist.distributed:
+        dist.barrier()
+
+
+def load_artifact(run: Run) -> None:
+    tensors, meta = read_artifact(run.run_dir / ARTIFACT_NAME)
+    state = dequantize_state(tensors, meta)
+    seed_all(run.seed)
+    loaded = run.parts.model_factory().to(run.device)
+    if run.autocast_dtype is not None and hasattr(loaded, "cast_for_training"):
+        loaded.cast_for_training(run.autocast_dtype)
+    if hasattr(loaded, "load_export_state_dict"):
+        loaded.load_export_state_dict(state)
+    else:
         loaded.load_state_dict(state, strict=True)
-        stage("load_artifact", t0)
-        t0 = time.perf_counter()
-        results["val"]["roundtrip"] = validate(loaded)
-        stage("eval_roundtrip", t0)
+    run.loaded = loaded
 
-        files = code_files()
-        c_bytes = code_bytes(files)
-        model_bytes = artifact.stat().st_size
-        total = c_bytes + model_bytes
-        root = Path(golf.__file__).resolve().parents[1]
-        results["bytes"] = {
-            "code": c_bytes, "model": model_bytes, "total": total, "limit": budget.artifact_bytes,
-            "headroom": budget.artifact_bytes - total, "code_method": CODE_BYTES_METHOD,
-            "code_files": [str(f.relative_to(root)) for f in files], "artifact": ARTIFACT_NAME,
-            "codec": getattr(compressor, "name", None), "code_sha256": code_digest(files),
-        }
-        post = ("eval_prequant", "quantize", "compress", "load_artifact", "eval_roundtrip")
-        results["eval_seconds"] = round(sum(stages.get(k, 0.0) for k in post), 3)
-        if results["eval_seconds"] > budget.eval_seconds:
-            log(f"warning: post-training stages took {results['eval_seconds']:.0f}s, over budget.eval_seconds="
+
+def eval_roundtrip(run: Run) -> None:
+    run.results["val"]["roundtrip"] = run.evaluate(run.loaded)
+
+
+def account(run: Run) -> None:
+    """Bytes against the budget, post-training seconds, the status line."""
+    r, budget = run.results, run.parts.budget
+    files = code_files()
+    c_bytes = code_bytes(files)
+    model_bytes = (run.run_dir / ARTIFACT_NAME).stat().st_size
+    total = c_bytes + model_bytes
+    root = Path(golf.__file__).resolve().parents[1]
+    r["bytes"] = {
+        "code": c_bytes, "model": model_bytes, "total": total, "limit": budget.artifact_bytes,
+        "headroom": budget.artifact_bytes - total, "code_method": CODE_BYTES_METHOD,
+        "code_files": [str(f.relative_to(root)) for f in files], "artifact": ARTIFACT_NAME,
+        "codec": getattr(run.parts.compressor, "name", None), "code_sha256": code_digest(files),
+    }
+    r["eval_seconds"] = round(sum(r["stages_s"].get(k, 0.0) for k in POST_TRAINING), 3)
+    if r["eval_seconds"] > budget.eval_seconds:
+        run.log(f"warning: post-training stages took {r['eval_seconds']:.0f}s, over budget.eval_seconds="
                 f"{budget.eval_seconds:.0f}")
-        fits = total <= budget.artifact_bytes
-        results["status"] = "ok" if fits else "over_budget"
-        rt = results["val"]["roundtrip"]
-        log(f"roundtrip val_loss {rt['val_loss']:.4f} val_bpb {rt['val_bpb']:.4f} | bytes: model {model_bytes:,} + code "
-            f"{c_bytes:,} = {total:,} / {budget.artifact_bytes:,} {'OK' if fits else 'OVER BUDGET'}")
-        if not fits:
-            log(f"!!! OVER BUDGET by {total - budget.artifact_bytes:,} bytes: this artifact is not a valid submission !!!")
-        save()
-        metrics.summary({"val_bpb": rt["val_bpb"], "val_loss": rt["val_loss"],
-                         "prequant_val_bpb": results["val"]["prequant"]["val_bpb"], "total_bytes": total,
-                         "steps": outcome.steps, "step_avg_ms": results["step_avg_ms"], "status": results["status"]})
-        return results
+    fits = total <= budget.artifact_bytes
+    r["status"] = "ok" if fits else "over_budget"
+    run.log(f"roundtrip {_fmt_eval(r['val']['roundtrip'])} | bytes: model {model_bytes:,} + code {c_bytes:,} = "
+            f"{total:,} / {budget.artifact_bytes:,} {'OK' if fits else 'OVER BUDGET'}")
+    if not fits:
+        run.log(f"!!! OVER BUDGET by {total - budget.artifact_bytes:,} bytes: this artifact is not a valid submission !!!")
+    run.metrics.summary({"val_bpb": r["val"]["roundtrip"]["val_bpb"], "val_loss": r["val"]["roundtrip"]["val_loss"],
+                         "prequant_val_bpb": r["val"]["prequant"]["val_bpb"], "total_bytes": total,
+                         "steps": r["steps"], "step_avg_ms": r["step_avg_ms"], "status": r["status"]})
+
+
+STAGES: tuple[tuple[str, Callable[[Run], None]], ...] = (
+    ("build", build), ("train", train_stage), ("eval_prequant", eval_prequant), ("quantize", quantize),
+    ("compress", compress), ("load_artifact", load_artifact), ("eval_roundtrip", eval_roundtrip), ("account", account),
+)
+
+
+def run(*, run_dir, seed: int, data, model_factory, optimizer_factory, schedule, train_cfg: TrainConfig, evaluator,
+        quantizer, compressor, metrics=None, budget: Budget | None = None, info: dict[str, Any] | None = None) -> dict:
+    """Run every stage in this process (one rank of a torchrun job, or alone); returns the results dict."""
+    run_dir = Path(run_dir)
+    info = dict(info or {})
+    dist_info = init_distributed(train_cfg.device)
+    if dist_info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    parts = Parts(data, model_factory, optimizer_factory, schedule, train_cfg, evaluator, quantizer, compressor,
+                  budget or Budget())
+    state = Run(run_dir=run_dir, seed=seed, parts=parts, dist=dist_info,
+                log=RunLog(run_dir / "train.log", enabled=dist_info.is_main),
+                metrics=metrics if (metrics is not None and dist_info.is_main) else NullBackend(),
+                results=new_results(info=info, seed=seed, run_dir=run_dir, world_size=dist_info.world_size))
+    try:
+        state.results["env"] = env = provenance(dist_info.device)
+        state.save()
+        state.metrics.start(config=info.get("config", {}), run_dir=run_dir, name=info.get("name") or run_dir.name,
+                            group=info.get("group"))
+        state.log(f"golf {golf.__version__} | run {run_dir} | device {env['device']} x{dist_info.world_size} | "
+                  f"git {env['git_sha'] and env['git_sha'][:10]}{' (dirty)' if env['git_dirty'] else ''}")
+        for name, stage in STAGES:
+            t0 = time.perf_counter()
+            stage(state)
+            if name != "account":
+                state.results["stages_s"][name] = round(time.perf_counter() - t0, 3)
+            state.save()
+            if state.stop:
+                break
+        return state.results
     except BaseException as e:
-        exit_code = 1
-        results["status"] = "failed"
-        results["error"] = f"{type(e).__name__}: {e}"
-        log(f"FAILED: {results['error']}\n{traceback.format_exc()}", console=False)
-        save()
+        state.exit_code = 1
+        state.results.update(status="failed", error=f"{type(e).__name__}: {e}")
+        state.log(f"FAILED: {state.results['error']}\n{traceback.format_exc()}", console=False)
+        state.save()
         raise
     finally:
-        metrics.finish(exit_code)
-        log.close()
+        state.metrics.finish(state.exit_code)
+        state.log.close()
         cleanup()
