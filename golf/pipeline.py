@@ -1,5 +1,5 @@
-"""One run as a list of stages: build -> train -> eval_prequant -> quantize -> compress -> load_artifact ->
-eval_roundtrip -> account.
+"""One run as a list of stages: build -> train -> average -> eval_prequant -> quantize -> compress ->
+load_artifact -> eval_roundtrip -> account.
 
 Each stage is a plain function of the run's state (``Run``); ``run`` times every stage, stores the time in
 ``results["stages_s"]`` and rewrites ``results.json`` atomically after each, so a failure keeps what was
@@ -34,7 +34,7 @@ from golf.results import new_results, provenance, write_json_atomic
 from golf.trainer import TrainConfig, train
 
 ARTIFACT_NAME = "model.golf"
-POST_TRAINING = ("eval_prequant", "quantize", "compress", "load_artifact", "eval_roundtrip")
+POST_TRAINING = ("average", "eval_prequant", "quantize", "compress", "load_artifact", "eval_roundtrip")
 
 
 @dataclass
@@ -108,22 +108,14 @@ class Run:
 
 
 def configure_backends(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """Precision flags and SDPA kernels; returns the autocast dtype (None for fp32)."""
+    """Precision flags; returns the autocast dtype (None for fp32). The attention kernel is the model's
+    ``attn_kernel`` (global SDPA flags do not choose the kernel in a compiled graph)."""
     precision = cfg.precision if cfg.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
     if precision not in ("bf16", "fp32"):
         raise ValueError(f"train.precision must be bf16, fp32 or auto, got {cfg.precision!r}")
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
         torch.backends.cudnn.allow_tf32 = cfg.tf32
-        known = {"flash", "cudnn", "efficient", "math"}
-        unknown = set(cfg.sdpa_backends) - known
-        if unknown or not cfg.sdpa_backends:
-            raise ValueError(f"train.sdpa_backends must be a non-empty subset of {sorted(known)}, got {cfg.sdpa_backends}")
-        b = torch.backends.cuda
-        b.enable_flash_sdp("flash" in cfg.sdpa_backends)
-        b.enable_cudnn_sdp("cudnn" in cfg.sdpa_backends)
-        b.enable_mem_efficient_sdp("efficient" in cfg.sdpa_backends)
-        b.enable_math_sdp("math" in cfg.sdpa_backends)
     return torch.bfloat16 if precision == "bf16" else None
 
 
@@ -192,7 +184,7 @@ def train_stage(run: Run) -> None:
     run.outcome = outcome
     steps = max(outcome.steps, 1)
     run.results.update(
-        steps=outcome.steps, stop_reason=outcome.stop_reason, train_seconds=round(outcome.train_ms / 1000, 3),
+        qat=outcome.qat, steps=outcome.steps, stop_reason=outcome.stop_reason, train_seconds=round(outcome.train_ms / 1000, 3),
         step_avg_ms=round(outcome.train_ms / steps, 3), step_median_ms=round(outcome.step_median_ms, 3),
         tokens_per_s=round(cfg.batch_tokens * outcome.steps / max(outcome.train_ms / 1000, 1e-9), 1),
         tokens_seen=cfg.batch_tokens * outcome.steps,
@@ -204,9 +196,38 @@ def train_stage(run: Run) -> None:
         run.exit_code, run.stop = 3, True
 
 
+def average(run: Run) -> None:
+    """Choose the exported weights (``train.export``) among raw, EMA and SWA; with more than one candidate,
+    each is scored and recorded, so results.json shows what averaging bought."""
+    av, wanted = run.outcome.averager, run.parts.train_cfg.export
+    if av is None or not av.active:
+        return
+    candidates = av.candidates()
+    evals = {}
+    if len(candidates) > 1:
+        for name, weights in candidates.items():
+            av.load(weights)
+            evals[name] = run.evaluate(run.model)
+            run.log(f"average: {name:<3} {_fmt_eval(evals[name])}")
+    choice, note = wanted, None
+    if wanted == "best":
+        choice = min(evals, key=lambda k: evals[k]["val_bpb"]) if evals else "raw"
+        note = "chosen by validation val_bpb (as #635 did): a choice made on the scored data"
+    elif wanted not in candidates:
+        choice = "raw"
+        note = (f"no {wanted} weights: SWA took no snapshot (the LR multiplier never went below "
+                f"train.swa.lr_below={av.swa_cfg.lr_below} on a multiple of train.swa.every); exported raw")
+        run.log(f"warning: {note}")
+    av.load(candidates[choice])
+    run.results["averaging"] = {**av.describe(), "requested": wanted, "exported": choice, "note": note,
+                                "candidates": evals}
+    if choice in evals:
+        run.extras["prequant"] = evals[choice]
+
+
 def eval_prequant(run: Run) -> None:
     r = run.results
-    r["val"]["prequant"] = run.evaluate(run.model)
+    r["val"]["prequant"] = run.extras.pop("prequant", None) or run.evaluate(run.model)
     run.log(f"prequant {_fmt_eval(r['val']['prequant'])} | {r['steps']} steps, step_avg {r['step_avg_ms']:.1f}ms, "
             f"median {r['step_median_ms']:.1f}ms")
 
@@ -275,7 +296,7 @@ def account(run: Run) -> None:
 
 
 STAGES: tuple[tuple[str, Callable[[Run], None]], ...] = (
-    ("build", build), ("train", train_stage), ("eval_prequant", eval_prequant), ("quantize", quantize),
+    ("build", build), ("train", train_stage), ("average", average), ("eval_prequant", eval_prequant), ("quantize", quantize),
     ("compress", compress), ("load_artifact", load_artifact), ("eval_roundtrip", eval_roundtrip), ("account", account),
 )
 

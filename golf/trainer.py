@@ -1,6 +1,6 @@
 """The training loop: compile warm-up with full state restore, wallclock-capped steps with gradient
-accumulation, periodic validation (excluded from the training clock), progress lines and a
-non-finite-loss stop.
+accumulation, weight averaging and late QAT, periodic validation (excluded from the training clock),
+progress lines and a non-finite-loss stop.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from golf.averaging import EXPORTS, EMAConfig, SWAConfig, WeightAverager
 from golf.dist import DistInfo, reduce_step
+from golf.late_qat import LateQAT, QATConfig
 
 
 @dataclass
@@ -34,8 +36,23 @@ class TrainConfig:
     compile: bool | str = "auto"         # auto: on CUDA only
     device: str = "auto"
     precision: str = "auto"              # bf16 | fp32 | auto (bf16 on CUDA, fp32 on CPU)
-    sdpa_backends: list[str] = field(default_factory=lambda: ["flash"])
     tf32: bool = True
+    ema: EMAConfig = field(default_factory=EMAConfig)
+    swa: SWAConfig = field(default_factory=SWAConfig)
+    export: str = "raw"                  # which weights are exported: raw | ema | swa | best (by val_bpb)
+    qat: QATConfig = field(default_factory=QATConfig)
+
+    def __post_init__(self) -> None:
+        for name, cls in (("ema", EMAConfig), ("swa", SWAConfig), ("qat", QATConfig)):
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                setattr(self, name, cls(**{k: v for k, v in value.items() if k != "_target_"}))
+        if self.export not in EXPORTS:
+            raise ValueError(f"train.export must be one of {EXPORTS}, got {self.export!r}")
+        if self.export == "ema" and self.ema.decay <= 0:
+            raise ValueError("train.export=ema needs train.ema.decay > 0 (the records: 0.997)")
+        if self.export == "swa" and self.swa.every <= 0:
+            raise ValueError("train.export=swa needs train.swa.every > 0 (the records: 50)")
 
     def grad_accum(self, world_size: int) -> int:
         """Micro-steps per optimizer step on each rank. The global batch is the same for any world size:
@@ -63,6 +80,8 @@ class TrainOutcome:
     losses: list[float] = field(default_factory=list)
     val_history: list[dict] = field(default_factory=list)
     stop_reason: str = ""
+    averager: WeightAverager | None = None
+    qat: dict | None = None
 
     @property
     def step_median_ms(self) -> float:
@@ -72,6 +91,25 @@ class TrainOutcome:
 
 def _fmt_tokens(x: float) -> str:
     return f"{x / 1e6:.2f}M" if x >= 1e6 else f"{x / 1e3:.1f}K"
+
+
+def _warm_up(*, model, optimizer, loader, cfg: TrainConfig, one_step, one_micro_step, late_qat: LateQAT, sync, log) -> None:
+    """Run ``cfg.warmup_steps`` real steps (compilation, autotuning; with QAT, its graph too), then restore
+    the model, optimizer and loader, so training starts from the seeded state at token 0."""
+    t0 = time.perf_counter()
+    model_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    opt_state = copy.deepcopy(optimizer.state_dict())
+    loader_state = loader.state_dict()
+    for _ in range(cfg.warmup_steps):
+        one_step()
+    late_qat.precompile(one_micro_step)
+    model.load_state_dict(model_state)
+    optimizer.load_state_dict(opt_state)
+    optimizer.zero_grad()
+    loader.load_state_dict(loader_state)
+    sync()
+    extra = f" + one with {cfg.qat.mode} QAT" if late_qat.enabled and cfg.qat.precompile else ""
+    log(f"warmup: {cfg.warmup_steps} steps{extra} (compile + autotune) in {time.perf_counter() - t0:.1f}s, state restored")
 
 
 def train(
@@ -96,36 +134,34 @@ def train(
     ctx = (lambda: torch.autocast(device.type, dtype=autocast_dtype)) if autocast_dtype else nullcontext
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     ddp = hasattr(train_model, "no_sync")
+    late_qat = LateQAT(cfg.qat, getattr(model, "qat", None))
+
+    def micro_step(last: bool) -> torch.Tensor:
+        x, y = loader.next_batch(cfg.batch_tokens, cfg.seq_len, accum)
+        with train_model.no_sync() if ddp and not last else nullcontext():
+            with ctx():
+                loss = train_model(x, y)
+            (loss / accum).backward()
+        return loss.detach()
 
     def one_step() -> torch.Tensor:
         total = torch.zeros((), device=device)
         for micro in range(accum):
-            x, y = loader.next_batch(cfg.batch_tokens, cfg.seq_len, accum)
-            sync_ctx = train_model.no_sync() if ddp and micro < accum - 1 else nullcontext()
-            with sync_ctx:
-                with ctx():
-                    loss = train_model(x, y)
-                (loss / accum).backward()
-            total += loss.detach()
+            total += micro_step(micro == accum - 1)
         optimizer.step()
         optimizer.zero_grad()
         return total / accum
 
-    if cfg.warmup_steps > 0:
-        t0 = time.perf_counter()
-        model_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        opt_state = copy.deepcopy(optimizer.state_dict())
-        loader_state = loader.state_dict()
-        for _ in range(cfg.warmup_steps):
-            one_step()
-        model.load_state_dict(model_state)
-        optimizer.load_state_dict(opt_state)
+    def one_micro_step() -> None:
+        micro_step(True)
         optimizer.zero_grad()
-        loader.load_state_dict(loader_state)
-        sync()
-        log(f"warmup: {cfg.warmup_steps} steps (compile + autotune) in {time.perf_counter() - t0:.1f}s, state restored")
 
-    out = TrainOutcome()
+    if cfg.warmup_steps > 0:
+        _warm_up(model=model, optimizer=optimizer, loader=loader, cfg=cfg, one_step=one_step,
+                 one_micro_step=one_micro_step, late_qat=late_qat, sync=sync, log=log)
+
+    out = TrainOutcome(averager=WeightAverager(model, cfg.ema, cfg.swa))
+    averager = out.averager if out.averager.active else None
     tokens_per_step = cfg.batch_tokens
     sync()
     t_start = time.perf_counter()
@@ -148,9 +184,12 @@ def train(
         mult = schedule.lr_multiplier(step, elapsed_ms, cap_ms, cfg.iterations)
         optimizer.set_lr_multiplier(mult)
         optimizer.set_muon_momentum(schedule.muon_momentum(step))
+        late_qat.before_step(step, mult, elapsed_ms, cap_ms, cfg.iterations, log)
         loss = one_step()
-        local_loss = float(loss.item())
         step += 1
+        if averager is not None:
+            averager.update(step, mult)
+        local_loss = float(loss.item())
         now = time.perf_counter()
         elapsed_ms = 1000.0 * (now - t_start) - paused_ms
         reached = (cap_ms is not None and elapsed_ms >= cap_ms) or step >= cfg.iterations
@@ -159,16 +198,7 @@ def train(
         t_prev = now
         out.losses.append(loss_value)
         if step % cfg.log_every == 0 or step <= 5 or flags[0] or flags[1]:
-            avg = elapsed_ms / step
-            if cap_ms is not None:
-                eta_s = min(max(cap_ms - elapsed_ms, 0.0), (cfg.iterations - step) * avg) / 1000
-            else:
-                eta_s = (cfg.iterations - step) * avg / 1000
-            tok_s = tokens_per_step * step / (elapsed_ms / 1000)
-            log(f"step {step} loss {loss_value:.4f} lr_mult {mult:.3f} step_avg {avg:.1f}ms "
-                f"tok/s {_fmt_tokens(tok_s)} elapsed {elapsed_ms / 1000:.1f}s eta {eta_s:.0f}s")
-            metrics.log({"train/loss": loss_value, "train/lr_mult": mult, "train/tokens_per_s": tok_s,
-                         "train/step_avg_ms": avg}, step=step)
+            _log_progress(log, metrics, step, loss_value, mult, elapsed_ms, cap_ms, cfg, tokens_per_step)
         if flags[0]:
             out.status, out.stop_reason = "diverged", f"non-finite loss {loss_value} at step {step}"
             log(f"STOP: {out.stop_reason}")
@@ -179,4 +209,19 @@ def train(
     sync()
     out.steps = step
     out.train_ms = 1000.0 * (time.perf_counter() - t_start) - paused_ms
+    out.qat = late_qat.describe() if late_qat.enabled else None
     return out
+
+
+def _log_progress(log, metrics, step: int, loss: float, mult: float, elapsed_ms: float, cap_ms: float | None,
+                  cfg: TrainConfig, tokens_per_step: int) -> None:
+    avg = elapsed_ms / step
+    if cap_ms is not None:
+        eta_s = min(max(cap_ms - elapsed_ms, 0.0), (cfg.iterations - step) * avg) / 1000
+    else:
+        eta_s = (cfg.iterations - step) * avg / 1000
+    tok_s = tokens_per_step * step / (elapsed_ms / 1000)
+    log(f"step {step} loss {loss:.4f} lr_mult {mult:.3f} step_avg {avg:.1f}ms "
+        f"tok/s {_fmt_tokens(tok_s)} elapsed {elapsed_ms / 1000:.1f}s eta {eta_s:.0f}s")
+    metrics.log({"train/loss": loss, "train/lr_mult": mult, "train/tokens_per_s": tok_s, "train/step_avg_ms": avg},
+                step=step)

@@ -20,6 +20,7 @@ from golf.logging import NullBackend, WandbBackend
 from golf.models.gpt import GPT
 from golf.optim.muon import Muon
 from golf.optim.muon_adam import MuonAdam
+from golf.optim.orthogonalize import Orthogonalizer
 from golf.optim.schedule import WarmdownSchedule
 from golf.quant.format import dequantize_state
 from golf.quant.int8 import Int8PerRow
@@ -39,7 +40,11 @@ EXPECTED = {
     ("data", "enwiki_sp1024"): ShardData,
     ("data", "smoke"): SmokeData,
     ("optimizer", "muon_adam"): MuonAdam,
+    ("optimizer", "parallel_muon"): MuonAdam,
+    ("optimizer", "turbo_muon"): MuonAdam,
     ("schedule", "warmdown"): WarmdownSchedule,
+    ("schedule", "warmdown_3500"): WarmdownSchedule,
+    ("schedule", "warmdown_floor"): WarmdownSchedule,
     ("quant", "int8"): Int8PerRow,
     ("quant", "none"): NoQuant,
     ("compressor", "zlib"): codecs.Zlib,
@@ -163,7 +168,11 @@ def test_baseline_experiment_numbers(compose):
     assert m["tie_embeddings"] is True and m["logit_softcap"] == 30.0 and m["rope_base"] == 10000.0
     assert m["tied_embed_init_std"] == 0.005 and m["qk_gain_init"] == 1.5
     assert (o["matrix_lr"], o["embed_lr"], o["scalar_lr"], o["head_lr"]) == (0.04, 0.05, 0.04, 0.008)
-    assert o["ns_steps"] == 5 and o["nesterov"] is True and list(o["adam_betas"]) == [0.9, 0.95]
+    assert o["orthogonalize"] == {"_target_": "golf.optim.orthogonalize.Orthogonalizer", "schedule": "quintic", "steps": 5,
+                                  "precondition": "frobenius", "post_norm": "none", "safety": 1.0}
+    assert o["nesterov"] is True and list(o["adam_betas"]) == [0.9, 0.95] and o["parallel"] is False
+    assert m["attn_kernel"] == "flash" and m["init"] == "default" and m["xsa_last_n"] == 0 and m["bigram_buckets"] == 0
+    assert t["ema"]["decay"] == 0.0 and t["swa"]["every"] == 0 and t["qat"]["mode"] == "none" and t["export"] == "raw"
     assert s["warmdown_iters"] == 1200
     assert (s["momentum_start"], s["momentum_end"], s["momentum_warmup_steps"]) == (0.85, 0.95, 500)
     assert (t["batch_tokens"], t["seq_len"], t["max_wallclock_seconds"], t["warmup_steps"]) == (524288, 1024, 600, 20)
@@ -216,3 +225,86 @@ def test_optimizer_partial_routes_tiny_model(compose, tiny_gpt):
     opt = instantiate(cfg.optimizer, _convert_="all")(model)
     assert isinstance(opt.muon, Muon)
     assert math.isclose(opt.muon.param_groups[0]["lr"], cfg.optimizer.matrix_lr)
+
+
+# ------------------------------------------------------------------ the records' presets, numbers and training
+
+def test_record_model_presets_numbers(compose):
+    m = OmegaConf.to_container(compose(["model=xsa_all"]).model, resolve=True)
+    assert (m["num_layers"], m["mlp_mult"], m["activation"], m["mlp_slope"], m["xsa_last_n"]) == (11, 3, "leaky_relu2", 0.5, 11)
+    assert (m["bigram_buckets"], m["bigram_dim"], m["ve_dim"], m["ve_layers"]) == (3072, 112, 128, [9, 10])
+    assert (m["rope_dims"], m["rope_ntk_seq_len"], m["ln_scale"], m["smear_gate"], m["init"]) == (16, 1024, True, True, "banked")
+    e = OmegaConf.to_container(compose(["model=engram"]).model, resolve=True)
+    assert (e["mlp_mult"], e["mlp_slope"], e["engram_buckets"], e["bigram_buckets"], e["skips"], e["mimetic_vo_alpha"]) == (
+        3.5, 0.3, 8192, 0, "gated", 0.05)
+    x = OmegaConf.to_container(compose(["model=xsa4"]).model, resolve=True)
+    assert (x["xsa_last_n"], x["activation"], x["bigram_buckets"], x["init"], x["ortho_proj_scale"]) == (4, "relu2", 2048, "ortho", True)
+
+
+def test_record_optimizer_and_schedule_presets_numbers(compose):
+    c = OmegaConf.to_container(compose(["optimizer=parallel_muon", "schedule=warmdown_3500"]), resolve=True)
+    o, s = c["optimizer"], c["schedule"]
+    assert (o["matrix_lr"], o["embed_lr"], o["scalar_lr"]) == (0.025, 0.035, 0.025)
+    assert (o["muon_weight_decay"], o["adam_weight_decay"]) == (0.04, 0.04)
+    assert (o["grad_clip_norm"], o["parallel"], o["muon_momentum_dtype"], o["proj_optimizer"]) == (0.3, True, "bfloat16", "adam")
+    assert (s["warmdown_iters"], s["momentum_start"], s["momentum_end"], s["momentum_warmup_steps"]) == (3500, 0.92, 0.99, 1500)
+    t = OmegaConf.to_container(compose(["optimizer=turbo_muon", "schedule=warmdown_floor"]), resolve=True)
+    ortho = instantiate(compose(["optimizer=turbo_muon"]).optimizer.orthogonalize)
+    assert ortho == Orthogonalizer("polar_express_aol", 4, "aol", "row_col")
+    assert t["optimizer"]["muon_wd_after_update"] is True and t["optimizer"]["proj_optimizer"] == "muon"
+    assert (t["optimizer"]["embed_beta1"], t["optimizer"]["head_beta1"]) == (0.7, 0.7)
+    assert (t["schedule"]["lr_floor"], t["schedule"]["cap_at_budget"]) == (0.05, True)
+
+
+class _RandomTokens:
+    """A loader of random tokens with the real loader's interface."""
+
+    def __init__(self, vocab: int):
+        self.vocab, self.gen = vocab, torch.Generator().manual_seed(0)
+
+    def next_batch(self, batch_tokens: int, seq_len: int, accum: int):
+        t = torch.randint(0, self.vocab, (batch_tokens // (accum * seq_len), seq_len + 1), generator=self.gen)
+        return t[:, :-1], t[:, 1:]
+
+    def state_dict(self) -> dict:
+        return {"gen": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.gen.set_state(state["gen"])
+
+
+# A tiny override of any preset: its own depth and features, 64 wide, head_dim 16 (rope_dims 16 fit).
+TINY = ["model.model_dim=64", "model.num_heads=4", "model.num_kv_heads=2", "data=smoke", "train.batch_tokens=256",
+        "train.seq_len=32", "train.max_micro_batch_tokens=128", "train.max_wallclock_seconds=0", "train.iterations=2",
+        "train.warmup_steps=1", "train.compile=false", "train.device=cpu", "train.ema.decay=0.99",
+        "train.swa.every=1", "train.swa.lr_below=1.01", "train.qat.mode=ste", "train.qat.lr_below=1.01",
+        "schedule.warmdown_iters=1"]
+MODELS = [p.stem for p in sorted((CONF_DIR / "model").glob("*.yaml"))]
+OPTIMIZERS = [p.stem for p in sorted((CONF_DIR / "optimizer").glob("*.yaml"))]
+SCHEDULES = [p.stem for p in sorted((CONF_DIR / "schedule").glob("*.yaml"))]
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+@pytest.mark.parametrize("model", MODELS)
+def test_every_preset_trains_two_steps_of_a_tiny_override(compose, model, optimizer, schedule):
+    from golf.dist import DistInfo
+    from golf.logging import NullBackend
+    from golf.trainer import train
+
+    cfg = compose([f"model={model}", f"optimizer={optimizer}", f"schedule={schedule}", *TINY])
+    torch.manual_seed(0)
+    net = instantiate(cfg.model, _convert_="all")()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    tc = instantiate(cfg.train, _convert_="all")
+    logs: list[str] = []
+    out = train(model=net, train_model=net, optimizer=instantiate(cfg.optimizer, _convert_="all")(net),
+                schedule=instantiate(cfg.schedule, _convert_="all"), loader=_RandomTokens(net.vocab_size), cfg=tc,
+                dist_info=DistInfo(0, 1, 0, torch.device("cpu")), log=logs.append, metrics=NullBackend(),
+                autocast_dtype=None)
+    assert out.status == "ok" and out.steps == 2 and all(math.isfinite(x) for x in out.losses)
+    assert out.qat["start_step"] == 0 and any("qat: ste int6 on at step 0" in m for m in logs)
+    assert out.averager.swa_count == 2 and set(out.averager.candidates()) == {"raw", "ema", "swa"}
+    moved = [k for k, v in net.state_dict().items() if not torch.equal(v, before[k])]
+    # (QAT from step 0 rounds the zero-initialised output projections to 0, so Q/K/V/MLP-up get no gradient.)
+    assert {"blocks.0.attn.proj.weight", "blocks.1.mlp.proj.weight", "tok_emb.weight", "blocks.0.resid_mix"} <= set(moved)

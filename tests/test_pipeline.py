@@ -182,3 +182,27 @@ def test_artifact_over_the_byte_budget_is_flagged(smoke_dir, tmp_path, monkeypat
     from golf.worker import EXIT_CODES
 
     assert EXIT_CODES["over_budget"] == 0 and results(tmp_path)["status"] == "over_budget"
+
+
+def test_averaging_candidates_are_scored_and_the_chosen_one_exported(smoke_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("GOLF_CACHE_DIR", str(smoke_dir.parent))
+    r = run_in_process([*FAST, "logger=none", "train.iterations=8", "train.ema.decay=0.9", "train.swa.every=2",
+                        "train.swa.lr_below=1.01", "train.export=swa", "train.qat.mode=ste", "train.qat.lr_below=0.6",
+                        "schedule.warmdown_iters=4"], tmp_path)
+    a = r["averaging"]
+    assert a["requested"] == a["exported"] == "swa" and a["swa_snapshots"] == 4 and a["swa_first_step"] == 2
+    assert set(a["candidates"]) == {"raw", "ema", "swa"} and a["note"] is None
+    assert r["val"]["prequant"] == a["candidates"]["swa"]  # the exported weights are what prequant scored
+    assert len({c["val_bpb"] for c in a["candidates"].values()}) == 3
+    assert r["qat"]["mode"] == "ste" and r["qat"]["start_step"] is not None and r["qat"]["start_lr_mult"] < 0.6
+    assert "average" in r["stages_s"] and "qat: ste int6 on at step" in (tmp_path / "train.log").read_text()
+
+    best = run_in_process([*FAST, "logger=none", "train.iterations=4", "train.ema.decay=0.9", "train.export=best",
+                           "train.swa.every=50"], tmp_path / "best")
+    cands = best["averaging"]["candidates"]
+    assert best["averaging"]["exported"] == min(cands, key=lambda k: cands[k]["val_bpb"])
+    assert "scored data" in best["averaging"]["note"]
+    # SWA asked for but never collected: raw is exported and the record says why.
+    none = run_in_process([*FAST, "logger=none", "train.iterations=4", "train.swa.every=50", "train.export=swa"],
+                          tmp_path / "none")
+    assert none["averaging"]["exported"] == "raw" and "SWA took no snapshot" in none["averaging"]["note"]

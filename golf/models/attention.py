@@ -1,20 +1,78 @@
-"""Causal self-attention with grouped K/V heads, QK-norm, RoPE and a learnable per-head query gain.
+"""Causal self-attention of the records: grouped K/V heads, QK-norm, (partial) RoPE, a learnable per-head
+query gain, and the optional XSA, value embedding, value residual and output gate (techniques.md §2.3).
 
 Logits are g_h * (q̂ . k̂) / sqrt(head_dim): q and k are RMS-normalised per head, rotated, then q is
-scaled by ``q_gain`` (init ``qk_gain_init``); the kernel's own 1/sqrt(d) scale still applies.
+scaled by ``q_gain``. Tensors stay [B, T, H, D] (FlashAttention-3's layout); SDPA gets a transposed view.
+The kernel is chosen by ``kernel``: ``fa3`` (flash_attn_interface), an SDPA backend (``cudnn``, ``flash``,
+``efficient``, ``math``) forced with ``sdpa_kernel`` inside the forward, which, unlike the global
+``enable_*_sdp`` flags, is honoured in compiled graphs, or ``auto`` (FA3 if it imports, else cuDNN,
+else flash). On the CPU every choice runs SDPA's default.
 """
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from golf.models.layers import CastedLinear, apply_rotary, rms_norm
 
+SDPA_BACKENDS = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
+                 "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}
+KERNELS = ("auto", "fa3", *SDPA_BACKENDS)
+
+
+@functools.cache
+def fa3_function():
+    """FlashAttention-3's ``flash_attn_func`` when ``flash_attn_interface`` imports, else None."""
+    try:
+        from flash_attn_interface import flash_attn_func
+    except ImportError:
+        return None
+    return flash_attn_func
+
+
+def check_kernel(kernel: str) -> str:
+    if kernel not in KERNELS:
+        raise ValueError(f"model.attn_kernel must be one of {KERNELS}, got {kernel!r}")
+    if kernel == "fa3" and fa3_function() is None:
+        raise ValueError("model.attn_kernel=fa3 but flash_attn_interface (FlashAttention-3) does not import; "
+                         "install it or choose auto, cudnn or flash")
+    return kernel
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, kernel: str) -> Tensor:
+    """Causal attention of q [B, T, H, D] over k, v [B, T, Hkv, D] (H a multiple of Hkv); returns [B, T, H, D]."""
+    if q.is_cuda and kernel in ("fa3", "auto") and fa3_function() is not None:
+        out = fa3_function()(q, k, v, causal=True)
+        return out[0] if isinstance(out, tuple) else out
+    gqa = k.size(2) != q.size(2)
+    qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+    if not q.is_cuda:
+        return F.scaled_dot_product_attention(qt, kt, vt, is_causal=True, enable_gqa=gqa).transpose(1, 2)
+    backends = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION] if kernel in ("auto", "fa3") else [SDPA_BACKENDS[kernel]]
+    with sdpa_kernel(backends, set_priority=True):
+        return F.scaled_dot_product_attention(qt, kt, vt, is_causal=True, enable_gqa=gqa).transpose(1, 2)
+
+
+def exclusive(y: Tensor, v: Tensor) -> Tensor:
+    """XSA: remove from each head's output y [B, T, H, D] its component along the token's own value
+    v [B, T, Hkv, D] of its KV group: y - (y . v̂) v̂. The query heads of a group are viewed as
+    [B, T, Hkv, H/Hkv, D] so v is broadcast, never repeated."""
+    B, T, H, D = y.shape
+    hkv = v.size(2)
+    yg = y.reshape(B, T, hkv, H // hkv, D)
+    vn = F.normalize(v, dim=-1).unsqueeze(-2)
+    return (yg - (yg * vn).sum(dim=-1, keepdim=True) * vn).reshape(B, T, H, D)
+
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, dim: int, num_heads: int, num_kv_heads: int, qk_gain_init: float):
+    def __init__(self, dim: int, num_heads: int, num_kv_heads: int, qk_gain_init: float, *, xsa: bool = False,
+                 gated: bool = False, gate_bias_init: float = 4.0, value_residual: bool = False,
+                 kernel: str = "flash", skip_init: bool = False):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"model_dim={dim} must be divisible by num_heads={num_heads}")
@@ -25,21 +83,40 @@ class CausalSelfAttention(nn.Module):
         if self.head_dim % 2:
             raise ValueError(f"head_dim={self.head_dim} must be even for RoPE")
         kv_dim = num_kv_heads * self.head_dim
-        self.c_q = CastedLinear(dim, dim)
-        self.c_k = CastedLinear(dim, kv_dim)
-        self.c_v = CastedLinear(dim, kv_dim)
-        self.proj = CastedLinear(dim, dim, zero_init=True)
+        self.c_q = CastedLinear(dim, dim, skip_init=skip_init)
+        self.c_k = CastedLinear(dim, kv_dim, skip_init=skip_init)
+        self.c_v = CastedLinear(dim, kv_dim, skip_init=skip_init)
+        self.proj = CastedLinear(dim, dim, zero_init=True, skip_init=skip_init)
         self.q_gain = nn.Parameter(torch.full((num_heads,), qk_gain_init, dtype=torch.float32))
+        self.xsa, self.kernel = xsa, check_kernel(kernel)
+        self.attn_gate = None
+        if gated:  # per-head output gate sigmoid(W x + b), W = 0, b = 4 (#635)
+            self.attn_gate = CastedLinear(dim, num_heads, bias=True)
+            nn.init.zeros_(self.attn_gate.weight)
+            nn.init.constant_(self.attn_gate.bias, gate_bias_init)
+        self.vr_lambda = nn.Parameter(torch.tensor([0.5, 0.5])) if value_residual else None
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, ve: Tensor | None = None,
+                v0: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """Returns the output and, with value residual on, this layer's own V (layer 0's becomes v0)."""
         B, T, D = x.shape
-        q = self.c_q(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
-        k = self.c_k(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.c_v(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        q = self.c_q(x).reshape(B, T, self.num_heads, self.head_dim)
+        k = self.c_k(x).reshape(B, T, self.num_kv_heads, self.head_dim)
+        v = self.c_v(x)
+        if ve is not None:
+            v = v + ve
+        v = v.reshape(B, T, self.num_kv_heads, self.head_dim)
+        raw_v = v if self.vr_lambda is not None else None
+        if self.vr_lambda is not None and v0 is not None:
+            lam = self.vr_lambda.to(v.dtype)
+            v = lam[0] * v0 + lam[1] * v
+        cos, sin = cos[:, None, :], sin[:, None, :]  # broadcast over heads in [B, T, H, D]
         q = apply_rotary(rms_norm(q), cos, sin)
         k = apply_rotary(rms_norm(k), cos, sin)
-        q = q * self.q_gain.to(q.dtype)[None, :, None, None]
-        y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=True, enable_gqa=self.num_kv_heads != self.num_heads
-        )
-        return self.proj(y.transpose(1, 2).reshape(B, T, D))
+        q = q * self.q_gain.to(q.dtype)[None, None, :, None]
+        y = attend(q, k, v, self.kernel)
+        if self.xsa:
+            y = exclusive(y, v)
+        if self.attn_gate is not None:
+            y = y * torch.sigmoid(self.attn_gate(x)).unsqueeze(-1)
+        return self.proj(y.reshape(B, T, D)), raw_v

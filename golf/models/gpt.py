@@ -1,127 +1,239 @@
-"""The GPT of the challenge's naive baseline (and the trunk later records extend).
+"""The GPT of the challenge's records: the naive baseline's trunk and every option later records add.
 
-tok_emb -> RMSNorm -> x0; L blocks, the first floor(L/2) pushing U-Net skips that the later blocks
-pop (LIFO) with learnable per-channel weights; each block mixes its input with x0 (``resid_mix``),
-then adds scaled attention and ReLU² MLP outputs. Output: final RMSNorm, tied (or separate) head,
-logit softcap ``c * tanh(z / c)``, cross-entropy in fp32.
+tok_emb (+ BigramHash / EngramLite) -> RMSNorm (-> SmearGate) -> x0; L blocks, the first floor(L/2) pushing
+U-Net skips that the later blocks pop (LIFO), added with per-channel weights (``plain``) or blended by a
+sigmoid gate (``gated``, #1089); each block mixes its input with x0 (``resid_mix``), then adds scaled
+attention and MLP outputs (ReLU² or LeakyReLU(slope)², per-layer slopes possible), with optional LN scale
+1/sqrt(layer+1). Output: final RMSNorm, tied (or separate) head, softcap c*tanh(z/c), cross-entropy in fp32;
+multi-token-prediction heads add w * mean_k CE(head_k(h_t), y_{t+k+1}) in training and are never exported.
+Block matrices keep per-layer names (``blocks.{i}.attn.c_q.weight``, ..., ``blocks.{i}.mlp.proj.weight``):
+the optimizer batches them by shape, quantization sees each layer's matrix under a stable name.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from golf.models.attention import CausalSelfAttention
-from golf.models.layers import CastedLinear, rms_norm, rotary_tables
+from golf.models.embeddings import BigramHash, EngramLite, SmearGate, ValueEmbedding
+from golf.models.init import init_weights
+from golf.models.layers import CastedLinear, rms_norm, rope_base_for, rotary_tables
+from golf.models.qat import FakeQuant
 
-# Parameter names kept in fp32, routed to the scalar optimizer and stored unquantized.
-CONTROL_PATTERNS = ("attn_scale", "mlp_scale", "resid_mix", "q_gain", "skip_weight")
+ACTIVATIONS = ("relu2", "leaky_relu2")
 
 
 class MLP(nn.Module):
-    def __init__(self, dim: int, hidden: int):
+    def __init__(self, dim: int, hidden: int, activation: str, slope: float, skip_init: bool = False):
         super().__init__()
-        self.fc = CastedLinear(dim, hidden)
-        self.proj = CastedLinear(hidden, dim, zero_init=True)
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"model.activation must be one of {ACTIVATIONS}, got {activation!r}")
+        self.fc = CastedLinear(dim, hidden, skip_init=skip_init)
+        self.proj = CastedLinear(hidden, dim, zero_init=True, skip_init=skip_init)
+        self.slope = slope if activation == "leaky_relu2" else None
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.proj(torch.relu(self.fc(x)).square())
+        h = self.fc(x)
+        h = torch.relu(h) if self.slope is None else F.leaky_relu(h, negative_slope=self.slope)
+        return self.proj(h.square())
 
 
 class Block(nn.Module):
-    def __init__(self, dim: int, num_heads: int, num_kv_heads: int, mlp_hidden: int, qk_gain_init: float):
+    def __init__(self, dim: int, attn: CausalSelfAttention, mlp: MLP, ln_scale: float):
         super().__init__()
-        self.attn = CausalSelfAttention(dim, num_heads, num_kv_heads, qk_gain_init)
-        self.mlp = MLP(dim, mlp_hidden)
+        self.attn, self.mlp = attn, mlp
         self.attn_scale = nn.Parameter(torch.ones(dim))
         self.mlp_scale = nn.Parameter(torch.ones(dim))
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))))
+        self.ln_scale = ln_scale
 
-    def forward(self, x: Tensor, x0: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    def norm(self, x: Tensor) -> Tensor:
+        return rms_norm(x) * self.ln_scale if self.ln_scale != 1.0 else rms_norm(x)
+
+    def forward(self, x: Tensor, x0: Tensor, cos: Tensor, sin: Tensor, ve: Tensor | None = None,
+                v0: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         mix = self.resid_mix.to(x.dtype)
         x = mix[0] * x + mix[1] * x0
-        x = x + self.attn_scale.to(x.dtype) * self.attn(rms_norm(x), cos, sin)
-        return x + self.mlp_scale.to(x.dtype) * self.mlp(rms_norm(x))
+        a, raw_v = self.attn(self.norm(x), cos, sin, ve, v0)
+        x = x + self.attn_scale.to(x.dtype) * a
+        return x + self.mlp_scale.to(x.dtype) * self.mlp(self.norm(x)), raw_v
 
 
 class GPT(nn.Module):
-    """Baseline GPT. Sizes and initialisation come from keyword arguments (``conf/model/*.yaml``)."""
+    """Every record's GPT; sizes, features and initialisation come from keyword arguments (``conf/model/*.yaml``)."""
 
     def __init__(
-        self,
-        *,
-        vocab_size: int,
-        num_layers: int = 9,
-        model_dim: int = 512,
-        num_heads: int = 8,
-        num_kv_heads: int = 4,
-        mlp_mult: float = 2.0,
-        tie_embeddings: bool = True,
-        tied_embed_init_std: float = 0.005,
-        logit_softcap: float = 30.0,
-        rope_base: float = 10000.0,
-        qk_gain_init: float = 1.5,
+        self, *, vocab_size: int, num_layers: int = 9, model_dim: int = 512, num_heads: int = 8, num_kv_heads: int = 4,
+        mlp_mult: float = 2.0, activation: str = "relu2", mlp_slope: float = 0.5, mlp_slopes: Sequence[float] | None = None,
+        tie_embeddings: bool = True, tied_embed_init_std: float = 0.005, logit_softcap: float = 30.0,
+        qk_gain_init: float = 1.5, rope_base: float = 10000.0, rope_dims: int = 0, rope_ntk_seq_len: int | None = None,
+        ln_scale: bool = False, xsa_last_n: int = 0, smear_gate: bool = False,
+        bigram_buckets: int = 0, bigram_dim: int = 128, bigram_scale_init: float = 0.05, trigram: bool = False,
+        engram_buckets: int = 0, engram_heads: int = 2, engram_orders: int = 2, engram_dim_per_head: int = 32,
+        ve_dim: int = 0, ve_layers: Sequence[int] = (9, 10), ve_scale_init: float = 0.1,
+        value_residual: bool = False, gated_attention: bool = False, gate_bias_init: float = 4.0,
+        skips: str = "plain", init: str = "default", ortho_proj_scale: bool = False, mimetic_vo_alpha: float = 0.0,
+        mtp_heads: int = 0, mtp_loss_weight: float = 0.2, attn_kernel: str = "flash",
     ):
         super().__init__()
-        if logit_softcap <= 0:
-            raise ValueError(f"logit_softcap must be positive, got {logit_softcap}")
-        self.vocab_size = vocab_size
-        self.logit_softcap = logit_softcap
-        self.rope_base = rope_base
-        self.head_dim = model_dim // num_heads
+        head_dim = model_dim // num_heads
+        self._check(locals(), head_dim)
+        self.vocab_size, self.num_layers, self.logit_softcap = vocab_size, num_layers, logit_softcap
+        self.rope_dims = rope_dims or head_dim
+        self.rope_base, self.rope_ntk_seq_len = rope_base, rope_ntk_seq_len
+        self.mtp_loss_weight = mtp_loss_weight
+        # Built in the records' order: the random draws of construction and init then match theirs.
         self.tok_emb = nn.Embedding(vocab_size, model_dim)
+        self.bigram = BigramHash(bigram_buckets, bigram_dim, model_dim, bigram_scale_init, trigram) if bigram_buckets else None
+        self.engram = (EngramLite(engram_buckets, engram_heads, engram_orders, engram_dim_per_head, model_dim)
+                       if engram_buckets else None)
+        self.smear = SmearGate(model_dim) if smear_gate else None
         self.num_encoder_layers = num_layers // 2
         self.num_decoder_layers = num_layers - self.num_encoder_layers
-        num_skips = min(self.num_encoder_layers, self.num_decoder_layers)
+        num_skips = min(self.num_encoder_layers, self.num_decoder_layers) if skips != "none" else 0
         self.skip_weights = nn.Parameter(torch.ones(num_skips, model_dim))
-        hidden = int(mlp_mult * model_dim)
+        self.skip_gates = nn.Parameter(torch.zeros(num_skips, model_dim)) if skips == "gated" else None
+        skip_init = init == "banked"
+        xsa_from = num_layers - xsa_last_n
+        slopes = list(mlp_slopes) if mlp_slopes is not None else []
         self.blocks = nn.ModuleList(
-            Block(model_dim, num_heads, num_kv_heads, hidden, qk_gain_init) for _ in range(num_layers)
-        )
+            Block(model_dim,
+                  CausalSelfAttention(model_dim, num_heads, num_kv_heads, qk_gain_init, xsa=i >= xsa_from,
+                                      gated=gated_attention, gate_bias_init=gate_bias_init,
+                                      value_residual=value_residual, kernel=attn_kernel, skip_init=skip_init),
+                  MLP(model_dim, int(mlp_mult * model_dim), activation, slopes[i] if i < len(slopes) else mlp_slope,
+                      skip_init=skip_init),
+                  1.0 / math.sqrt(i + 1) if ln_scale else 1.0)
+            for i in range(num_layers))
+        self.ve_layers = sorted(ve_layers) if ve_dim else []
+        self.ve = ValueEmbedding(vocab_size, ve_dim, num_kv_heads * head_dim, ve_scale_init) if ve_dim else None
+        self.ve_layer_scales = nn.ParameterList(nn.Parameter(torch.ones(1)) for _ in self.ve_layers)
         self.lm_head = None if tie_embeddings else CastedLinear(model_dim, vocab_size, zero_init=True)
-        if tie_embeddings:
-            nn.init.normal_(self.tok_emb.weight, mean=0.0, std=tied_embed_init_std)
+        self.mtp_heads = nn.ModuleList(CastedLinear(model_dim, vocab_size, zero_init=True) for _ in range(mtp_heads))
+        self.qat = FakeQuant()
+        for m in self.quantized_linears():
+            object.__setattr__(m, "fake_quant", self.qat)
+        init_weights(self, init, tied_embed_std=tied_embed_init_std if tie_embeddings else None,
+                     proj_scale=ortho_proj_scale, mimetic_alpha=mimetic_vo_alpha)
+
+    @staticmethod
+    def _check(kw: dict, head_dim: int) -> None:
+        L = kw["num_layers"]
+        if L < 1 or kw["model_dim"] % kw["num_heads"]:
+            raise ValueError(f"model.num_layers must be >= 1 and model.model_dim ({kw['model_dim']}) divisible by "
+                             f"model.num_heads ({kw['num_heads']})")
+        if kw["logit_softcap"] <= 0:
+            raise ValueError(f"model.logit_softcap must be positive, got {kw['logit_softcap']}")
+        if not 0 <= kw["xsa_last_n"] <= L:
+            raise ValueError(f"model.xsa_last_n must be in 0..num_layers={L} ({L}: every layer), got {kw['xsa_last_n']}")
+        rd = kw["rope_dims"] or head_dim
+        if rd % 2 or rd > head_dim or (kw["rope_ntk_seq_len"] is not None and rd <= 2):
+            raise ValueError(f"model.rope_dims must be even, in 4..head_dim={head_dim} (0: all), got {kw['rope_dims']}")
+        if kw["ve_dim"] and any(not 0 <= i < L for i in kw["ve_layers"]):
+            raise ValueError(f"model.ve_layers must index layers 0..{L - 1}, got {list(kw['ve_layers'])}")
+        if kw["skips"] not in ("plain", "gated", "none"):
+            raise ValueError(f"model.skips must be plain, gated or none, got {kw['skips']!r}")
+        if kw["bigram_buckets"] and kw["engram_buckets"]:
+            raise ValueError("model.bigram_buckets and model.engram_buckets are alternatives; set one of them to 0")
+
+    # ------------------------------------------------------------------------------------ structure
+
+    def quantized_linears(self) -> list[CastedLinear]:
+        """The block matrices: what int5/int6/int8 exports quantize and QAT fake-quantizes."""
+        return [m for b in self.blocks for m in (b.attn.c_q, b.attn.c_k, b.attn.c_v, b.attn.proj, b.mlp.fc, b.mlp.proj)]
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Parameters by optimizer role: ``matrix`` (Muon), ``embed``, ``head`` and ``scalar`` (Adam)."""
-        groups: dict[str, list[nn.Parameter]] = {"matrix": [], "embed": [self.tok_emb.weight], "head": [], "scalar": []}
-        for name, p in self.blocks.named_parameters():
-            is_control = p.ndim < 2 or any(pat in name for pat in CONTROL_PATTERNS)
-            groups["scalar" if is_control else "matrix"].append(p)
-        groups["scalar"].append(self.skip_weights)
-        if self.lm_head is not None:
-            groups["head"].append(self.lm_head.weight)
+        """Parameters by optimizer role: ``matrix`` (block matrices, MTP heads), ``embed`` (token, hash and VE
+        tables), ``proj`` (hash/VE projections: Muon in #414/#1089, Adam in #549-#1019), ``head``, ``scalar``."""
+        matrix = {id(m.weight) for m in self.quantized_linears()} | {id(h.weight) for h in self.mtp_heads}
+        groups: dict[str, list[nn.Parameter]] = {"matrix": [], "embed": [], "proj": [], "head": [], "scalar": []}
+        for name, p in self.named_parameters():
+            if id(p) in matrix:
+                role = "matrix"
+            elif name.endswith("embed.weight") or name == "tok_emb.weight":
+                role = "embed"
+            elif name.endswith("proj.weight") and p.ndim == 2:
+                role = "proj"
+            elif name == "lm_head.weight":
+                role = "head"
+            else:
+                role = "scalar"
+            groups[role].append(p)
         return groups
 
     def cast_for_training(self, dtype: torch.dtype) -> GPT:
-        """Store the embedding table in the compute dtype (as the records do); matrices of
+        """Store the embedding tables in the compute dtype (as the records do); every matrix of a
         ``CastedLinear`` and all control/low-dimensional tensors stay fp32."""
-        self.tok_emb.to(dtype)
+        for m in (self.tok_emb, self.bigram, self.engram, self.ve):
+            if m is not None:
+                (m if isinstance(m, nn.Embedding) else m.embed).to(dtype)
         return self
 
+    def export_state_dict(self) -> dict[str, Tensor]:
+        """The weights a submission ships: everything but the multi-token-prediction heads."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("mtp_heads.")}
+
+    def load_export_state_dict(self, state: dict[str, Tensor]) -> None:
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith("mtp_heads.")]
+        if missing or unexpected:
+            raise KeyError(f"exported state does not fit this model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+
+    # ------------------------------------------------------------------------------------ forward
+
     def hidden(self, input_ids: Tensor) -> Tensor:
-        x = rms_norm(self.tok_emb(input_ids))
+        x = self.tok_emb(input_ids)
+        for extra in (self.bigram, self.engram):
+            if extra is not None:
+                x = x + extra(input_ids)
+        x = rms_norm(x)
+        if self.smear is not None:
+            x = self.smear(x)
         x0 = x
-        cos, sin = rotary_tables(input_ids.size(1), self.head_dim, self.rope_base, input_ids.device)
+        T = input_ids.size(1)
+        base = rope_base_for(T, self.rope_base, self.rope_dims, self.rope_ntk_seq_len)
+        cos, sin = rotary_tables(T, self.rope_dims, base, input_ids.device)
+        ve_base = self.ve(input_ids) if self.ve is not None else None
         skips: list[Tensor] = []
-        for i in range(self.num_encoder_layers):
-            x = self.blocks[i](x, x0, cos, sin)
-            skips.append(x)
-        for i in range(self.num_decoder_layers):
-            if skips:
-                x = x + self.skip_weights[i].to(x.dtype) * skips.pop()
-            x = self.blocks[self.num_encoder_layers + i](x, x0, cos, sin)
+        v0 = None
+        for i, block in enumerate(self.blocks):
+            j = i - self.num_encoder_layers
+            if 0 <= j < self.skip_weights.size(0) and skips:
+                s = self.skip_weights[j].to(x.dtype) * skips.pop()
+                x = x + s if self.skip_gates is None else torch.lerp(s, x, torch.sigmoid(self.skip_gates[j].to(x.dtype)))
+            ve = None
+            if ve_base is not None and i in self.ve_layers:
+                ve = ve_base * self.ve_layer_scales[self.ve_layers.index(i)].to(ve_base.dtype)
+            x, raw_v = block(x, x0, cos, sin, ve, v0)
+            if v0 is None:
+                v0 = raw_v
+            if i < self.num_encoder_layers:
+                skips.append(x)
         return rms_norm(x)
 
-    def logits(self, input_ids: Tensor) -> Tensor:
-        h = self.hidden(input_ids)
-        weight = self.tok_emb.weight if self.lm_head is None else self.lm_head.weight
+    def _project(self, h: Tensor, head: nn.Module | None) -> Tensor:
+        weight = (self.tok_emb.weight if self.lm_head is None else self.lm_head.weight) if head is None else head.weight
         z = F.linear(h, weight.to(h.dtype))
         return self.logit_softcap * torch.tanh(z / self.logit_softcap)
 
+    def logits(self, input_ids: Tensor) -> Tensor:
+        return self._project(self.hidden(input_ids), None)
+
     def forward(self, input_ids: Tensor, target_ids: Tensor, reduction: str = "mean") -> Tensor:
         """Cross-entropy (nats) of ``target_ids`` given ``input_ids``; ``reduction='none'`` gives per-token."""
-        logits = self.logits(input_ids)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), target_ids.flatten(), reduction=reduction)
-        return loss if reduction != "none" else loss.view_as(target_ids)
+        h = self.hidden(input_ids)
+        loss = F.cross_entropy(self._project(h, None).float().flatten(0, 1), target_ids.flatten(), reduction=reduction)
+        if reduction == "none":
+            return loss.view_as(target_ids)
+        if self.training and len(self.mtp_heads) and self.mtp_loss_weight > 0:
+            extra = [F.cross_entropy(self._project(h[:, : -(k + 1)], head).float().flatten(0, 1),
+                                     target_ids[:, k + 1 :].flatten())
+                     for k, head in enumerate(self.mtp_heads) if h.size(1) > k + 1]
+            if extra:
+                loss = loss + self.mtp_loss_weight * torch.stack(extra).mean()
+        return loss

@@ -1,10 +1,13 @@
-"""Learning-rate and momentum schedules shared by every optimizer group.
+"""Learning-rate and momentum schedules shared by every optimizer group (techniques.md §3.5, §3.6).
 
-LR: constant, then a linear warmdown to 0. With a wallclock cap (the iteration cap is then ignored,
-as in the records) the warmdown is timed by measured throughput (techniques.md §3.6):
-warmdown_ms = warmdown_iters * elapsed_ms / step, and the multiplier is remaining_ms / warmdown_ms
-once remaining_ms <= warmdown_ms. Without a cap it counts iterations. An optional floor keeps the
-multiplier >= ``lr_floor``.
+LR multiplier: constant, then a linear warmdown to 0, floored at ``lr_floor`` (#1089: 0.05). The warmdown
+length is either
+- ``warmdown_iters`` steps: with a wallclock cap (the iteration cap is then ignored, as in the records)
+  it is timed by measured throughput, warmdown_ms = warmdown_iters * elapsed_ms / step, and the
+  multiplier is remaining_ms / warmdown_ms once remaining_ms <= warmdown_ms (``cap_at_budget``: warmdown_ms
+  is at most the whole budget, #1089); without a cap it counts iterations; or
+- ``warmdown_fraction`` of the run: the last fraction of the wallclock budget (or of the iterations),
+  which behaves the same at any run length.
 Muon momentum: linear from ``momentum_start`` to ``momentum_end`` over ``momentum_warmup_steps``.
 """
 
@@ -16,6 +19,8 @@ class WarmdownSchedule:
         self,
         *,
         warmdown_iters: int = 1200,
+        warmdown_fraction: float | None = None,
+        cap_at_budget: bool = False,
         lr_floor: float = 0.0,
         momentum_start: float = 0.85,
         momentum_end: float = 0.95,
@@ -23,23 +28,34 @@ class WarmdownSchedule:
     ):
         if warmdown_iters < 0:
             raise ValueError(f"schedule.warmdown_iters must be >= 0, got {warmdown_iters}")
-        self.warmdown_iters = warmdown_iters
-        self.lr_floor = lr_floor
+        if warmdown_fraction is not None and not 0 < warmdown_fraction <= 1:
+            raise ValueError(f"schedule.warmdown_fraction must be in (0, 1] (or null), got {warmdown_fraction}")
+        if not 0 <= lr_floor <= 1:
+            raise ValueError(f"schedule.lr_floor must be in [0, 1], got {lr_floor}")
+        self.warmdown_iters, self.warmdown_fraction = warmdown_iters, warmdown_fraction
+        self.cap_at_budget, self.lr_floor = cap_at_budget, lr_floor
         self.momentum_start = momentum_start
         self.momentum_end = momentum_end
         self.momentum_warmup_steps = momentum_warmup_steps
 
     def lr_multiplier(self, step: int, elapsed_ms: float, cap_ms: float | None, max_steps: int | None) -> float:
         mult = 1.0
-        if self.warmdown_iters > 0:
+        if self.warmdown_fraction is not None:
+            if cap_ms is not None:
+                mult = max(cap_ms - elapsed_ms, 0.0) / (self.warmdown_fraction * cap_ms)
+            elif max_steps is not None:
+                mult = max(max_steps - step, 0) / (self.warmdown_fraction * max_steps)
+        elif self.warmdown_iters > 0:
             if cap_ms is not None:
                 warmdown_ms = self.warmdown_iters * elapsed_ms / max(step, 1)
+                if self.cap_at_budget:
+                    warmdown_ms = min(warmdown_ms, cap_ms)
                 remaining_ms = max(cap_ms - elapsed_ms, 0.0)
                 if remaining_ms <= warmdown_ms:
                     mult = remaining_ms / max(warmdown_ms, 1e-9)
             elif max_steps is not None and step >= max_steps - self.warmdown_iters:
                 mult = max((max_steps - step) / self.warmdown_iters, 0.0)
-        return max(mult, self.lr_floor)
+        return max(min(mult, 1.0), self.lr_floor)
 
     def muon_momentum(self, step: int) -> float:
         if self.momentum_warmup_steps <= 0:
