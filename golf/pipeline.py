@@ -167,10 +167,12 @@ def build(run: Run) -> None:
         train_model = nn.parallel.DistributedDataParallel(train_model, device_ids=ids, broadcast_buffers=False)
     run.model, run.train_model = model, train_model
     accum = cfg.grad_accum(run.dist.world_size)
-    run.results.update(grad_accum=accum, compiled=compiled, precision=str(run.autocast_dtype or "float32"))
+    kernel = getattr(model, "attention_kernel", None) if device.type == "cuda" else "sdpa (cpu)"
+    run.results.update(grad_accum=accum, compiled=compiled, precision=str(run.autocast_dtype or "float32"),
+                       attention_kernel=kernel, optimizer_syncs_gradients=bool(getattr(run.optimizer, "syncs_gradients", False)))
     run.log(f"model {type(model).__name__} params {run.results['model_params']:,} | vocab {model.vocab_size} | batch "
             f"{cfg.batch_tokens:,} tokens x seq {cfg.seq_len} | grad_accum {accum} | compile {compiled} | precision "
-            f"{run.results['precision']} | val {run.val_tokens.numel() - 1:,} tokens")
+            f"{run.results['precision']} | attention {kernel} | val {run.val_tokens.numel() - 1:,} tokens")
     run.loader = SequentialLoader(paths.train_pattern, rank=run.dist.rank, world_size=run.dist.world_size, device=device)
 
 
@@ -188,7 +190,7 @@ def train_stage(run: Run) -> None:
         step_avg_ms=round(outcome.train_ms / steps, 3), step_median_ms=round(outcome.step_median_ms, 3),
         tokens_per_s=round(cfg.batch_tokens * outcome.steps / max(outcome.train_ms / 1000, 1e-9), 1),
         tokens_seen=cfg.batch_tokens * outcome.steps,
-        train_loss=outcome.losses, val_history=outcome.val_history,
+        train_loss=outcome.losses, step_ms=[round(t, 2) for t in outcome.step_ms], val_history=outcome.val_history,
         peak_memory_mib=(torch.cuda.max_memory_allocated(device) // 2**20 if device.type == "cuda" else None),
     )
     if outcome.status == "diverged":

@@ -23,6 +23,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -40,19 +41,14 @@ def compose(overrides: list[str]):
         return hydra_compose(config_name="config", overrides=overrides)
 
 
-def bench_golf(overrides: list[str], steps: int, warmup: int) -> dict:
+def build_on_cuda(overrides: list[str]) -> SimpleNamespace:
+    """golf's model (seeded, cast), optimizer (compiled), compiled model and loader for ``overrides`` on cuda:0."""
     from golf.data.loader import SequentialLoader
-    from golf.dist import DistInfo, seed_all
-    from golf.logging import NullBackend
+    from golf.dist import seed_all
     from golf.pipeline import configure_backends
-    from golf.trainer import train
     from golf.worker import build
 
-    # warmdown_iters=0 keeps the peak LR for every timed step: a run that barely moves its weights off
-    # their (partly zero) init runs measurably faster on an H100 than a real one, so the timing must train.
-    cfg = compose(overrides + [f"train.iterations={steps}", f"train.warmup_steps={warmup}",
-                               "train.max_wallclock_seconds=0", "train.val_every=0", "logger=none",
-                               "schedule.warmdown_iters=0"])
+    cfg = compose(overrides)
     parts = build(cfg)
     tc = parts["train_cfg"]
     device = torch.device("cuda", 0)
@@ -64,14 +60,27 @@ def bench_golf(overrides: list[str], steps: int, warmup: int) -> dict:
         model.cast_for_training(autocast)
     opt = parts["optimizer_factory"](model)
     opt.compile()
-    train_model = torch.compile(model, dynamic=False, fullgraph=True)
-    loader = SequentialLoader(paths.train_pattern, device=device)
+    return SimpleNamespace(cfg=cfg, parts=parts, tc=tc, device=device, model=model, autocast=autocast, optimizer=opt,
+                           compiled=torch.compile(model, dynamic=False, fullgraph=True),
+                           loader=SequentialLoader(paths.train_pattern, device=device))
+
+
+def bench_golf(overrides: list[str], steps: int, warmup: int) -> dict:
+    from golf.dist import DistInfo
+    from golf.logging import NullBackend
+    from golf.trainer import train
+
+    # warmdown_iters=0 keeps the peak LR for every timed step: a run that barely moves its weights off
+    # their (partly zero) init runs measurably faster on an H100 than a real one, so the timing must train.
+    g = build_on_cuda(overrides + [f"train.iterations={steps}", f"train.warmup_steps={warmup}",
+                                   "train.max_wallclock_seconds=0", "train.val_every=0", "logger=none",
+                                   "schedule.warmdown_iters=0"])
     torch.cuda.reset_peak_memory_stats()
-    out = train(model=model, train_model=train_model, optimizer=opt, schedule=parts["schedule"], loader=loader, cfg=tc,
-                dist_info=DistInfo(0, 1, 0, device), log=lambda *_a, **_k: None, metrics=NullBackend(),
-                autocast_dtype=autocast)
-    return {"median_ms": statistics.median(out.step_ms), "steps_ms": out.step_ms, "batch_tokens": tc.batch_tokens,
-            "grad_accum": tc.grad_accum(1), "peak_mib": torch.cuda.max_memory_allocated() // 2**20,
+    out = train(model=g.model, train_model=g.compiled, optimizer=g.optimizer, schedule=g.parts["schedule"],
+                loader=g.loader, cfg=g.tc, dist_info=DistInfo(0, 1, 0, g.device), log=lambda *_a, **_k: None,
+                metrics=NullBackend(), autocast_dtype=g.autocast)
+    return {"median_ms": statistics.median(out.step_ms), "steps_ms": out.step_ms, "batch_tokens": g.tc.batch_tokens,
+            "grad_accum": g.tc.grad_accum(1), "peak_mib": torch.cuda.max_memory_allocated() // 2**20,
             "final_loss": out.losses[-1]}
 
 

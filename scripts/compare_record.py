@@ -1,5 +1,7 @@
 """Check a golf model against a record's own ``train_gpt.py``: same seed -> the same initial weights, the
-same loss and the same gradients on the same batch (fp32, CPU or GPU).
+same loss and the same gradients on the same batch (fp32, CPU or GPU); with ``--train-steps N``, the same
+losses over N training steps of the record's own optimizer against golf's trainer (the #549-#1019 line:
+banks + Parallel Muon + two AdamWs, set up as the record's main() sets them up; warm-up and restore included).
 
     python scripts/compare_record.py --record path/to/train_gpt.py --golf "model=xsa_all" \
         --env BIGRAM_VOCAB_SIZE=3072 --env BIGRAM_DIM=112
@@ -7,12 +9,13 @@ same loss and the same gradients on the same batch (fp32, CPU or GPU).
 The record file is imported, never copied: its ``Hyperparameters`` (read from the environment, so pass the
 record's command-line settings with ``--env``) and its ``GPT`` build the reference. Banked records' 3-D
 banks are compared slice by slice with golf's per-layer matrices. Without FlashAttention-3 a stand-in
-``flash_attn_interface`` (SDPA with grouped K/V) is put on the path first. Exit status 1 on a mismatch.
+``flash_attn_interface`` (SDPA, K/V repeated to the query heads) is put on the path first. Exit status 1 on a mismatch.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
 import inspect
 import os
@@ -25,14 +28,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from scripts.vs_record import FA3_STAND_IN  # noqa: E402
 
-FA3_STAND_IN = '''
-import torch.nn.functional as F
-def flash_attn_func(q, k, v, causal=True):
-    o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=causal,
-                                       enable_gqa=k.size(2) != q.size(2))
-    return o.transpose(1, 2)
-'''
 BANKS = {"qo_bank": ("attn.c_q", "attn.proj"), "kv_bank": ("attn.c_k", "attn.c_v"),
          "mlp_up_bank": ("mlp.fc",), "mlp_down_bank": ("mlp.proj",)}
 RENAMES = (("ve_shared.", "ve."),)
@@ -106,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--train-steps", type=int, default=0, help="also train N steps on both sides and compare losses")
+    p.add_argument("--warmup", type=int, default=2, help="compile warm-up steps (then restored) before --train-steps")
+    p.add_argument("--accum", type=int, default=2, help="micro-steps per optimizer step in --train-steps")
     a = p.parse_args(argv)
     mod = import_record(a.record, dict(e.split("=", 1) for e in a.env))
     device = torch.device(a.device)
@@ -143,8 +143,125 @@ def main(argv: list[str] | None = None) -> int:
         problems.append("losses differ")
     if gworst[0] > 100 * tol:
         problems.append(f"gradients differ ({gworst[1]})")
+    if a.train_steps:
+        problems += compare_training(mod, a, device)
     print("MATCH" if not problems else "MISMATCH: " + "; ".join(problems))
     return 1 if problems else 0
+
+
+def record_losses(mod, model, batches, steps: int, warmup: int) -> list[float]:
+    """The record's optimizers and loop (its main(), one process): banks on its Muon, token tables and
+    scalars on AdamW, the iteration warmdown, momentum warm-up, global clip, warm-up steps then restore."""
+    args = mod.Hyperparameters()
+    pats = mod.CONTROL_TENSOR_NAME_PATTERNS
+    banks = [model.qo_bank, model.kv_bank, model.mlp_up_bank, model.mlp_down_bank]
+    scalars = [q for n, q in model.blocks.named_parameters() if q.ndim < 2 or any(t in n for t in pats)]
+    scalars += [model.skip_weights, model.smear.gate]
+    tok = [{"params": [model.tok_emb.weight], "lr": args.tied_embed_lr, "base_lr": args.tied_embed_lr}]
+    for extra in (model.bigram, model.ve_shared):
+        if extra is not None:
+            tok.append({"params": [extra.embed.weight], "lr": args.tied_embed_lr, "base_lr": args.tied_embed_lr})
+            scalars += [extra.proj.weight, extra.scale] if extra.proj is not None else [extra.scale]
+    scalars += list(model.ve_layer_scales)
+    kw = dict(betas=(args.beta1, args.beta2), eps=args.adam_eps, weight_decay=args.adam_wd)
+    opt_tok = torch.optim.AdamW(tok, **kw)
+    opt_scalar = torch.optim.AdamW([{"params": scalars, "lr": args.scalar_lr, "base_lr": args.scalar_lr}], **kw)
+    muon = mod.Muon(banks, lr=args.matrix_lr, momentum=args.muon_momentum, backend_steps=args.muon_backend_steps,
+                    weight_decay=args.muon_wd)
+    for g in muon.param_groups:
+        g["base_lr"] = args.matrix_lr
+    opts = [opt_tok, muon, opt_scalar]
+
+    def one(step: int, batch) -> float:
+        scale = 1.0
+        if args.warmdown_iters > 0 and max(steps - args.warmdown_iters, 0) <= step < steps:
+            scale = max((steps - step) / args.warmdown_iters, 0.0)
+        for o in opts:
+            o.zero_grad(set_to_none=True)
+        total = 0.0
+        for x, y in batch:
+            loss = model(x, y)
+            (loss / len(batch)).backward()
+            total += float(loss.detach()) / len(batch)
+        frac = min(step / args.muon_momentum_warmup_steps, 1.0)
+        for g in muon.param_groups:
+            g["momentum"] = (1 - frac) * args.muon_momentum_warmup_start + frac * args.muon_momentum
+        for o in opts:
+            for g in o.param_groups:
+                g["lr"] = g["base_lr"] * scale
+        torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip_norm)
+        opt_tok.step()
+        opt_scalar.step()
+        muon.step()
+        return total
+
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    saved = [copy.deepcopy(o.state_dict()) for o in opts]
+    for i in range(warmup):
+        one(0, batches[i])
+    model.load_state_dict(state)
+    for o, st in zip(opts, saved):
+        o.load_state_dict(st)
+    return [one(i, batches[i]) for i in range(steps)]
+
+
+class _Batches:
+    """Serves the same list of micro-batches to golf's trainer (restartable, like the record's loader)."""
+
+    def __init__(self, batches):
+        self.flat, self.i = [mb for b in batches for mb in b], 0
+
+    def next_batch(self, *_):
+        self.i += 1
+        return self.flat[self.i - 1]
+
+    def state_dict(self):
+        return {"i": self.i}
+
+    def load_state_dict(self, s):
+        self.i = s["i"]
+
+
+def compare_training(mod, a, device) -> list[str]:
+    from golf.dist import DistInfo
+    from golf.logging import NullBackend
+    from golf.trainer import train
+    from golf.worker import build
+
+    args = mod.Hyperparameters()
+    overrides = shlex.split(a.golf) + [
+        "optimizer=parallel_muon", "schedule=warmdown_3500", f"schedule.warmdown_iters={args.warmdown_iters}",
+        f"train.iterations={a.train_steps}", f"train.warmup_steps={a.warmup}", "train.max_wallclock_seconds=0",
+        f"train.batch_tokens={a.accum * a.batch * a.seq_len}", f"train.seq_len={a.seq_len}", "train.compile=false",
+        f"train.max_micro_batch_tokens={a.batch * a.seq_len}", "train.device=" + device.type, "train.precision=fp32"]
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    parts = build(cfg)
+    g = torch.Generator().manual_seed(a.seed + 1)
+    vocab = args.vocab_size
+    batches = []
+    for _ in range(a.train_steps):
+        step = []
+        for _ in range(a.accum):
+            t = torch.randint(0, vocab, (a.batch, a.seq_len + 1), generator=g).to(device)
+            step.append((t[:, :-1], t[:, 1:]))
+        batches.append(step)
+    ref = record_model(mod, a.seed).float().to(device)
+    theirs = record_losses(mod, ref, batches, a.train_steps, a.warmup)
+    torch.manual_seed(a.seed)
+    ours_model = parts["model_factory"]().to(device)
+    out = train(model=ours_model, train_model=ours_model, optimizer=parts["optimizer_factory"](ours_model),
+                schedule=parts["schedule"], loader=_Batches(batches), cfg=parts["train_cfg"],
+                dist_info=DistInfo(0, 1, 0, device), log=lambda *_: None, metrics=NullBackend(), autocast_dtype=None)
+    worst = max(abs(r - o) / abs(r) for r, o in zip(theirs, out.losses))
+    print(f"training, {a.train_steps} steps after {a.warmup} warm-up steps (restored), grad accum {a.accum}:")
+    print("| step | record loss | golf loss |\n|---|---|---|")
+    for i, (r, o) in enumerate(zip(theirs, out.losses), start=1):
+        print(f"| {i} | {r:.6f} | {o:.6f} |")
+    print(f"largest relative loss difference {worst:.2e}")
+    return [f"training losses differ ({worst:.2e})"] if worst > 2e-3 else []
 
 
 if __name__ == "__main__":

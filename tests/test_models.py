@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 
-from golf.models.attention import attend, check_kernel, exclusive, fa3_function
+from golf.models.attention import attend, check_kernel, exclusive, fa3_function, resolve_kernel
 from golf.models.embeddings import SmearGate, bigram_index, engram_indices, trigram_index
 from golf.models.gpt import GPT
 from golf.models.layers import apply_rotary, rope_base_for, rotary_tables
@@ -276,7 +276,8 @@ def test_attention_kernels_agree_and_the_chosen_one_runs(kernel):
     q = torch.randn(4, 512, 8, 64, device="cuda", dtype=torch.bfloat16)
     k, v = (torch.randn(4, 512, 4, 64, device="cuda", dtype=torch.bfloat16) for _ in range(2))
     ref = attend(q.float(), k.float(), v.float(), "math")
-    fn = torch.compile(lambda a, b, c: attend(a, b, c, kernel), fullgraph=True)
+    resolved = resolve_kernel(kernel)
+    fn = torch.compile(lambda a, b, c: attend(a, b, c, resolved), fullgraph=True)
     out = fn(q, k, v)
     assert float((out.float() - ref).norm() / ref.norm()) < 1e-2
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:

@@ -174,6 +174,23 @@ def test_muon_bf16_momentum_survives_a_state_round_trip():
     assert opt2.state[p]["momentum_buffer"].dtype == torch.bfloat16
 
 
+def test_muon_reads_lr_and_momentum_after_a_state_restore():
+    """The trainer restores the optimizer after its compile warm-up; load_state_dict replaces the param-group
+    dicts, and the schedule's lr / momentum must still reach the step (a cached dict kept the warm-up's)."""
+    p = torch.nn.Parameter(torch.randn(8, 16))
+    opt = Muon([p], lr=0.1, momentum=0.95)
+    saved = copy.deepcopy(opt.state_dict())
+    p.grad = torch.randn(8, 16)
+    opt.step()  # builds the shard layout
+    opt.load_state_dict(saved)
+    for g in opt.param_groups:
+        g["lr"] = 0.0
+    before = p.detach().clone()
+    p.grad = torch.randn(8, 16)
+    opt.step()
+    assert torch.equal(p.detach(), before)
+
+
 def test_muon_rejects_non_matrix():
     with pytest.raises(ValueError, match="2-D"):
         Muon([torch.nn.Parameter(torch.zeros(5))])
@@ -435,3 +452,49 @@ def test_warmdown_capped_at_the_budget():
     assert capped.lr_multiplier(10, 10_000.0, 180_000.0, None) == pytest.approx(170 / 180)
 
 
+
+
+def test_schedule_reaches_every_group_after_the_warmup_restore():
+    """Through the trainer: compile warm-up steps, state restore, then a schedule whose LR is 0 after the
+    first step must freeze every parameter (a Muon that kept pre-restore group dicts still moved)."""
+    from golf.dist import DistInfo
+    from golf.logging import NullBackend
+    from golf.trainer import TrainConfig, train
+
+    class ZeroAfterFirst(WarmdownSchedule):
+        def lr_multiplier(self, step, *args):
+            return 1.0 if step == 0 else 0.0
+
+    class Tokens:
+        def __init__(self):
+            self.gen = torch.Generator().manual_seed(0)
+
+        def next_batch(self, batch_tokens, seq_len, accum):
+            t = torch.randint(0, 64, (batch_tokens // (accum * seq_len), seq_len + 1), generator=self.gen)
+            return t[:, :-1], t[:, 1:]
+
+        def state_dict(self):
+            return {"g": self.gen.get_state()}
+
+        def load_state_dict(self, s):
+            self.gen.set_state(s["g"])
+
+    torch.manual_seed(0)
+    model = _small_model()
+    snaps = []
+    opt = MuonAdam(model, parallel=True, muon_momentum_dtype="bfloat16", adam_weight_decay=0.04, muon_weight_decay=0.04)
+    real_step = opt.step
+
+    def step_and_snapshot():
+        real_step()
+        snaps.append({k: v.clone() for k, v in model.state_dict().items()})
+
+    opt.step = step_and_snapshot
+    cfg = TrainConfig(batch_tokens=256, seq_len=32, max_micro_batch_tokens=128, max_wallclock_seconds=0, iterations=3,
+                      warmup_steps=2, compile=False, device="cpu")
+    train(model=model, train_model=model, optimizer=opt, schedule=ZeroAfterFirst(), loader=Tokens(), cfg=cfg,
+          dist_info=DistInfo(0, 1, 0, torch.device("cpu")), log=lambda *_: None, metrics=NullBackend(),
+          autocast_dtype=None)
+    after_first, end = snaps[2], snaps[-1]  # 2 warm-up steps, then the training steps
+    for k, v in end.items():
+        assert torch.equal(v, after_first[k]), k

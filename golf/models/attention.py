@@ -11,8 +11,6 @@ else flash). On the CPU every choice runs SDPA's default.
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -25,14 +23,20 @@ SDPA_BACKENDS = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_
 KERNELS = ("auto", "fa3", *SDPA_BACKENDS)
 
 
-@functools.cache
-def fa3_function():
-    """FlashAttention-3's ``flash_attn_func`` when ``flash_attn_interface`` imports, else None."""
+def _load_fa3():
     try:
         from flash_attn_interface import flash_attn_func
     except ImportError:
         return None
     return flash_attn_func
+
+
+_FA3 = _load_fa3()  # looked up once at import: compiled code only ever sees the function (or None)
+
+
+def fa3_function():
+    """FlashAttention-3's ``flash_attn_func`` when ``flash_attn_interface`` imports, else None."""
+    return _FA3
 
 
 def check_kernel(kernel: str) -> str:
@@ -44,17 +48,28 @@ def check_kernel(kernel: str) -> str:
     return kernel
 
 
+def resolve_kernel(kernel: str) -> str:
+    """``auto``: FlashAttention-3 when it imports, else cuDNN (on our H100 1.5x faster than flash for the
+    #1019 shape, reference-measurements.md)."""
+    if kernel == "auto":
+        return "fa3" if fa3_function() is not None else "cudnn"
+    return kernel
+
+
 def attend(q: Tensor, k: Tensor, v: Tensor, kernel: str) -> Tensor:
-    """Causal attention of q [B, T, H, D] over k, v [B, T, Hkv, D] (H a multiple of Hkv); returns [B, T, H, D]."""
-    if q.is_cuda and kernel in ("fa3", "auto") and fa3_function() is not None:
-        out = fa3_function()(q, k, v, causal=True)
+    """Causal attention of q [B, T, H, D] over k, v [B, T, Hkv, D] (H a multiple of Hkv); returns [B, T, H, D].
+    ``kernel`` is resolved (not ``auto``): see ``resolve_kernel``."""
+    if q.is_cuda and kernel == "fa3":
+        out = _FA3(q, k, v, causal=True)
         return out[0] if isinstance(out, tuple) else out
     gqa = k.size(2) != q.size(2)
+    if gqa and q.is_cuda and kernel == "efficient":  # the memory-efficient kernel has no grouped K/V form
+        k, v = (t.repeat_interleave(q.size(2) // k.size(2), dim=2) for t in (k, v))
+        gqa = False
     qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
     if not q.is_cuda:
         return F.scaled_dot_product_attention(qt, kt, vt, is_causal=True, enable_gqa=gqa).transpose(1, 2)
-    backends = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION] if kernel in ("auto", "fa3") else [SDPA_BACKENDS[kernel]]
-    with sdpa_kernel(backends, set_priority=True):
+    with sdpa_kernel([SDPA_BACKENDS[kernel]]):
         return F.scaled_dot_product_attention(qt, kt, vt, is_causal=True, enable_gqa=gqa).transpose(1, 2)
 
 
@@ -88,7 +103,7 @@ class CausalSelfAttention(nn.Module):
         self.c_v = CastedLinear(dim, kv_dim, skip_init=skip_init)
         self.proj = CastedLinear(dim, dim, zero_init=True, skip_init=skip_init)
         self.q_gain = nn.Parameter(torch.full((num_heads,), qk_gain_init, dtype=torch.float32))
-        self.xsa, self.kernel = xsa, check_kernel(kernel)
+        self.xsa, self.kernel = xsa, resolve_kernel(check_kernel(kernel))
         self.attn_gate = None
         if gated:  # per-head output gate sigmoid(W x + b), W = 0, b = 4 (#635)
             self.attn_gate = CastedLinear(dim, num_heads, bias=True)

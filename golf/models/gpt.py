@@ -143,6 +143,11 @@ class GPT(nn.Module):
 
     # ------------------------------------------------------------------------------------ structure
 
+    @property
+    def attention_kernel(self) -> str:
+        """The attention kernel the blocks run on CUDA (``auto`` resolved); on the CPU SDPA picks its own."""
+        return self.blocks[0].attn.kernel
+
     def quantized_linears(self) -> list[CastedLinear]:
         """The block matrices: what int5/int6/int8 exports quantize and QAT fake-quantizes."""
         return [m for b in self.blocks for m in (b.attn.c_q, b.attn.c_k, b.attn.c_v, b.attn.proj, b.mlp.fc, b.mlp.proj)]

@@ -50,7 +50,7 @@ class Muon(torch.optim.Optimizer):
         self.ortho = orthogonalizer or Orthogonalizer()
         self.wd_after_update, self.momentum_dtype, self.reduce_grads = wd_after_update, momentum_dtype, reduce_grads
         self._orthogonalize = orthogonalize
-        self._groups: list[tuple[dict, list[_Group]]] | None = None
+        self._shards: list[list[_Group]] | None = None  # per param group, by index (load_state_dict replaces the dicts)
         self._launched = False
 
     def compile(self) -> None:
@@ -63,9 +63,11 @@ class Muon(torch.optim.Optimizer):
         return 1, 0
 
     def _layout(self) -> list[tuple[dict, list[_Group]]]:
-        if self._groups is None:
+        """(param group, its shape groups); the group dicts are read fresh every call: the schedule sets lr and
+        momentum in ``self.param_groups``, which ``load_state_dict`` replaces with new dicts."""
+        if self._shards is None:
             world, rank = self._world()
-            self._groups = []
+            self._shards = []
             for group in self.param_groups:
                 by_shape: dict[tuple[int, ...], list[Tensor]] = defaultdict(list)
                 for p in group["params"]:
@@ -74,8 +76,8 @@ class Muon(torch.optim.Optimizer):
                 for same in sorted(by_shape.values(), key=lambda ps: -ps[0].numel() * len(ps)):  # largest first
                     per = -(-len(same) // world)
                     shards.append(_Group(same, slice(rank * per, (rank + 1) * per)))
-                self._groups.append((group, shards))
-        return self._groups
+                self._shards.append(shards)
+        return list(zip(self.param_groups, self._shards))
 
     @torch.no_grad()
     def launch_reduce(self) -> None:

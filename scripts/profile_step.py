@@ -1,0 +1,142 @@
+"""Where a training step's time goes: GPU time by kernel family (attention, matmul, fused elementwise and
+norms, optimizer, copies, communication) over profiled steps, the forward+backward / optimizer split from
+CUDA events, and the slowest kernels.
+
+    python scripts/profile_step.py "model=xsa_all optimizer=parallel_muon data=enwiki_sp1024" --steps 5 --warmup 3
+
+Runs golf's own model, optimizer and loader at the config's batch geometry (compiled, bf16 autocast), at
+the peak learning rate, on one CUDA device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import statistics
+import sys
+from collections import defaultdict
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+FAMILIES = (  # first match wins; names are lower-cased CUDA kernel names
+    ("attention", ("flash", "fmha", "cudnn", "attention", "sdpa")),
+    ("matmul", ("gemm", "nvjet", "cutlass", "xmma", "wgmma", "cublas", "matmul")),
+    ("fused elementwise + norms (triton)", ("triton",)),
+    ("optimizer (foreach / fused Adam)", ("multi_tensor", "foreach", "fused_adam", "adam")),
+    ("communication", ("nccl", "allreduce", "reduce_scatter", "allgather")),
+    ("copies / casts (eager)", ("copy", "memcpy", "memset", "cat", "fill")),
+)
+
+
+def family(name: str) -> str:
+    low = name.lower()
+    for fam, keys in FAMILIES:
+        if any(k in low for k in keys):
+            return fam
+    return "other"
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("overrides", help="golf overrides, one string")
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--top", type=int, default=15)
+    p.add_argument("--record", type=Path, help="also profile a record's own GPT (forward+backward) on the same batches")
+    p.add_argument("--record-env", action="append", default=[], help="KEY=VALUE for the record's Hyperparameters")
+    a = p.parse_args(argv)
+    from scripts.bench import build_on_cuda
+
+    g = build_on_cuda(shlex.split(a.overrides) + ["logger=none"])
+    tc, accum = g.tc, g.tc.grad_accum(1)
+    ctx = (lambda: torch.autocast("cuda", dtype=g.autocast)) if g.autocast else nullcontext
+    split = defaultdict(list)
+    step = make_step(g.compiled, g.loader, tc, accum, ctx, g.optimizer, split)
+    prof = run_profiled(step, a.warmup, a.steps, split)
+    print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}; golf: {a.overrides}")
+    report(prof, split, a.steps, a.top, tc.batch_tokens, accum)
+    if a.record:
+        from scripts.compare_record import import_record, record_model
+
+        mod = import_record(a.record, dict(e.split("=", 1) for e in a.record_env))
+        ref = record_model(mod, int(g.cfg.seed)).to(g.device).bfloat16()
+        for name, prm in ref.named_parameters():  # the records' casting: banks, CastedLinear, low-dim in fp32
+            if name.endswith("_bank") or prm.ndim < 2 or any(k in name for k in mod.CONTROL_TENSOR_NAME_PATTERNS):
+                prm.data = prm.data.float()
+        for m in ref.modules():
+            if isinstance(m, mod.CastedLinear):
+                m.float()
+        ref_split = defaultdict(list)
+        bf16 = lambda: torch.autocast("cuda", dtype=torch.bfloat16)  # noqa: E731
+        record_step = make_step(torch.compile(ref, dynamic=False, fullgraph=True), g.loader, tc, accum, bf16, None,
+                                ref_split, zero=ref)
+        print(f"\nthe record's own GPT ({a.record.name}), forward+backward only")
+        report(run_profiled(record_step, a.warmup, a.steps, ref_split), ref_split, a.steps, a.top, tc.batch_tokens, accum)
+
+
+def make_step(call, loader, tc, accum: int, ctx, optimizer, split: dict, zero=None):
+    """One training step (forward+backward of every micro-batch, then the optimizer if given), timed with
+    CUDA events into ``split``."""
+    def step() -> None:
+        e = [torch.cuda.Event(enable_timing=True) for _ in range(3)]
+        e[0].record()
+        for _ in range(accum):
+            x, y = loader.next_batch(tc.batch_tokens, tc.seq_len, accum)
+            with ctx():
+                loss = call(x, y)
+            (loss / accum).backward()
+        e[1].record()
+        if optimizer is not None:
+            optimizer.step()
+            optimizer.zero_grad()
+        else:
+            zero.zero_grad(set_to_none=True)
+        e[2].record()
+        torch.cuda.synchronize()
+        split["forward+backward"].append(e[0].elapsed_time(e[1]))
+        if optimizer is not None:
+            split["optimizer"].append(e[1].elapsed_time(e[2]))
+    return step
+
+
+def run_profiled(step, warmup: int, steps: int, split: dict):
+    for _ in range(warmup):
+        step()
+    split.clear()
+    torch.cuda.reset_peak_memory_stats()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            step()
+    return prof
+
+
+def report(prof, split: dict, steps: int, top: int, batch_tokens: int, accum: int) -> None:
+    by_family, by_kernel = defaultdict(float), defaultdict(lambda: [0.0, 0])
+    for ev in prof.events():
+        if ev.device_type == torch.autograd.DeviceType.CUDA:
+            us = ev.device_time if hasattr(ev, "device_time") else ev.cuda_time
+            by_family[family(ev.name)] += us
+            by_kernel[ev.name][0] += us
+            by_kernel[ev.name][1] += 1
+    total = sum(by_family.values())
+    a_steps, a_top = steps, top
+    print(f"{steps} profiled steps of {batch_tokens:,} tokens (grad accum {accum}); peak "
+          f"{torch.cuda.max_memory_allocated() // 2**20} MiB")
+    for k, v in split.items():
+        print(f"  {k}: median {statistics.median(v):.1f} ms per step (CUDA events)")
+    print("\n| kernel family | GPU ms per step | share |\n|---|---|---|")
+    for fam, us in sorted(by_family.items(), key=lambda kv: -kv[1]):
+        print(f"| {fam} | {us / 1000 / a_steps:.1f} | {100 * us / total:.1f}% |")
+    print(f"| total GPU time | {total / 1000 / a_steps:.1f} | |")
+    print("\n| top kernels | ms per step | calls per step | family |\n|---|---|---|---|")
+    for name, (us, n) in sorted(by_kernel.items(), key=lambda kv: -kv[1][0])[: a_top]:
+        print(f"| {name[:150]} | {us / 1000 / a_steps:.2f} | {n // a_steps} | {family(name)} |")
+
+
+if __name__ == "__main__":
+    main()
