@@ -20,12 +20,13 @@ from golf.compress.artifact import (
     read_artifact,
     write_artifact,
 )
-from golf.compress.codecs import DECODERS, Lzma, Raw, Zlib, Zstd, decompress
+from golf.compress.codecs import DECODERS, Brotli, Lzma, Raw, Zlib, Zstd, byte_shuffle, byte_unshuffle, decompress
 from golf.quant.format import dequantize_state
 from golf.quant.int8 import Int8PerRow
 
 COMPRESSORS = {"zlib": lambda: Zlib(level=9), "zstd": lambda: Zstd(level=19), "lzma": lambda: Lzma(preset=6),
-               "raw": lambda: Raw()}
+               "raw": lambda: Raw(), "brotli": lambda: Brotli(quality=9), "brotli+shuffle": lambda: Brotli(quality=9, shuffle=2),
+               "lzma+shuffle": lambda: Lzma(preset=6, shuffle=2)}
 
 
 @pytest.fixture
@@ -114,7 +115,7 @@ def test_decode_rejects_bad_magic():
 
 def test_decode_rejects_unknown_codec_and_version():
     blob = encode_artifact({"x": torch.zeros(2)}, {}, Raw())
-    bad = MAGIC + bytes([FORMAT_VERSION, 4]) + b"brot" + blob[6 + 3 :]
+    bad = MAGIC + bytes([FORMAT_VERSION, 4]) + b"brot" + blob[6 + 3 :]  # not "brotli"
     with pytest.raises(ValueError, match=r"unknown codec 'brot'") as info:
         decode_artifact(bad, "m.golf")
     assert all(name in str(info.value) for name in DECODERS)
@@ -139,14 +140,32 @@ def test_codec_names_and_round_trips():
     data = b"parameter golf " * 1000 + bytes(range(256))
     for name, make in COMPRESSORS.items():
         c = make()
-        assert c.name == name and name in DECODERS
+        assert c.name == name and name.split("+")[0] in DECODERS
         assert decompress(name, c.compress(data)) == data
+    with pytest.raises(ValueError, match="unknown codec 'zlib\\+twist'"):
+        decompress("zlib+twist", Zlib().compress(data))
     with pytest.raises(ValueError, match="zlib must be in 0..9"):
         Zlib(level=10)
     with pytest.raises(ValueError, match="zstd must be in 1..22"):
         Zstd(level=0)
     with pytest.raises(ValueError, match="lzma must be in 0..9"):
         Lzma(preset=10)
+
+
+def test_byte_shuffle_is_the_records_and_inverts(testvector):
+    tv = testvector("byte_shuffle")
+    data = bytes(tv["data"])
+    assert byte_shuffle(data, 2) == bytes(tv["shuffled"])  # #1089's _byte_shuffle, header included
+    for n in (0, 1, 2, 7, 1000):
+        x = bytes((i * 37) % 256 for i in range(n))
+        for stride in (2, 3, 4):
+            assert byte_unshuffle(byte_shuffle(x, stride)) == x
+    fp16 = torch.randn(20_000, generator=torch.Generator().manual_seed(0)).half().numpy().tobytes()
+    assert len(Lzma(shuffle=2).compress(fp16)) < len(Lzma().compress(fp16))  # why it exists
+    with pytest.raises(ValueError, match="shuffle stride must be in 2..255"):
+        Zlib(shuffle=300)
+    with pytest.raises(ValueError, match="BSHF"):
+        byte_unshuffle(b"plain bytes")
 
 
 def test_code_bytes_counts_loaded_golf_files():
