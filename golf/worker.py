@@ -24,6 +24,7 @@ def build(cfg: DictConfig) -> dict:
         data=build_one(cfg.data), model_factory=build_one(cfg.model), optimizer_factory=build_one(cfg.optimizer),
         schedule=build_one(cfg.schedule), train_cfg=build_one(cfg.train), evaluator=build_one(cfg.eval),
         quantizer=build_one(cfg.quant), compressor=build_one(cfg.compressor), metrics=build_one(cfg.logger),
+        calibration=build_one(cfg.calibration) if "calibration" in cfg else None,
         budget=Budget(**OmegaConf.to_container(cfg.budget)),
     )
 

@@ -22,7 +22,7 @@ from golf.compress.artifact import (
 )
 from golf.compress.codecs import DECODERS, Brotli, Lzma, Raw, Zlib, Zstd, byte_shuffle, byte_unshuffle, decompress
 from golf.quant.format import dequantize_state
-from golf.quant.int8 import Int8PerRow
+from golf.quant.quantizer import Quantizer
 
 COMPRESSORS = {"zlib": lambda: Zlib(level=9), "zstd": lambda: Zstd(level=19), "lzma": lambda: Lzma(preset=6),
                "raw": lambda: Raw(), "brotli": lambda: Brotli(quality=9), "brotli+shuffle": lambda: Brotli(quality=9, shuffle=2),
@@ -34,7 +34,7 @@ def qstate(tiny_gpt):
     torch.manual_seed(0)
     model = tiny_gpt(vocab_size=256, model_dim=64, num_layers=2, num_heads=4, num_kv_heads=2)
     # A low keep-float threshold so the block matrices are quantized per row, not passed through.
-    q = Int8PerRow(keep_float_max_numel=4096).quantize(model.state_dict())
+    q = Quantizer(keep_float_max_numel=4096).quantize(model.state_dict())
     schemes = {m["scheme"] for m in q.meta.values()}
     assert schemes == {"per_row", "passthrough"}
     return model, q
@@ -91,7 +91,7 @@ def test_artifact_round_trip_all_schemes(tmp_path):
     state = {"big3d": torch.randn(2, 200, 200, generator=gen), "ids": torch.arange(7, dtype=torch.int64),
              "mask": torch.tensor([True, False]), "bf": torch.randn(5, generator=gen).bfloat16(),
              "empty": torch.zeros(0, 3), "scalar": torch.tensor(2.5)}
-    q = Int8PerRow().quantize(state)
+    q = Quantizer().quantize(state)
     assert q.meta["big3d"]["scheme"] == "per_tensor"
     write_artifact(tmp_path / "a.golf", q.tensors, q.meta, Zlib())
     tensors, meta = read_artifact(tmp_path / "a.golf")
@@ -175,7 +175,7 @@ def test_code_bytes_counts_loaded_golf_files():
     pkg = Path(golf.__file__).resolve().parent
     assert files == sorted(files) and len(set(files)) == len(files)
     assert all(pkg in f.parents and f.suffix == ".py" and f.is_file() for f in files)
-    for must in ("__init__.py", "compress/artifact.py", "pipeline.py", "quant/int8.py"):
+    for must in ("__init__.py", "compress/artifact.py", "pipeline.py", "quant/quantizer.py"):
         assert pkg / must in files, must
     assert code_bytes() == sum(f.stat().st_size for f in files)
     assert code_bytes(files[:2]) == sum(f.stat().st_size for f in files[:2])
@@ -183,3 +183,26 @@ def test_code_bytes_counts_loaded_golf_files():
 
 def test_code_bytes_of_no_files_is_zero():
     assert code_bytes([]) == 0
+
+
+def test_shipped_script_runs_the_minified_modules_from_memory(tmp_path):
+    """The code count is that of a real script: it imports golf's modules from its own payload (not from
+    this checkout) and builds a model; it is a fraction of the raw sources."""
+    import subprocess
+    import sys
+
+    import golf.models.gpt  # noqa: F401  (load what a run loads)
+    import golf.pipeline  # noqa: F401
+    from golf.compress.code_size import module_name, shipped_bytes, shipped_script
+
+    files = code_files()
+    entry = ("import golf.models.gpt as g;m=g.GPT(vocab_size=64,num_layers=2,model_dim=32,num_heads=4,num_kv_heads=2);"
+             "print(sum(p.numel() for p in m.parameters()),type(g.__spec__.loader).__name__,g.__spec__.origin)")
+    (tmp_path / "submission.py").write_text(shipped_script(files, entry))
+    p = subprocess.run([sys.executable, "submission.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    params, loader, origin = p.stdout.split()
+    assert int(params) == 16_680 and loader == "L" and origin == "None"  # served by the bootstrap, no file behind it
+    assert shipped_bytes(files) < 0.35 * code_bytes(files)
+    assert module_name(files[0]) == ("golf", True)
+    assert module_name(Path(golf.models.gpt.__file__)) == ("golf.models.gpt", False)

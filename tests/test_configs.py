@@ -12,6 +12,7 @@ from hydra.errors import MissingConfigException
 from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
+from golf.calibration import sources
 from golf.compress import codecs
 from golf.data.sources import DataPaths, ShardData, SmokeData
 from golf.eval.bpb import Evaluator
@@ -23,14 +24,15 @@ from golf.optim.muon_adam import MuonAdam
 from golf.optim.orthogonalize import Orthogonalizer
 from golf.optim.schedule import WarmdownSchedule
 from golf.quant.format import dequantize_state
-from golf.quant.int8 import Int8PerRow
 from golf.quant.none import NoQuant
+from golf.quant.quantizer import Quantizer
 from golf.trainer import TrainConfig
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-CONFIG_GROUPS = ("data", "model", "optimizer", "schedule", "quant", "compressor", "eval", "logger", "launcher")
+CONFIG_GROUPS = ("data", "model", "optimizer", "schedule", "calibration", "quant", "compressor", "eval", "logger", "launcher")
 # Every node of a composed config that has a ``_target_``.
-TARGET_NODES = ("data", "model", "optimizer", "schedule", "train", "quant", "compressor", "eval", "logger", "launcher")
+TARGET_NODES = ("data", "model", "optimizer", "schedule", "train", "calibration", "quant", "compressor", "eval", "logger",
+                "launcher")
 GROUP_OPTIONS = [(g, p.stem) for g in CONFIG_GROUPS for p in sorted((CONF_DIR / g).glob("*.yaml"))]
 EXPERIMENTS = [p.stem for p in sorted((CONF_DIR / "experiment").glob("*.yaml"))]
 
@@ -45,7 +47,17 @@ EXPECTED = {
     ("schedule", "warmdown"): WarmdownSchedule,
     ("schedule", "warmdown_3500"): WarmdownSchedule,
     ("schedule", "warmdown_floor"): WarmdownSchedule,
-    ("quant", "int8"): Int8PerRow,
+    ("calibration", "none"): sources.NoCalibration,
+    ("calibration", "train"): sources.TrainBatches,
+    ("calibration", "val"): sources.ValBatches,
+    ("calibration", "ar"): sources.AutoRegressive,
+    ("calibration", "random"): sources.RandomTokens,
+    ("quant", "gptq"): Quantizer,
+    ("quant", "gptq_ar"): Quantizer,
+    ("quant", "mixed"): Quantizer,
+    ("quant", "int8"): Quantizer,
+    ("quant", "int6"): Quantizer,
+    ("quant", "int6_gptq_lite"): Quantizer,
     ("quant", "none"): NoQuant,
     ("compressor", "zlib"): codecs.Zlib,
     ("compressor", "zstd"): codecs.Zstd,
@@ -64,7 +76,8 @@ NODE_BASE = {
     "optimizer": (MuonAdam,),
     "schedule": (WarmdownSchedule,),
     "train": (TrainConfig,),
-    "quant": (Int8PerRow, NoQuant),
+    "quant": (Quantizer, NoQuant),
+    "calibration": (sources.Calibration,),
     "compressor": (codecs.Codec,),
     "eval": (Evaluator,),
     "logger": (WandbBackend, NullBackend),
@@ -108,19 +121,23 @@ def _exercise(node: str, obj, cfg) -> None:
         assert obj.decompress(obj.compress(data)) == data
         assert codecs.decompress(obj.name, obj.compress(data)) == data
     elif node == "quant":
-        state = {"w": torch.randn(300, 300), "attn_scale": torch.rand(8), "step": torch.tensor([3])}
-        q = obj.quantize(state)
+        state = {"w": torch.randn(300, 300), "attn_scale": torch.rand(8), "step": torch.tensor([3]),
+                 "blocks.0.mlp.fc.weight": torch.randn(300, 300)}
+        q = obj.quantize(state, hessians={"blocks.0.mlp.fc.weight": torch.eye(300)})
         out = dequantize_state(q.tensors, q.meta)
         assert set(out) == set(state)
         for k, v in state.items():
             assert out[k].shape == v.shape and out[k].dtype == v.dtype
-            assert (out[k].float() - v.float()).abs().max() <= 0.05 * max(v.float().abs().max(), 1)
+            steps = 2.0 / (2 ** (q.meta[k].get("bits", 8) - 1) - 1)  # GPTQ may move an entry past half a step
+            assert (out[k].float() - v.float()).abs().max() <= steps * max(v.float().abs().max(), 1)
     elif node == "schedule":
         assert obj.lr_multiplier(0, 0.0, None, None) == 1.0
         assert obj.muon_momentum(0) == pytest.approx(cfg.schedule.momentum_start)
     elif node == "train":
         assert obj.grad_accum(1) >= 1
         assert obj.batch_tokens % obj.seq_len == 0
+    elif node == "calibration":
+        assert obj.sequences >= 0 and obj.describe()["source"] == obj.name
     elif node == "eval":
         assert obj.seq_len == cfg.train.seq_len
     elif node == "launcher" and isinstance(obj, TorchrunLauncher):
@@ -309,3 +326,25 @@ def test_every_preset_trains_two_steps_of_a_tiny_override(compose, model, optimi
     moved = [k for k, v in net.state_dict().items() if not torch.equal(v, before[k])]
     # (QAT from step 0 rounds the zero-initialised output projections to 0, so Q/K/V/MLP-up get no gradient.)
     assert {"blocks.0.attn.proj.weight", "blocks.1.mlp.proj.weight", "tok_emb.weight", "blocks.0.resid_mix"} <= set(moved)
+
+
+def test_quant_presets_choose_their_calibration_and_codec(compose):
+    """quant=gptq_ar selects calibration=ar by itself (an explicit calibration= still wins); quant=gptq
+    calibrates inside the training budget; quant=mixed is #1089's export."""
+    assert compose(["quant=gptq_ar"]).calibration._target_.endswith("AutoRegressive")
+    assert compose(["quant=gptq_ar", "calibration=random"]).calibration._target_.endswith("RandomTokens")
+    assert compose(["quant=gptq"]).calibration._target_.endswith("TrainBatches")
+    assert compose(["quant=int6"]).calibration._target_.endswith("NoCalibration")
+    ar = instantiate(compose(["quant=gptq_ar"]).calibration, _convert_="all")
+    assert (ar.sequences, ar.seq_len, ar.temperature) == (64, 2048, 0.8)
+    q = instantiate(compose(["quant=gptq_ar"]).quant, _convert_="all")
+    assert (q.method, q.matrix_bits, q.search, q.class_bits["embed"]) == ("gptq", 6, "matrix", 8) and q.needs_hessians
+    m = compose(["quant=mixed"])
+    mq = instantiate(m.quant, _convert_="all")
+    assert (mq.method, mq.matrix_bits, mq.search, mq.allocate_max_bits, mq.prune_max_abs) == ("gptq", 5, "row", 7, 2)
+    assert mq.class_bits["embed"] == 0 and mq.class_bits["table"] == 8
+    c = instantiate(m.compressor, _convert_="all")
+    assert c.name == "brotli+shuffle" and c.quality == 11
+    assert m.calibration._target_.endswith("TrainBatches")
+    lite = instantiate(compose(["quant=int6_gptq_lite"]).quant, _convert_="all")
+    assert (lite.method, lite.matrix_bits, lite.search, lite.keep_fp32_patterns) == ("lite", 6, "matrix", ())

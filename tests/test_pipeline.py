@@ -206,3 +206,60 @@ def test_averaging_candidates_are_scored_and_the_chosen_one_exported(smoke_dir, 
     none = run_in_process([*FAST, "logger=none", "train.iterations=4", "train.swa.every=50", "train.export=swa"],
                           tmp_path / "none")
     assert none["averaging"]["exported"] == "raw" and "SWA took no snapshot" in none["averaging"]["note"]
+
+
+def test_gptq_calibrated_inside_the_training_budget(smoke_dir, tmp_path, monkeypatch):
+    """quant=gptq: calibration=train reserves its seconds off the wallclock cap, collects Hessians from the
+    continuing training stream, and GPTQ quantizes every block matrix (the smoke model's are tiny, so the
+    float-keeping threshold is lowered)."""
+    monkeypatch.setenv("GOLF_CACHE_DIR", str(smoke_dir.parent))
+    r = run_in_process([*FAST, "logger=none", "quant=gptq", "quant.keep_float_max_numel=1000", "train.iterations=500",
+                        "train.max_wallclock_seconds=4", "calibration.reserve_seconds=1.5", "calibration.sequences=16",
+                        "calibration.batch_seqs=8"], tmp_path)
+    assert r["status"] == "ok"
+    assert r["train_budget"] == {"wallclock_seconds": 4, "reserved_for_calibration": 1.5, "training_cap": 2.5}
+    assert r["train_seconds"] < 4 and r["stop_reason"] == "wallclock cap"
+    c = r["calibration"]
+    assert c["source"] == "train" and c["tokens"] == 16 * 128 and c["matrices"] == 2 * 6 and c["allowed_for_record"]
+    assert "within_reserve" in c
+    g = r["quant_stats"]["gptq"]
+    assert g["matrices"] == 12 and g["fallbacks"] == 0 and r["quant_stats"]["bits"]["6"] > 0
+    assert r["bytes"]["code"] < r["bytes"]["code_raw"] and "self-extracting" in r["bytes"]["code_method"]
+
+
+def test_gptq_without_calibration_is_refused_before_training(smoke_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("GOLF_CACHE_DIR", str(smoke_dir.parent))
+    with pytest.raises(ValueError, match="quant.method=gptq needs calibration data but calibration=none"):
+        run_in_process([*FAST, "logger=none", "quant=gptq", "calibration=none"], tmp_path)
+    assert "steps" not in results(tmp_path)
+
+
+def test_mixed_precision_fits_the_byte_budget_exactly(smoke_dir, tmp_path, monkeypatch):
+    """quant=mixed (#1089) against imposed budgets: int5 block matrices; the allocator promotes the most
+    sensitive layer groups while the estimate fits; +-1/+-2 pruning closes what is left; results.json says
+    what fitting did, and without fitting the same budget is refused loudly."""
+    monkeypatch.setenv("GOLF_CACHE_DIR", str(smoke_dir.parent))
+    common = [*FAST, "logger=none", "quant=mixed", "quant.keep_float_max_numel=1000", "train.iterations=6",
+              "calibration.sequences=8", "calibration.reserve_seconds=0", "compressor=brotli", "compressor.quality=5"]
+    base = run_in_process([*common, "quant.allocate_max_bits=0"], tmp_path / "base")  # int5 everywhere
+    t0 = base["bytes"]["total"]
+    assert base["status"] == "ok" and base["fitting"]["pruning"]["pruned"] == 0
+
+    pruned = run_in_process([*common, "quant.allocate_max_bits=0", f"budget.artifact_bytes={t0 - 2000}"], tmp_path / "p")
+    p = pruned["fitting"]["pruning"]
+    assert pruned["status"] == "ok" and pruned["bytes"]["total"] <= t0 - 2000 and pruned["bytes"]["headroom"] >= 0
+    assert p["fits"] and 0 < p["pruned"] < p["candidates"] and p["bytes_after"] == pruned["bytes"]["total"]
+    assert pruned["bytes"]["codec"] == "brotli+shuffle"
+
+    grown = run_in_process([*common, "quant.allocate_max_bits=7", f"budget.artifact_bytes={t0 + 6000}"], tmp_path / "a")
+    alloc = grown["fitting"]["allocation"]
+    assert grown["status"] == "ok" and t0 < grown["bytes"]["total"] <= t0 + 6000
+    assert set(alloc["groups"]) == {"layer0.attn", "layer0.mlp", "layer1.attn", "layer1.mlp"}
+    promoted = [g["group"] for g in alloc["promoted"]]
+    by_sensitivity = sorted(alloc["groups"], key=lambda g: -alloc["groups"][g]["sensitivity"])
+    assert promoted and promoted == by_sensitivity[: len(promoted)]
+    assert any(int(b) > 5 for b in grown["quant_stats"]["bits"])  # promoted matrices are wider than int5
+
+    over = run_in_process([*common, "quant.allocate_max_bits=0", "quant.prune_max_abs=0", f"budget.artifact_bytes={t0 - 2000}"],
+                          tmp_path / "over")
+    assert over["status"] == "over_budget" and over["bytes"]["headroom"] < 0 and "fitting" not in over

@@ -1,4 +1,5 @@
-"""The baseline's int8 export and the generic dequantizer."""
+"""The per-row grid, RTN / GPTQ-lite / GPTQ against the records' test vectors and a plain-loop GPTQ, the
+treatment rules, and the generic dequantizer."""
 
 from __future__ import annotations
 
@@ -7,133 +8,204 @@ import pytest
 import torch
 
 from golf.quant.format import QuantizedState, dequantize_state
-from golf.quant.grid import dequantize_rows, quantize_rows, row_clip
-from golf.quant.int8 import Int8PerRow
+from golf.quant.gptq import gptq, hessian_error, inverse_cholesky
+from golf.quant.grid import dequantize_rows, qmax_for, quantize_rows, row_clip, search_clip
 from golf.quant.none import NoQuant
+from golf.quant.quantizer import Quantizer, matrix_group
+
+INT8 = dict(keep_fp32_patterns=("attn_scale", "mlp_scale", "resid_mix", "q_gain", "skip_weight"))
 
 
-def test_int8_per_row_matches_baseline(testvector):
+def _herr(W, q, s, H) -> float:
+    return hessian_error(W, torch.as_tensor(q), torch.as_tensor(s), H)
+
+
+def test_int8_matches_the_baseline_with_no_larger_error(testvector):
+    tv = testvector("quantizers")
+    W, H = torch.from_numpy(tv["W"]), torch.from_numpy(tv["H"])
+    q = Quantizer(keep_float_max_numel=0, **INT8).quantize({"blocks.0.mlp.fc.weight": W})
+    name = "blocks.0.mlp.fc.weight"
+    assert q.meta[name] == {"scheme": "per_row", "q": f"{name}.q", "scale": f"{name}.scale", "dtype": "float32", "bits": 8}
+    got_q, got_s = q.tensors[f"{name}.q"], q.tensors[f"{name}.scale"]
+    assert got_q.dtype == torch.int8 and got_s.dtype == torch.float16
+    np.testing.assert_array_equal(got_s.float().numpy(), tv["int8_scale"])
+    # The baseline clamped weights to the clip before rounding; golf's one grid does not (2 entries differ).
+    assert (got_q.numpy() == tv["int8_q"]).mean() > 0.9999
+    assert _herr(W, got_q, got_s, H) <= _herr(W, tv["int8_q"], tv["int8_scale"], H)
+
+
+def test_gptq_lite_is_the_records(testvector):
     tv = testvector("quantizers")
     W = torch.from_numpy(tv["W"])
-    # The test vector is quantize_float_tensor on W itself; W (24,576 entries) is below the export's
-    # keep-float size, so force quantization.
-    q = Int8PerRow(keep_float_max_numel=0).quantize({"w": W})
-    assert q.meta["w"] == {"scheme": "per_row", "q": "w.q", "scale": "w.scale", "dtype": "float32", "bits": 8}
-    got_q, got_s = q.tensors["w.q"], q.tensors["w.scale"]
-    assert got_q.dtype == torch.int8 and got_q.shape == W.shape
-    assert got_s.dtype == torch.float16 and got_s.shape == (W.shape[0],)
-    match = (got_q.numpy() == tv["int8_q"]).mean()
-    assert match >= 0.99, f"only {match:.4%} of int8 entries match the baseline"
-    np.testing.assert_array_equal(got_q.numpy(), tv["int8_q"])  # in fact exact
-    np.testing.assert_array_equal(got_s.float().numpy(), tv["int8_scale"])
-    assert q.stats["quantized_params"] == W.numel() == q.stats["params"]
+    q, s = search_clip(W, 31)
+    np.testing.assert_array_equal(q.numpy(), tv["int6_lite_q"])
+    np.testing.assert_array_equal(s.float().numpy(), tv["int6_lite_scale"])
+    qr, sr = search_clip(W, 31, per_row=True)  # per row never reconstructs worse than per matrix
+    err = lambda q_, s_: float((W - dequantize_rows(q_, s_)).pow(2).mean())  # noqa: E731
+    assert err(qr, sr) <= err(q, s) + 1e-12
 
 
-def test_int8_default_treatment_rules():
+def test_gptq_is_the_records_and_beats_lite(testvector):
+    """#1019's quantize_int6_gptq on the test vector's W and H (a dead column included): every entry equal;
+    Hessian-weighted error 24.1 against GPTQ-lite's 51.3."""
+    tv = testvector("quantizers")
+    W, H = torch.from_numpy(tv["W"]), torch.from_numpy(tv["H"])
+    r = gptq(W, H, 31)
+    np.testing.assert_array_equal(r.q.numpy(), tv["int6_gptq_q"])
+    np.testing.assert_array_equal(r.scale.float().numpy(), tv["int6_gptq_scale"])
+    assert r.dead_columns == 1 and r.retries == 0
+    lite = search_clip(W, 31)
+    assert _herr(W, r.q, r.scale, H) == pytest.approx(24.1, abs=0.1)
+    assert _herr(W, *lite, H) == pytest.approx(51.3, abs=0.1)
+
+
+def _plain_gptq(W: torch.Tensor, H: torch.Tensor, scales: torch.Tensor, qmax: int, damp: float = 0.01) -> torch.Tensor:
+    """GPTQ written as the textbook loop: act-order, then column by column, the error spread through H⁻¹
+    restricted to the columns left (no blocks, no Cholesky trick), in float64."""
+    W, H = W.double().clone(), H.double().clone()
+    H += damp * torch.diag(H).mean() * torch.eye(H.shape[0], dtype=H.dtype)
+    perm = torch.argsort(torch.diag(H), descending=True)
+    W, H = W[:, perm], H[perm][:, perm]
+    s = scales.double()
+    Q = torch.zeros_like(W)
+    for i in range(W.shape[1]):
+        Hinv = torch.linalg.inv(H[i:, i:])  # the inverse Hessian of the columns not yet quantized
+        Q[:, i] = torch.clamp(torch.round(W[:, i] / s), -qmax, qmax)
+        err = (W[:, i] - Q[:, i] * s) / Hinv[0, 0]
+        W[:, i:] -= err[:, None] * Hinv[0, :][None, :]
+    return Q[:, torch.argsort(perm)].to(torch.int8)
+
+
+@pytest.mark.parametrize("bits", [5, 6, 8])
+def test_gptq_equals_the_plain_loop_and_lowers_the_weighted_error(bits):
+    gen = torch.Generator().manual_seed(bits)
+    rows, cols, n = 48, 160, 400
+    W = torch.randn(rows, cols, generator=gen) * 0.05
+    X = torch.randn(n, cols, generator=gen) @ (torch.randn(cols, cols, generator=gen) * 0.2 + torch.eye(cols))
+    H = X.T @ X / n  # a correlated, known Hessian
+    qmax = qmax_for(bits)
+    r = gptq(W, H, qmax, percentiles=(1.0,), block=32)
+    ref = _plain_gptq(W, H, r.scale.float(), qmax)
+    assert (r.q == ref).float().mean() > 0.99
+    assert _herr(W, r.q, r.scale, H) == pytest.approx(_herr(W, ref, r.scale, H), rel=0.01)
+    rtn = quantize_rows(W, row_clip(W, 1.0), qmax)
+    assert _herr(W, r.q, r.scale, H) < 0.8 * _herr(W, *rtn, H)
+    assert _herr(W, r.q, r.scale, H) < _herr(W, *search_clip(W, qmax), H)
+
+
+def test_damping_is_retried_for_a_hessian_that_is_not_positive_definite():
     gen = torch.Generator().manual_seed(0)
-    big2d = torch.randn(300, 256, generator=gen)            # 76,800 > 65,536: per row
-    big3d = torch.randn(2, 200, 200, generator=gen)         # non-2-D and large: one scale
-    exact = torch.randn(256, 256, generator=gen)            # exactly 65,536: still kept as float
-    small = torch.randn(64, 32, generator=gen)              # small matrix: fp16
-    control = torch.randn(512, generator=gen)               # control name: fp32
-    ints = torch.arange(100_000, dtype=torch.int64)         # non-float: unchanged, however large
-    flag = torch.tensor([True, False])
-    state = {"blocks.0.mlp.fc.weight": big2d, "conv.weight": big3d, "blocks.0.attn.c_q.weight": exact,
-             "blocks.1.attn.c_k.weight": small, "blocks.0.attn_scale": control, "blocks.0.resid_mix": control[:16],
-             "skip_weights": control[:8].view(2, 4), "tok_count": ints, "mask": flag}
-    q = Int8PerRow().quantize(state)
-    m, t = q.meta, q.tensors
-
-    assert m["blocks.0.mlp.fc.weight"]["scheme"] == "per_row"
-    assert t["blocks.0.mlp.fc.weight.q"].dtype == torch.int8 and t["blocks.0.mlp.fc.weight.scale"].shape == (300,)
-    assert m["conv.weight"]["scheme"] == "per_tensor"
-    assert t["conv.weight.q"].shape == big3d.shape and t["conv.weight.scale"].ndim == 0
-    assert t["conv.weight.scale"].dtype == torch.float32
-    for name, stored in [("blocks.0.attn.c_q.weight", torch.float16), ("blocks.1.attn.c_k.weight", torch.float16),
-                         ("blocks.0.attn_scale", torch.float32), ("blocks.0.resid_mix", torch.float32),
-                         ("skip_weights", torch.float32), ("tok_count", torch.int64), ("mask", torch.bool)]:
-        assert m[name] == {"scheme": "passthrough", "data": name, "dtype": str(state[name].dtype).removeprefix("torch.")}
-        assert t[name].dtype == stored, name
-    assert torch.equal(t["tok_count"], ints) and torch.equal(t["mask"], flag)
-    assert torch.equal(t["blocks.0.attn_scale"], control)
-    assert torch.equal(t["blocks.1.attn.c_k.weight"], small.half())
-    assert q.stats["params"] == sum(v.numel() for v in state.values())
-    assert q.stats["quantized_params"] == big2d.numel() + big3d.numel()
-    assert q.stats["payload_bytes"] == sum(v.numel() * v.element_size() for v in t.values())
+    X = torch.randn(10, 64, generator=gen)
+    H = X.T @ X - 0.5 * torch.eye(64)  # rank 10, eigenvalues down to -0.5: 1% damping (0.1) is not enough
+    W = torch.randn(8, 64, generator=gen)
+    r = gptq(W, H, 31)
+    assert r.retries >= 1 and r.damp > 0.01 and "not positive definite" in r.notes[0]
+    with pytest.raises(ValueError, match="not positive definite even with damping"):
+        inverse_cholesky(-torch.eye(8), 0.01, retries=2)
+    with pytest.raises(ValueError, match="does not fit a weight with 64 columns"):
+        gptq(W, torch.eye(32), 31)
 
 
-def test_int8_per_tensor_closed_form():
+@pytest.mark.parametrize("bits", [5, 6, 7, 8])
+@pytest.mark.parametrize("method", ["rtn", "lite", "gptq"])
+def test_dequantized_values_lie_on_the_grid(bits, method):
+    gen = torch.Generator().manual_seed(bits)
+    W = torch.randn(40, 96, generator=gen) * torch.linspace(0.01, 2, 40)[:, None]
+    H = torch.eye(96) + 0.1
+    qz = Quantizer(matrix_bits=bits, method=method, keep_float_max_numel=0)
+    name = "blocks.3.attn.c_k.weight"
+    out = qz.quantize({name: W}, hessians={name: H})
+    q, s = out.tensors[f"{name}.q"], out.tensors[f"{name}.scale"]
+    qmax = 2 ** (bits - 1) - 1
+    assert q.dtype == torch.int8 and int(q.abs().max()) <= qmax and s.dtype == torch.float16
+    back = dequantize_state(out.tensors, out.meta)[name]
+    torch.testing.assert_close(back, q.float() * s.float()[:, None], rtol=0, atol=0)
+    steps = back / s.float()[:, None]
+    torch.testing.assert_close(steps, steps.round(), rtol=0, atol=1e-4)
+    assert out.meta[name]["bits"] == bits and out.stats["bits"] == {str(bits): W.numel()}
+
+
+def test_treatment_rules_by_class():
+    gen = torch.Generator().manual_seed(0)
+    state = {
+        "tok_emb.weight": torch.randn(1024, 512, generator=gen),            # embed
+        "bigram.embed.weight": torch.randn(3072, 112, generator=gen),       # table
+        "ve.embed.weight": torch.randn(1024, 128, generator=gen),           # table
+        "blocks.0.attn.c_q.weight": torch.randn(512, 512, generator=gen),   # matrix
+        "blocks.0.mlp.proj.weight": torch.randn(512, 1536, generator=gen),  # matrix
+        "bigram.proj.weight": torch.randn(512, 112, generator=gen),         # small (57,344)
+        "blocks.0.attn_scale": torch.randn(512, generator=gen),             # small, control
+        "conv.weight": torch.randn(2, 200, 200, generator=gen),             # other, not 2-D
+        "steps": torch.arange(100_000),                                     # int
+    }
+    qz = Quantizer(matrix_bits=6, method="lite", embed_bits=0, table_bits=8, keep_fp32_patterns=("attn_scale",))
+    assert {n: qz.classify(n, t) for n, t in state.items()} == {
+        "tok_emb.weight": "embed", "bigram.embed.weight": "table", "ve.embed.weight": "table",
+        "blocks.0.attn.c_q.weight": "matrix", "blocks.0.mlp.proj.weight": "matrix", "bigram.proj.weight": "small",
+        "blocks.0.attn_scale": "small", "conv.weight": "other", "steps": "int"}
+    out = qz.quantize(state, bits={"blocks.0.mlp.proj.weight": 5})
+    m, t = out.meta, out.tensors
+    assert m["tok_emb.weight"]["scheme"] == "passthrough" and t["tok_emb.weight"].dtype == torch.float16
+    assert m["bigram.embed.weight"]["bits"] == 8 and m["blocks.0.attn.c_q.weight"]["bits"] == 6
+    assert m["blocks.0.mlp.proj.weight"]["bits"] == 5  # the allocator's override
+    assert t["bigram.proj.weight"].dtype == torch.float16 and t["blocks.0.attn_scale"].dtype == torch.float32
+    assert m["conv.weight"]["scheme"] == "per_tensor" and torch.equal(t["steps"], state["steps"])
+    assert out.stats["classes"]["matrix"] == 512 * 512 + 512 * 1536
+    assert out.stats["bits"] == {"6": 512 * 512, "5": 512 * 1536, "8": 3072 * 112 + 1024 * 128 + 80_000}
+    assert matrix_group("blocks.10.mlp.fc.weight") == "layer10.mlp" and matrix_group("tok_emb.weight") is None
+
+
+def test_gptq_without_a_hessian_falls_back_to_lite():
+    W = torch.randn(80, 900, generator=torch.Generator().manual_seed(1))
+    out = Quantizer(matrix_bits=6, method="gptq").quantize({"blocks.0.mlp.fc.weight": W})
+    assert out.stats["gptq"]["fallbacks"] == 1 and out.stats["gptq"]["matrices"] == 0
+    q, s = search_clip(W, 31)
+    assert torch.equal(out.tensors["blocks.0.mlp.fc.weight.q"], q)
+
+
+def test_bad_options_name_the_key():
+    with pytest.raises(ValueError, match="quant.method"):
+        Quantizer(method="awq")
+    with pytest.raises(ValueError, match="quant.matrix_bits"):
+        Quantizer(matrix_bits=9)
+    with pytest.raises(ValueError, match="quant.embed_bits"):
+        Quantizer(embed_bits=1)
+    with pytest.raises(ValueError, match="quant.clip_percentile"):
+        Quantizer(clip_percentile=0.0)
+    with pytest.raises(ValueError, match="quant.search"):
+        Quantizer(search="column")
+
+
+def test_per_tensor_closed_form():
     gen = torch.Generator().manual_seed(1)
     w = torch.randn(3, 150, 150, generator=gen) * 4
-    q = Int8PerRow(clip_percentile=0.999).quantize({"w": w})
-    a = w.abs().flatten().double().numpy()
-    clip = np.quantile(a, 0.999)  # linear interpolation, as torch.quantile
-    scale = clip / 127
-    assert float(q.tensors["w.scale"]) == pytest.approx(scale, rel=1e-5)  # float32 quantile
-    expected = np.clip(np.round(np.clip(w.double().numpy(), -clip, clip) / scale), -127, 127)
-    got = q.tensors["w.q"].numpy().astype(np.float64)
-    assert (got == expected).mean() > 0.999  # ties of float32 vs float64 rounding aside
-    assert np.abs(got - expected).max() <= 1
-
-
-def test_int8_per_row_closed_form():
-    gen = torch.Generator().manual_seed(2)
-    w = torch.randn(70, 1000, generator=gen) * torch.linspace(0.5, 20, 70)[:, None]
-    q = Int8PerRow(clip_percentile=0.99).quantize({"w": w})
-    a = np.abs(w.double().numpy())
-    clip = np.quantile(a, 0.99, axis=1)
-    scale = np.maximum(clip / 127, 1 / 127)
-    np.testing.assert_allclose(q.tensors["w.scale"].double().numpy(), scale, rtol=2**-10)
-    expected = np.clip(np.round(np.clip(w.double().numpy(), -clip[:, None], clip[:, None]) / scale[:, None]), -127, 127)
+    q = Quantizer(clip_percentile=0.999).quantize({"w": w})
+    clip = np.quantile(w.abs().flatten().double().numpy(), 0.999)
+    assert float(q.tensors["w.scale"]) == pytest.approx(clip / 127, rel=1e-5)
+    expected = np.clip(np.round(w.double().numpy() / (clip / 127)), -127, 127)
     got = q.tensors["w.q"].numpy().astype(np.float64)
     assert (got == expected).mean() > 0.999 and np.abs(got - expected).max() <= 1
 
 
-def test_int8_rejects_bad_percentile():
-    with pytest.raises(ValueError, match="clip_percentile"):
-        Int8PerRow(clip_percentile=0.0)
-    with pytest.raises(ValueError, match="clip_percentile"):
-        Int8PerRow(clip_percentile=1.5)
-
-
-def test_dequantize_passthrough_exact_and_per_row_within_half_step():
-    gen = torch.Generator().manual_seed(3)
-    w = torch.randn(200, 400, generator=gen) * torch.linspace(0.1, 30, 200)[:, None]
-    state = {"w": w, "attn_scale": torch.randn(64, generator=gen), "small": torch.randn(8, 8, generator=gen),
-             "ids": torch.arange(10, dtype=torch.int32), "half": torch.randn(300, generator=gen).half()}
-    quant = Int8PerRow(keep_float_max_numel=1000)
-    q = quant.quantize(state)
-    out = dequantize_state(q.tensors, q.meta)
-    assert set(out) == set(state)
-    for k, v in state.items():
-        assert out[k].dtype == v.dtype and out[k].shape == v.shape, k
-    assert torch.equal(out["attn_scale"], state["attn_scale"])
-    assert torch.equal(out["ids"], state["ids"])
-    assert torch.equal(out["half"], state["half"])
-    assert torch.equal(out["small"], state["small"].half().float())  # fp16 storage, back to fp32
-    # Per row: inside the clip range the error is at most half a step (plus the fp16 rounding of the scale).
-    clip = row_clip(w, quant.clip_percentile)
-    s32 = (clip / 127).clamp_min(1 / 127)
-    err = (out["w"] - w).abs()
-    inside = w.abs() <= clip[:, None]
-    bound = (0.5 * s32 + 127 * (q.tensors["w.scale"].float() - s32).abs() + 1e-6)[:, None].expand_as(w)
-    assert inside.float().mean() > 0.99
-    assert (err[inside] <= bound[inside]).all()
-    # Outside it, the value is rounded from the row's clip value, keeping its sign.
-    outside = ~inside
-    clipped = (torch.sign(w) * clip[:, None])[outside]
-    assert ((out["w"][outside] - clipped).abs() <= bound[outside]).all()
+def test_per_row_closed_form():
+    gen = torch.Generator().manual_seed(2)
+    w = torch.randn(70, 1000, generator=gen) * torch.linspace(0.5, 20, 70)[:, None]
+    q = Quantizer(clip_percentile=0.99).quantize({"w": w})
+    clip = np.quantile(np.abs(w.double().numpy()), 0.99, axis=1)
+    scale = q.tensors["w.scale"].double().numpy()
+    np.testing.assert_allclose(scale, np.maximum(clip / 127, 1 / 127), rtol=2**-10)
+    expected = np.clip(np.round(w.double().numpy() / scale[:, None]), -127, 127)
+    assert (q.tensors["w.q"].numpy() == expected).mean() > 0.999
 
 
 def test_quantize_rows_grid():
-    w = torch.tensor([[0.0, 1.0, -2.0, 3.0], [0.001, -0.002, 0.0, 0.0]])
+    w = torch.tensor([[0.0, 1.0, -2.0, 3.0], [0.001, -0.002, 0.0, 0.9]])
     q, s = quantize_rows(w, torch.tensor([2.54, 0.5]), qmax=127, scale_dtype=torch.float32)
     assert s.tolist() == pytest.approx([0.02, 1 / 127])  # second row: the 1/qmax floor
-    assert q.tolist() == [[0, 50, -100, 127], [0, 0, 0, 0]]  # 3.0 is clipped to 2.54 = 127 steps
-    assert torch.allclose(dequantize_rows(q, s)[0], torch.tensor([0.0, 1.0, -2.0, 2.54]))
-    # A 6-bit grid: scale 2/31; 0.9 -> 13.95 -> 14, -0.5 -> -7.75 -> -8, 5.0 -> clipped -> 31.
+    # 3.0 saturates at 127 steps; under the floor, 0.9 (above the 0.5 clip) keeps its own grid point (114).
+    assert q.tolist() == [[0, 50, -100, 127], [0, 0, 0, 114]]
     q6, s6 = quantize_rows(torch.tensor([[0.9, -0.5, 5.0]]), torch.tensor([2.0]), qmax=31)
-    assert s6.dtype == torch.float16 and q6.tolist() == [[14, -8, 31]]
+    assert s6.dtype == torch.float16 and q6.tolist() == [[14, -8, 31]]  # scale 2/31: 13.95, -7.75, saturated
 
 
 def test_noquant_round_trip_exact():
@@ -155,8 +227,6 @@ def test_dequantize_unknown_scheme_and_dtype():
         dequantize_state(tensors, {"x": {"data": "x", "dtype": "float32"}})
     with pytest.raises(ValueError, match="unknown dtype 'float99'"):
         dequantize_state(tensors, {"x": {"scheme": "passthrough", "data": "x", "dtype": "float99"}})
-    with pytest.raises(ValueError, match="unknown dtype 'Tensor'"):
-        dequantize_state(tensors, {"x": {"scheme": "passthrough", "data": "x", "dtype": "Tensor"}})
 
 
 def test_quantized_state_records():
@@ -165,6 +235,5 @@ def test_quantized_state_records():
     qs.add_quantized("b", "per_row", torch.zeros(2, 2, dtype=torch.int8), torch.ones(2), torch.bfloat16, 6)
     assert qs.meta == {"a": {"scheme": "passthrough", "data": "a", "dtype": "float64"},
                        "b": {"scheme": "per_row", "q": "b.q", "scale": "b.scale", "dtype": "bfloat16", "bits": 6}}
-    assert set(qs.tensors) == {"a", "b.q", "b.scale"} and qs.tensors["a"].dtype == torch.float16
     out = dequantize_state(qs.tensors, qs.meta)
     assert out["a"].dtype == torch.float64 and out["b"].dtype == torch.bfloat16

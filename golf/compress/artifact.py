@@ -52,9 +52,10 @@ def decode_artifact(blob: bytes, source: str = "<bytes>") -> tuple[dict[str, Ten
     return tensors, meta
 
 
-def write_artifact(path: str | os.PathLike, tensors: dict[str, Tensor], meta: dict, compressor) -> int:
-    """Encode and write atomically; returns the file size in bytes."""
-    blob = encode_artifact(tensors, meta, compressor)
+def write_artifact(path: str | os.PathLike, tensors: dict[str, Tensor], meta: dict, compressor,
+                   blob: bytes | None = None) -> int:
+    """Encode (unless ``blob``, already encoded, is given) and write atomically; returns the file size in bytes."""
+    blob = encode_artifact(tensors, meta, compressor) if blob is None else blob
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(blob)

@@ -56,6 +56,10 @@ class Codec:
     def decompress(self, data: bytes) -> bytes:
         return decompress(self.name, data)
 
+    def fast(self) -> Codec:
+        """A much faster codec of the same family (budget fitting estimates sizes with it)."""
+        return self
+
     def _compress(self, data: bytes) -> bytes:
         return data
 
@@ -77,6 +81,9 @@ class Zlib(Codec):
         super().__init__(shuffle=shuffle)
         self.level = level
 
+    def fast(self) -> Codec:
+        return Zlib(level=1, shuffle=self.shuffle)
+
     def _compress(self, data: bytes) -> bytes:
         return zlib.compress(data, self.level)
 
@@ -97,6 +104,9 @@ class Zstd(Codec):
         self.level, self.threads = level, threads
         self._zstd = zstandard
 
+    def fast(self) -> Codec:
+        return Zstd(level=3, threads=self.threads, shuffle=self.shuffle)
+
     def _compress(self, data: bytes) -> bytes:
         return self._zstd.ZstdCompressor(level=self.level, threads=self.threads).compress(data)
 
@@ -115,6 +125,9 @@ class Lzma(Codec):
             raise ValueError(f"compressor.preset for lzma must be in 0..9, got {preset}")
         super().__init__(shuffle=shuffle)
         self.preset = preset | (lzma.PRESET_EXTREME if extreme else 0)
+
+    def fast(self) -> Codec:
+        return Lzma(preset=1, shuffle=self.shuffle)
 
     def _compress(self, data: bytes) -> bytes:
         return lzma.compress(data, preset=self.preset)
@@ -135,6 +148,9 @@ class Brotli(Codec):
         super().__init__(shuffle=shuffle)
         self.quality, self.lgwin = quality, lgwin
         self._brotli = brotli
+
+    def fast(self) -> Codec:
+        return Brotli(quality=5, lgwin=self.lgwin, shuffle=self.shuffle)
 
     def _compress(self, data: bytes) -> bytes:
         return self._brotli.compress(data, quality=self.quality, lgwin=self.lgwin)

@@ -73,6 +73,35 @@ def attend(q: Tensor, k: Tensor, v: Tensor, kernel: str) -> Tensor:
         return F.scaled_dot_product_attention(qt, kt, vt, is_causal=True, enable_gqa=gqa).transpose(1, 2)
 
 
+def attend_last(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """Attention of the newest position(s) q [B, t, H, D] over every cached one (decoding: t = 1, no mask)."""
+    if q.size(1) != 1:
+        raise ValueError("a KV cache takes a prompt at an empty cache, then one position at a time")
+    qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+    return F.scaled_dot_product_attention(qt, kt, vt, enable_gqa=k.size(2) != q.size(2)).transpose(1, 2)
+
+
+class KVCache:
+    """One layer's keys and values for incremental decoding: [B, capacity, Hkv, D] (allocated at the first
+    append, in the keys' dtype), filled up to ``length``."""
+
+    def __init__(self, capacity: int):
+        self.capacity, self.length = capacity, 0
+        self.k = self.v = None
+
+    def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        n = k.size(1)
+        if self.k is None:
+            self.k = k.new_zeros(k.size(0), self.capacity, *k.shape[2:])
+            self.v = v.new_zeros(v.size(0), self.capacity, *v.shape[2:])
+        if self.length + n > self.capacity:
+            raise ValueError(f"KV cache of {self.capacity} positions is full")
+        self.k[:, self.length : self.length + n] = k
+        self.v[:, self.length : self.length + n] = v
+        self.length += n
+        return self.k[:, : self.length], self.v[:, : self.length]
+
+
 def exclusive(y: Tensor, v: Tensor) -> Tensor:
     """XSA: remove from each head's output y [B, T, H, D] its component along the token's own value
     v [B, T, Hkv, D] of its KV group: y - (y . v̂) v̂. The query heads of a group are viewed as
@@ -112,8 +141,9 @@ class CausalSelfAttention(nn.Module):
         self.vr_lambda = nn.Parameter(torch.tensor([0.5, 0.5])) if value_residual else None
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, ve: Tensor | None = None,
-                v0: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        """Returns the output and, with value residual on, this layer's own V (layer 0's becomes v0)."""
+                v0: Tensor | None = None, cache: KVCache | None = None) -> tuple[Tensor, Tensor | None]:
+        """Returns the output and, with value residual on, this layer's own V (layer 0's becomes v0). With a
+        ``cache`` the positions of ``x`` follow the cached ones (cos/sin are theirs), and attend to them too."""
         B, T, D = x.shape
         q = self.c_q(x).reshape(B, T, self.num_heads, self.head_dim)
         k = self.c_k(x).reshape(B, T, self.num_kv_heads, self.head_dim)
@@ -129,7 +159,11 @@ class CausalSelfAttention(nn.Module):
         q = apply_rotary(rms_norm(q), cos, sin)
         k = apply_rotary(rms_norm(k), cos, sin)
         q = q * self.q_gain.to(q.dtype)[None, None, :, None]
-        y = attend(q, k, v, self.kernel)
+        if cache is None:
+            y = attend(q, k, v, self.kernel)
+        else:
+            ks, vs = cache.append(k, v)
+            y = attend(q, ks, vs, self.kernel) if ks.size(1) == T else attend_last(q, ks, vs)
         if self.xsa:
             y = exclusive(y, v)
         if self.attn_gate is not None:

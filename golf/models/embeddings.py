@@ -19,9 +19,11 @@ class SmearGate(nn.Module):
         super().__init__()
         self.gate = nn.Parameter(torch.zeros(dim))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, before: Tensor | None = None) -> Tensor:
+        """``before``: the (normalised) input of the position preceding x's first one, when decoding."""
         g = torch.sigmoid(self.gate.to(x.dtype))[None, None, :]
-        prev = torch.cat((torch.zeros_like(x[:, :1]), x[:, :-1]), dim=1)
+        first = torch.zeros_like(x[:, :1]) if before is None else before.to(x.dtype)
+        prev = torch.cat((first, x[:, :-1]), dim=1)
         return (1 - g) * x + g * prev
 
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from golf.models.attention import CausalSelfAttention
+from golf.models.attention import CausalSelfAttention, KVCache
 from golf.models.embeddings import BigramHash, EngramLite, SmearGate, ValueEmbedding
 from golf.models.init import init_weights
 from golf.models.layers import CastedLinear, rms_norm, rope_base_for, rotary_tables
@@ -56,12 +57,27 @@ class Block(nn.Module):
         return rms_norm(x) * self.ln_scale if self.ln_scale != 1.0 else rms_norm(x)
 
     def forward(self, x: Tensor, x0: Tensor, cos: Tensor, sin: Tensor, ve: Tensor | None = None,
-                v0: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+                v0: Tensor | None = None, cache: KVCache | None = None) -> tuple[Tensor, Tensor | None]:
         mix = self.resid_mix.to(x.dtype)
         x = mix[0] * x + mix[1] * x0
-        a, raw_v = self.attn(self.norm(x), cos, sin, ve, v0)
+        a, raw_v = self.attn(self.norm(x), cos, sin, ve, v0, cache)
         x = x + self.attn_scale.to(x.dtype) * a
         return x + self.mlp_scale.to(x.dtype) * self.mlp(self.norm(x)), raw_v
+
+
+@dataclass
+class DecodeState:
+    """What incremental decoding carries between calls: each layer's K/V, the last two token ids (hash
+    embeddings) and the last normalised embedding (SmearGate); RoPE uses the base of ``capacity`` positions."""
+
+    caches: list[KVCache]
+    capacity: int
+    prev_ids: Tensor | None = None
+    prev_x: Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        return self.caches[0].length
 
 
 class GPT(nn.Module):
@@ -82,7 +98,10 @@ class GPT(nn.Module):
     ):
         super().__init__()
         head_dim = model_dim // num_heads
-        self._check(locals(), head_dim)
+        self._check(dict(num_layers=num_layers, model_dim=model_dim, num_heads=num_heads, logit_softcap=logit_softcap,
+                         xsa_last_n=xsa_last_n, rope_dims=rope_dims, rope_ntk_seq_len=rope_ntk_seq_len, ve_dim=ve_dim,
+                         ve_layers=ve_layers, skips=skips, bigram_buckets=bigram_buckets,
+                         engram_buckets=engram_buckets), head_dim)
         self.vocab_size, self.num_layers, self.logit_softcap = vocab_size, num_layers, logit_softcap
         self.rope_dims = rope_dims or head_dim
         self.rope_base, self.rope_ntk_seq_len = rope_base, rope_ntk_seq_len
@@ -191,18 +210,31 @@ class GPT(nn.Module):
 
     # ------------------------------------------------------------------------------------ forward
 
-    def hidden(self, input_ids: Tensor) -> Tensor:
+    def embed(self, input_ids: Tensor, state: DecodeState | None = None) -> Tensor:
+        """tok_emb (+ hash embeddings, which see the previous tokens) -> RMSNorm (-> SmearGate)."""
+        ctx = input_ids if state is None or state.prev_ids is None else torch.cat((state.prev_ids, input_ids), dim=1)
+        T = input_ids.size(1)
         x = self.tok_emb(input_ids)
         for extra in (self.bigram, self.engram):
             if extra is not None:
-                x = x + extra(input_ids)
+                x = x + extra(ctx)[:, -T:]
         x = rms_norm(x)
-        if self.smear is not None:
-            x = self.smear(x)
-        x0 = x
+        before = None if state is None else state.prev_x
+        if state is not None:
+            state.prev_ids, state.prev_x = ctx[:, -2:], x[:, -1:]
+        return self.smear(x, before) if self.smear is not None else x
+
+    def hidden(self, input_ids: Tensor, state: DecodeState | None = None, rope_len: int | None = None) -> Tensor:
+        """Final hidden states. ``state``: decode incrementally after the positions already cached. RoPE's
+        (NTK-rescaled) base is that of ``rope_len`` positions (default: this call's length, or the state's
+        capacity)."""
+        start = 0 if state is None else state.length
+        x = x0 = self.embed(input_ids, state)
         T = input_ids.size(1)
-        base = rope_base_for(T, self.rope_base, self.rope_dims, self.rope_ntk_seq_len)
-        cos, sin = rotary_tables(T, self.rope_dims, base, input_ids.device)
+        total = rope_len or (state.capacity if state is not None else T)
+        base = rope_base_for(total, self.rope_base, self.rope_dims, self.rope_ntk_seq_len)
+        cos, sin = rotary_tables(start + T, self.rope_dims, base, input_ids.device)
+        cos, sin = cos[start:], sin[start:]
         ve_base = self.ve(input_ids) if self.ve is not None else None
         skips: list[Tensor] = []
         v0 = None
@@ -214,12 +246,20 @@ class GPT(nn.Module):
             ve = None
             if ve_base is not None and i in self.ve_layers:
                 ve = ve_base * self.ve_layer_scales[self.ve_layers.index(i)].to(ve_base.dtype)
-            x, raw_v = block(x, x0, cos, sin, ve, v0)
+            x, raw_v = block(x, x0, cos, sin, ve, v0, None if state is None else state.caches[i])
             if v0 is None:
                 v0 = raw_v
             if i < self.num_encoder_layers:
                 skips.append(x)
         return rms_norm(x)
+
+    def decode_state(self, capacity: int) -> DecodeState:
+        return DecodeState([KVCache(capacity) for _ in self.blocks], capacity)
+
+    def decode(self, input_ids: Tensor, state: DecodeState) -> Tensor:
+        """Logits of ``input_ids``' positions given everything ``state`` has seen (a prompt at an empty state,
+        then one position per call)."""
+        return self._project(self.hidden(input_ids, state), None)
 
     def _project(self, h: Tensor, head: nn.Module | None) -> Tensor:
         weight = (self.tok_emb.weight if self.lm_head is None else self.lm_head.weight) if head is None else head.weight

@@ -1,0 +1,69 @@
+"""Hessians of the block matrices' inputs: H = (1/N) sum_t x_t x_tᵀ over every calibration token, for each
+matrix GPTQ quantizes, from forward hooks on the model itself (its matrices keep per-layer names; the
+records rebuilt an unbanked replica for this). Q, K and V of a layer read the same input, so each distinct
+input is multiplied once. Sums and token counts are all-reduced over ranks before dividing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import nullcontext
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+
+def matrix_names(model: nn.Module) -> dict[nn.Module, str]:
+    """The quantized linears of ``model`` by module, named as in its state dict."""
+    wanted = {id(m) for m in model.quantized_linears()}
+    return {m: f"{name}.weight" for name, m in model.named_modules() if id(m) in wanted}
+
+
+@torch.inference_mode()
+def collect_hessians(model: nn.Module, batches: Iterable[Tensor], *, autocast_dtype: torch.dtype | None = None,
+                     world_size: int = 1) -> tuple[dict[str, Tensor], int]:
+    """(Hessian per matrix name, calibration tokens over all ranks)."""
+    names = matrix_names(model)
+    sums: dict[str, Tensor] = {}
+    last: list = [None, None]  # the last input tensor (kept alive, so identity is meaningful) and its product
+
+    def hook(module: nn.Module, inputs: tuple[Tensor, ...], _out) -> None:
+        x = inputs[0]
+        if x is not last[0]:  # Q, K and V are called one after the other on the same tensor: one product
+            flat = x.reshape(-1, x.size(-1)).float()
+            last[0], last[1] = x, flat.T @ flat
+        name = names[module]
+        sums[name] = sums[name] + last[1] if name in sums else last[1].clone()
+
+    handles = [m.register_forward_hook(hook) for m in names]
+    was_training = model.training
+    model.eval()
+    tokens = 0
+    device = next(model.parameters()).device
+    ctx = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
+    try:
+        for batch in batches:
+            with ctx:
+                model.hidden(batch.to(device))
+            tokens += batch.numel()
+    finally:
+        last[0] = last[1] = None
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    count = torch.tensor(float(tokens), device=device, dtype=torch.float64)
+    if world_size > 1 and dist.is_available() and dist.is_initialized():
+        for name in sorted(names.values()):
+            if name not in sums:  # a rank without batches still takes part in every reduction
+                sums[name] = torch.zeros(_width(model, name), _width(model, name), device=device)
+            dist.all_reduce(sums[name], op=dist.ReduceOp.SUM)
+        dist.all_reduce(count, op=dist.ReduceOp.SUM)
+    total = int(count.item())
+    if total == 0:
+        raise ValueError("calibration produced no tokens (calibration.sequences = 0?)")
+    return {name: h / total for name, h in sums.items()}, total
+
+
+def _width(model: nn.Module, name: str) -> int:
+    return model.get_parameter(name).shape[1]

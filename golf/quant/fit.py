@@ -1,0 +1,196 @@
+"""Fitting the artifact to the byte budget (techniques.md §4.5, §4.6): code + compressed model <= limit.
+
+Sizes are estimated with the codec's fast sibling (brotli-11 takes ~35 s per 16 MB, brotli-5 under 1 s),
+scaled to the real codec by one real measurement, and confirmed with the real codec.
+Allocation (#1089): block matrices are grouped by (layer, attn|mlp); a group's sensitivity is the mean of
+trace(H) / columns over its matrices. Every group starts at ``base_bits``; in decreasing sensitivity the
+first group is promoted to the widest width up to ``max_bits`` that fits, every later one by one bit if it
+fits; a group's extra bytes at a width are those of its clip-searched integers and scales. The target keeps
+``headroom`` (#1089: 2%) for pruning to absorb the estimate's error.
+Pruning (#1019 +-1, #1089 +-1/+-2): entries of the block matrices with 0 < |q| <= ``max_abs`` are zeroed
+cheapest first, cost s_row² q². Bisection on the estimate (affine in the fast sibling's size through the real
+unpruned and fully pruned sizes) gives a count; the real codec confirms it, gallops from it towards the
+boundary (below a fit in steps of 1, 2, 4, ... entries; above an overshoot in steps of 0.5% of the candidates,
+doubling) and bisects it with the real checks left. Real
+compressed sizes are not monotone in the count at a fine scale (zeroing 2,000 entries grew an lzma artifact
+by 624 bytes), so the count is the fewest the real checks found, exactly the fewest for a monotone codec.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from golf.compress.artifact import encode_artifact
+from golf.quant.format import QuantizedState
+from golf.quant.grid import qmax_for, search_clip
+from golf.quant.quantizer import matrix_group
+
+
+@dataclass
+class ByteBudget:
+    """Code + model against the limit; remembers the last artifact it encoded (fitting's last real check is
+    the artifact written, not compressed again: brotli-11 takes ~35 s per 16 MB)."""
+
+    limit: int           # decimal bytes for code + model (16,000,000)
+    code_bytes: int
+    compressor: Any
+    last: tuple[QuantizedState, bytes] | None = None
+
+    def encode(self, q: QuantizedState) -> bytes:
+        if self.last is None or self.last[0] is not q:
+            self.last = (q, encode_artifact(q.tensors, q.meta, self.compressor))
+        return self.last[1]
+
+    def model_bytes(self, q: QuantizedState) -> int:
+        return len(self.encode(q))
+
+    def total(self, q: QuantizedState) -> int:
+        return self.code_bytes + self.model_bytes(q)
+
+
+def fast_bytes(tensors: dict[str, Tensor], compressor: Any) -> int:
+    """Bytes of ``tensors`` (sorted by name, raw) through the codec's fast sibling."""
+    data = b"".join(t.contiguous().view(torch.uint8).numpy().tobytes() for _, t in sorted(tensors.items()))
+    fast = compressor.fast() if hasattr(compressor, "fast") else compressor
+    return len(fast.compress(data))
+
+
+# ------------------------------------------------------------------------------------------- allocation
+
+
+def sensitivities(hessians: dict[str, Tensor]) -> dict[str, float]:
+    per_group = defaultdict(list)
+    for name, H in hessians.items():
+        g = matrix_group(name)
+        if g is not None:
+            per_group[g].append(float(torch.diag(H.float()).sum()) / H.shape[0])
+    return {g: sum(v) / len(v) for g, v in per_group.items()}
+
+
+def allocate_bits(state: dict[str, Tensor], hessians: dict[str, Tensor], quantizer, budget: ByteBudget, *,
+                  base_bits: int, max_bits: int, headroom: float = 0.02) -> tuple[dict[str, int], dict]:
+    """Bits per block matrix (see the module docstring) and a record of the decision."""
+    groups = defaultdict(list)
+    for name in state:
+        if quantizer.classify(name, state[name]) == "matrix":
+            groups[matrix_group(name)].append(name)
+    sens = sensitivities({n: h for n, h in hessians.items() if n in state})
+    order = sorted(groups, key=lambda g: -sens.get(g, 0.0))
+
+    def group_proxy(g: str, b: int) -> int:
+        tensors = {}
+        for n in groups[g]:
+            q, s = search_clip(state[n], qmax_for(b), quantizer.percentiles, per_row=quantizer.search == "row")
+            tensors[n + ".q"], tensors[n + ".s"] = q, s
+        return fast_bytes(tensors, budget.compressor)
+
+    base_state = quantizer.quantize(state, bits={n: base_bits for ns in groups.values() for n in ns})  # no Hessians: lite
+    real_base = budget.model_bytes(base_state)
+    ratio = real_base / max(fast_bytes(base_state.tensors, budget.compressor), 1)
+    target = (1.0 - headroom) * budget.limit - budget.code_bytes
+    estimate, bits, log = float(real_base), {g: base_bits for g in groups}, []
+    cost = {g: {base_bits: group_proxy(g, base_bits)} for g in order}
+    for rank, g in enumerate(order):
+        for b in range(max_bits if rank == 0 else base_bits + 1, base_bits, -1):
+            cost[g][b] = group_proxy(g, b)
+            extra = ratio * (cost[g][b] - cost[g][base_bits])
+            if estimate + extra <= target:
+                bits[g], estimate = b, estimate + extra
+                log.append({"group": g, "bits": b, "estimated_extra_bytes": round(extra)})
+                break
+    per_matrix = {n: bits[g] for g, ns in groups.items() for n in ns}
+    info = {"base_bits": base_bits, "max_bits": max_bits, "headroom": headroom, "target_model_bytes": round(target),
+            "estimated_model_bytes": round(estimate), "base_model_bytes": real_base, "proxy_ratio": round(ratio, 4),
+            "groups": {g: {"bits": bits[g], "sensitivity": sens.get(g)} for g in order}, "promoted": log,
+            "bits_histogram": {str(b): sum(1 for g in order if bits[g] == b) for b in sorted(set(bits.values()))}}
+    return per_matrix, info
+
+
+# --------------------------------------------------------------------------------------------- pruning
+
+
+def _candidates(q: QuantizedState, max_abs: int) -> tuple[list[str], Tensor, Tensor, Tensor]:
+    """(q-tensor keys, tensor index, flat index, cost) of every entry with 0 < |q| <= max_abs, cheapest first."""
+    keys, which, where, costs = [], [], [], []
+    for _, m in sorted(q.meta.items()):
+        if m.get("scheme") != "per_row" or m.get("bits", 8) >= 8:
+            continue
+        qt, s = q.tensors[m["q"]], q.tensors[m["scale"]].float()
+        a = qt.abs()
+        idx = torch.nonzero(((a > 0) & (a <= max_abs)).flatten()).squeeze(1)
+        rows = idx // qt.shape[1]
+        keys.append(m["q"])
+        which.append(torch.full_like(idx, len(keys) - 1))
+        where.append(idx)
+        costs.append(s[rows].square() * a.flatten()[idx].float().square())
+    if not keys:
+        return [], torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), torch.zeros(0)
+    order = torch.argsort(torch.cat(costs), stable=True)
+    return keys, torch.cat(which)[order], torch.cat(where)[order], torch.cat(costs)[order]
+
+
+def _pruned(q: QuantizedState, keys: list[str], which: Tensor, where: Tensor, n: int) -> QuantizedState:
+    out = QuantizedState(tensors=dict(q.tensors), meta=q.meta, stats=q.stats)
+    for k, key in enumerate(keys):
+        idx = where[:n][which[:n] == k]
+        if idx.numel():
+            t = q.tensors[key].clone()
+            t.view(-1)[idx] = 0
+            out.tensors[key] = t
+    return out
+
+
+def prune_to_fit(q: QuantizedState, budget: ByteBudget, *, max_abs: int = 1, real_checks: int = 6) -> tuple[QuantizedState, dict]:
+    """Few cheapest +-1 (..+-max_abs) entries zeroed so that code + model <= limit (module docstring)."""
+    start = budget.total(q)
+    info = {"max_abs": max_abs, "bytes_before": start, "pruned": 0, "candidates": 0, "real_compressions": 1}
+    if start <= budget.limit:
+        return q, {**info, "bytes_after": start, "fits": True, "headroom": budget.limit - start}
+    keys, which, where, _ = _candidates(q, max_abs)
+    N = int(which.numel())
+    info["candidates"] = N
+    states: dict[int, QuantizedState] = {}
+
+    def real(n: int) -> int:
+        states[n] = states.get(n) or _pruned(q, keys, which, where, n)
+        return budget.total(states[n])
+
+    full = real(N)
+    info["real_compressions"] += 1
+    if full > budget.limit:
+        return states[N], {**info, "pruned": N, "bytes_after": full, "fits": False, "headroom": budget.limit - full}
+    # Affine in the fast codec's size, through the two real sizes measured (unpruned and fully pruned): the
+    # artifact has parts pruning does not touch (header, tables, scales).
+    f0, fN = fast_bytes(q.tensors, budget.compressor), fast_bytes(states[N].tensors, budget.compressor)
+    slope = (full - start) / (fN - f0) if fN != f0 else start / max(f0, 1)
+    estimate = lambda n: start + slope * (fast_bytes(_pruned(q, keys, which, where, n).tensors, budget.compressor) - f0)  # noqa: E731
+    lo, hi = 0, N
+    while hi - lo > 1:  # the estimate's answer
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if estimate(mid) <= budget.limit else (mid, hi)
+    known_over, known_fit, best, probe = 0, N, (N, full), hi
+    down, up = 1, max(1, N // 200)  # gallop steps: below a fit from 1 entry, above an overshoot from 0.5% (#1089)
+    for _ in range(real_checks):  # from the estimate: gallop towards the boundary, then bisect it
+        size = real(probe)
+        info["real_compressions"] += 1
+        if size <= budget.limit:
+            known_fit, best = probe, (probe, size)
+        else:
+            known_over = probe
+        if known_fit - known_over <= 1:
+            break
+        if known_over > 0 and known_fit < N:
+            probe = (known_over + known_fit) // 2
+        elif size <= budget.limit:
+            probe, down = max(known_over + 1, probe - down), down * 2
+        else:
+            probe, up = min(known_fit - 1, probe + up), up * 2
+    n, size = best
+    budget.encode(states[n])  # the chosen one is the artifact: leave its bytes in the budget's memory
+    return states[n], {**info, "pruned": n, "bytes_after": size, "fits": True,
+                                                "headroom": budget.limit - size, "fewest_found": known_fit - known_over <= 1}

@@ -1,0 +1,173 @@
+"""golf's quantizer: per-tensor treatment rules, then RTN, GPTQ-lite or GPTQ on the block matrices
+(techniques.md §4.1-§4.4, §4.8).
+
+Every tensor of the exported state falls in one class, first match wins:
+  int      non-float tensors                                  -> stored as is
+  small    float with <= ``keep_float_max_numel`` elements    -> ``float_dtype`` (fp32 if a ``keep_fp32_patterns`` name)
+  matrix   a block matrix (``blocks.{i}.attn.{c_q,c_k,c_v,proj}``, ``blocks.{i}.mlp.{fc,proj}``)
+                                                              -> ``matrix_bits`` by ``method``
+  embed    the token embedding / untied head                  -> ``embed_bits`` (0: ``float_dtype``)
+  table    hash and value-embedding tables                    -> ``table_bits``
+  other    any other float tensor                             -> ``other_bits``
+Non-matrix classes use per-row RTN at ``clip_percentile`` (the baseline's int8 rule); 2-D only, other
+shapes one per-tensor scale. ``method``: rtn (clip at ``matrix_clip_percentile``), lite (GPTQ-lite clip
+search, ``search`` matrix | row) or gptq (needs Hessians; a matrix without one falls back to lite).
+A per-matrix bit width (``bits``, from the mixed-precision allocator) overrides ``matrix_bits``.
+Fitting the budget (``golf.quant.fit``): ``allocate_max_bits`` > 0 promotes the most Hessian-sensitive layer
+groups above ``matrix_bits`` while the estimate fits (keeping ``allocate_headroom``); ``prune_max_abs`` 1 or 2
+zeroes the cheapest +-1 (+-2) entries when the artifact would be over the limit.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from golf.quant.format import QuantizedState
+from golf.quant.gptq import gptq, hessian_error
+from golf.quant.grid import PERCENTILES, qmax_for, quantize_rows, quantize_tensor, row_clip, search_clip
+
+MATRIX = re.compile(r"^blocks\.(\d+)\.(attn\.(c_q|c_k|c_v|proj)|mlp\.(fc|proj))\.weight$")
+METHODS = ("rtn", "lite", "gptq")
+FLOAT_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+def matrix_group(name: str) -> str | None:
+    """``layer{i}.attn`` / ``layer{i}.mlp`` for a block matrix (the allocator's unit), else None."""
+    m = MATRIX.match(name)
+    return f"layer{m.group(1)}.{'attn' if m.group(2).startswith('attn') else 'mlp'}" if m else None
+
+
+class Quantizer:
+    def __init__(
+        self,
+        *,
+        matrix_bits: int = 8,
+        method: str = "rtn",
+        matrix_clip_percentile: float = 0.9999984,
+        percentiles: Sequence[float] = PERCENTILES,
+        search: str = "matrix",
+        gptq_block: int = 128,
+        gptq_damp: float = 0.01,
+        gptq_actorder: bool = True,
+        embed_bits: int = 8,
+        table_bits: int = 8,
+        other_bits: int = 8,
+        clip_percentile: float = 0.9999984,
+        keep_float_max_numel: int = 65_536,
+        float_dtype: str = "float16",
+        keep_fp32_patterns: Sequence[str] = (),
+        allocate_max_bits: int = 0,
+        allocate_headroom: float = 0.02,
+        prune_max_abs: int = 0,
+        prune_real_checks: int = 6,
+    ):
+        if method not in METHODS:
+            raise ValueError(f"quant.method must be one of {METHODS}, got {method!r}")
+        if search not in ("matrix", "row"):
+            raise ValueError(f"quant.search must be matrix or row, got {search!r}")
+        if float_dtype not in FLOAT_DTYPES:
+            raise ValueError(f"quant.float_dtype must be one of {sorted(FLOAT_DTYPES)}, got {float_dtype!r}")
+        for key, pct in (("matrix_clip_percentile", matrix_clip_percentile), ("clip_percentile", clip_percentile)):
+            if not 0 < pct <= 1:
+                raise ValueError(f"quant.{key} must be in (0, 1], got {pct}")
+        for key, b in (("matrix_bits", matrix_bits), ("embed_bits", embed_bits), ("table_bits", table_bits),
+                       ("other_bits", other_bits)):
+            if b != 0 or key == "matrix_bits":
+                try:
+                    qmax_for(b)
+                except ValueError as e:
+                    raise ValueError(f"quant.{key}: {e} (0 keeps the tensor in float_dtype, except matrix_bits)") from None
+        self.matrix_bits, self.method, self.matrix_clip = matrix_bits, method, matrix_clip_percentile
+        self.percentiles, self.search = tuple(percentiles), search
+        self.gptq_kw = dict(block=gptq_block, damp=gptq_damp, actorder=gptq_actorder)
+        self.class_bits = {"embed": embed_bits, "table": table_bits, "other": other_bits}
+        self.clip_percentile, self.keep_float_max_numel = clip_percentile, keep_float_max_numel
+        self.float_dtype, self.keep_fp32_patterns = FLOAT_DTYPES[float_dtype], tuple(keep_fp32_patterns)
+        if allocate_max_bits and not matrix_bits < allocate_max_bits <= 8:
+            raise ValueError(f"quant.allocate_max_bits must be above quant.matrix_bits={matrix_bits} and <= 8 "
+                             f"(0: no allocation), got {allocate_max_bits}")
+        if prune_max_abs not in (0, 1, 2) or not 0 <= allocate_headroom < 0.5:
+            raise ValueError(f"quant.prune_max_abs must be 0, 1 or 2 and quant.allocate_headroom in [0, 0.5), got "
+                             f"{prune_max_abs}, {allocate_headroom}")
+        self.allocate_max_bits, self.allocate_headroom = allocate_max_bits, allocate_headroom
+        self.prune_max_abs, self.prune_real_checks = prune_max_abs, prune_real_checks
+
+    @property
+    def needs_hessians(self) -> bool:
+        """GPTQ needs them, and so does the allocator (sensitivity = trace(H) / columns)."""
+        return self.method == "gptq" or bool(self.allocate_max_bits)
+
+    def classify(self, name: str, t: Tensor) -> str:
+        if not t.is_floating_point():
+            return "int"
+        if t.numel() <= self.keep_float_max_numel:
+            return "small"
+        if MATRIX.match(name):
+            return "matrix"
+        if name in ("tok_emb.weight", "lm_head.weight"):
+            return "embed"
+        if name.endswith("embed.weight"):
+            return "table"
+        return "other"
+
+    def quantize(self, state: Mapping[str, Tensor], hessians: Mapping[str, Tensor] | None = None,
+                 bits: Mapping[str, int] | None = None) -> QuantizedState:
+        """Quantize a state dict; ``hessians`` by matrix name (gptq), ``bits`` per matrix (overrides)."""
+        t0 = time.perf_counter()
+        out = QuantizedState(stats={"params": 0, "quantized_params": 0, "classes": {}, "bits": {}, "method": self.method,
+                                    "gptq": {"matrices": 0, "fallbacks": 0, "damping_retries": 0, "h_error": 0.0}})
+        hessians, bits = hessians or {}, bits or {}
+        for name, t in state.items():
+            t = t.detach()
+            cls = self.classify(name, t)
+            out.stats["params"] += t.numel()
+            out.stats["classes"][cls] = out.stats["classes"].get(cls, 0) + t.numel()
+            if cls == "int":
+                out.add_passthrough(name, t.cpu().contiguous())
+            elif cls == "small":
+                keep32 = any(p in name for p in self.keep_fp32_patterns)
+                out.add_passthrough(name, t.cpu().contiguous(), torch.float32 if keep32 else self.float_dtype)
+            elif cls == "matrix":
+                self._matrix(out, name, t, bits.get(name, self.matrix_bits), hessians.get(name))
+            elif self.class_bits[cls] == 0:
+                out.add_passthrough(name, t.cpu().contiguous(), self.float_dtype)
+            else:
+                self._rtn(out, name, t, self.class_bits[cls], self.clip_percentile)
+        out.stats["payload_bytes"] = sum(v.numel() * v.element_size() for v in out.tensors.values())
+        out.stats["seconds"] = round(time.perf_counter() - t0, 3)
+        return out
+
+    def _rtn(self, out: QuantizedState, name: str, t: Tensor, b: int, percentile: float) -> None:
+        qmax = qmax_for(b)
+        if t.ndim == 2:
+            q, s = quantize_rows(t, row_clip(t, percentile), qmax)
+            out.add_quantized(name, "per_row", q.cpu(), s.cpu(), t.dtype, b)
+        else:
+            q, s = quantize_tensor(t, percentile, qmax)
+            out.add_quantized(name, "per_tensor", q.cpu(), s.cpu(), t.dtype, b)
+        out.stats["quantized_params"] += t.numel()
+        out.stats["bits"][str(b)] = out.stats["bits"].get(str(b), 0) + t.numel()
+
+    def _matrix(self, out: QuantizedState, name: str, t: Tensor, b: int, hessian: Tensor | None) -> None:
+        qmax = qmax_for(b)
+        g = out.stats["gptq"]
+        if self.method == "rtn":
+            return self._rtn(out, name, t, b, self.matrix_clip)
+        if self.method == "gptq" and hessian is not None:
+            r = gptq(t, hessian, qmax, percentiles=self.percentiles, search=self.search, **self.gptq_kw)
+            q, s = r.q, r.scale
+            g["matrices"] += 1
+            g["damping_retries"] += r.retries
+            g["h_error"] += hessian_error(t, q, s, hessian) / max(float(torch.diag(hessian.float()).sum()), 1e-30)
+        else:
+            if self.method == "gptq":
+                g["fallbacks"] += 1
+            q, s = search_clip(t, qmax, self.percentiles, per_row=self.search == "row")
+        out.add_quantized(name, "per_row", q.cpu(), s.cpu(), t.dtype, b)
+        out.stats["quantized_params"] += t.numel()
+        out.stats["bits"][str(b)] = out.stats["bits"].get(str(b), 0) + t.numel()

@@ -1,0 +1,97 @@
+"""What a run's stages share: its components (``Parts``) and its state (``Run``): the process's place in the
+job, the log and metrics, results.json, and what earlier stages made."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from golf.calibration.sources import Calibration, NoCalibration
+from golf.dist import DistInfo
+from golf.eval.bpb import LutOnDevice
+from golf.logging import RunLog
+from golf.results import write_json_atomic
+from golf.trainer import TrainConfig
+
+ARTIFACT_NAME = "model.golf"
+
+
+@dataclass
+class Budget:
+    artifact_bytes: int = 16_000_000   # decimal bytes: code + compressed model
+    eval_seconds: float = 600.0
+
+
+class VocabMismatch(ValueError):
+    pass
+
+
+@dataclass
+class Parts:
+    """The run's components, as the config built them."""
+
+    data: Any
+    model_factory: Callable[[], nn.Module]
+    optimizer_factory: Callable[[nn.Module], Any]
+    schedule: Any
+    train_cfg: TrainConfig
+    evaluator: Any
+    quantizer: Any
+    compressor: Any
+    budget: Budget
+    calibration: Calibration = field(default_factory=NoCalibration)
+
+
+@dataclass
+class Run:
+    """What the stages share: the components, the process's place in the job, and what earlier stages made."""
+
+    run_dir: Path
+    seed: int
+    parts: Parts
+    dist: DistInfo
+    log: RunLog
+    metrics: Any
+    results: dict[str, Any]
+    stop: bool = False                   # a stage ended the run early (status already set)
+    exit_code: int = 0
+    autocast_dtype: torch.dtype | None = None
+    lut: LutOnDevice | None = None
+    val_tokens: torch.Tensor | None = None
+    model: nn.Module | None = None
+    train_model: nn.Module | None = None
+    optimizer: Any = None
+    loader: Any = None
+    outcome: Any = None
+    loaded: nn.Module | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def device(self) -> torch.device:
+        return self.dist.device
+
+    @property
+    def main(self) -> bool:
+        return self.dist.is_main
+
+    def save(self) -> None:
+        if self.main:
+            write_json_atomic(self.run_dir / "results.json", self.results)
+
+    def evaluate(self, model: nn.Module) -> dict[str, Any]:
+        """Score ``model`` with the configured evaluator; the result as results.json stores it."""
+        t = time.perf_counter()
+        r = self.parts.evaluator.evaluate(model, self.val_tokens, self.lut, rank=self.dist.rank,
+                                          world_size=self.dist.world_size, autocast_dtype=self.autocast_dtype)
+        return {"val_loss": r.val_loss, "val_bpb": r.val_bpb, "tokens": r.tokens, "bytes": r.bytes,
+                "seconds": round(time.perf_counter() - t, 3)}
+
+
+def fmt_eval(r: dict[str, Any]) -> str:
+    return f"val_loss {r['val_loss']:.4f} val_bpb {r['val_bpb']:.4f}"

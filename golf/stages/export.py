@@ -1,0 +1,99 @@
+"""Export stages: calibrate (Hessians of the block matrices), quantize (with the mixed-precision allocation),
+compress (pruning to fit the byte budget when asked) and load the artifact back."""
+
+from __future__ import annotations
+
+import time
+
+import torch.distributed as dist
+
+from golf.calibration.hessians import collect_hessians
+from golf.calibration.sources import CalibrationContext
+from golf.compress.artifact import code_bytes, code_digest, code_files, read_artifact, write_artifact
+from golf.compress.code_size import shipped_bytes
+from golf.dist import seed_all
+from golf.quant.fit import ByteBudget, allocate_bits, prune_to_fit
+from golf.quant.format import dequantize_state
+from golf.run_state import ARTIFACT_NAME, Run
+from golf.stages.training import calibrating
+
+
+def calibrate(run: Run) -> None:
+    """Hessians of the block matrices' inputs on the calibration source's tokens (every rank its share)."""
+    if not calibrating(run):
+        return
+    src, t0 = run.parts.calibration, time.perf_counter()
+    ctx = CalibrationContext(model=run.model, device=run.device, autocast_dtype=run.autocast_dtype, rank=run.dist.rank,
+                             world_size=run.dist.world_size, seed=run.seed, seq_len=run.parts.train_cfg.seq_len,
+                             loader=run.loader, val_tokens=run.val_tokens)
+    hessians, tokens = collect_hessians(run.model, src.batches(ctx), autocast_dtype=run.autocast_dtype,
+                                        world_size=run.dist.world_size)
+    run.extras["hessians"] = hessians
+    seconds = round(time.perf_counter() - t0, 3)
+    info = {**src.describe(), "tokens": tokens, "matrices": len(hessians), "seconds": seconds}
+    if src.reserve_seconds:
+        info["within_reserve"] = seconds <= src.reserve_seconds
+        if not info["within_reserve"]:
+            run.log(f"warning: calibration took {seconds:.1f}s, over its {src.reserve_seconds:.1f}s reserve: the run "
+                    f"used more than train.max_wallclock_seconds; raise calibration.reserve_seconds")
+    run.results["calibration"] = info
+    run.log(f"calibration: {src.name}, {tokens:,} tokens, {len(hessians)} Hessians in {seconds:.1f}s"
+            + ("" if src.allowed_for_record else " (validation data: not allowed for a record)"))
+
+
+def byte_budget(run: Run) -> ByteBudget:
+    """The limit, the compressor and the code as it would ship (counted once, from the modules loaded now)."""
+    if "byte_budget" not in run.extras:
+        files = code_files()
+        run.extras["code"] = {"files": files, "shipped": shipped_bytes(files), "raw": code_bytes(files),
+                              "sha256": code_digest(files)}
+        run.extras["byte_budget"] = ByteBudget(run.parts.budget.artifact_bytes, run.extras["code"]["shipped"],
+                                               run.parts.compressor)
+    return run.extras["byte_budget"]
+
+
+def quantize(run: Run) -> None:
+    if not run.main:
+        return
+    q, model = run.parts.quantizer, run.model
+    state = model.export_state_dict() if hasattr(model, "export_state_dict") else model.state_dict()
+    hessians, bits = run.extras.pop("hessians", None), None
+    if getattr(q, "allocate_max_bits", 0):
+        bits, info = allocate_bits(state, hessians, q, byte_budget(run), base_bits=q.matrix_bits,
+                                   max_bits=q.allocate_max_bits, headroom=q.allocate_headroom)
+        run.results.setdefault("fitting", {})["allocation"] = info
+        run.log(f"allocation: layer groups by bits {info['bits_histogram']} (estimated model "
+                f"{info['estimated_model_bytes']:,} B of {info['target_model_bytes']:,})")
+    qstate = q.quantize(state, hessians=hessians, bits=bits)
+    run.extras["qstate"] = qstate
+    run.results["quant_stats"] = qstate.stats
+
+
+def compress(run: Run) -> None:
+    if run.main:
+        qstate, q = run.extras.pop("qstate"), run.parts.quantizer
+        budget = byte_budget(run)
+        if getattr(q, "prune_max_abs", 0):
+            qstate, info = prune_to_fit(qstate, budget, max_abs=q.prune_max_abs, real_checks=q.prune_real_checks)
+            run.results.setdefault("fitting", {})["pruning"] = info
+            run.log(f"pruning: {info['pruned']:,} of {info['candidates']:,} entries with |q| <= {info['max_abs']} zeroed, "
+                    f"{info['bytes_after']:,} B total ({'fits' if info['fits'] else 'STILL OVER'}), "
+                    f"{info['real_compressions']} real compressions")
+        blob = budget.last[1] if budget.last is not None and budget.last[0] is qstate else None
+        write_artifact(run.run_dir / ARTIFACT_NAME, qstate.tensors, qstate.meta, run.parts.compressor, blob)
+    if run.dist.distributed:
+        dist.barrier()
+
+
+def load_artifact(run: Run) -> None:
+    tensors, meta = read_artifact(run.run_dir / ARTIFACT_NAME)
+    state = dequantize_state(tensors, meta)
+    seed_all(run.seed)
+    loaded = run.parts.model_factory().to(run.device)
+    if run.autocast_dtype is not None and hasattr(loaded, "cast_for_training"):
+        loaded.cast_for_training(run.autocast_dtype)
+    if hasattr(loaded, "load_export_state_dict"):
+        loaded.load_export_state_dict(state)
+    else:
+        loaded.load_state_dict(state, strict=True)
+    run.loaded = loaded

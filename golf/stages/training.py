@@ -1,0 +1,155 @@
+"""Training stages: build (data, tokenizer tables, the seeded model, optimizer, compiled/DDP wrapper, loader),
+train (the wallclock cap less any calibration reserve) and average (choose the exported weights)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+from torch import nn
+
+from golf.data.loader import SequentialLoader
+from golf.data.shards import read_shard, shard_files
+from golf.data.tokenizer import byte_lut, load_sentencepiece
+from golf.dist import seed_all
+from golf.eval.bpb import LutOnDevice, truncate_validation
+from golf.run_state import Parts, Run, VocabMismatch, fmt_eval
+from golf.trainer import TrainConfig, train
+
+
+def configure_backends(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """Precision flags; returns the autocast dtype (None for fp32). The attention kernel is the model's
+    ``attn_kernel`` (global SDPA flags do not choose the kernel in a compiled graph)."""
+    precision = cfg.precision if cfg.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+    if precision not in ("bf16", "fp32"):
+        raise ValueError(f"train.precision must be bf16, fp32 or auto, got {cfg.precision!r}")
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
+        torch.backends.cudnn.allow_tf32 = cfg.tf32
+    return torch.bfloat16 if precision == "bf16" else None
+
+
+def _want_compile(cfg: TrainConfig, device: torch.device) -> bool:
+    if cfg.compile == "auto":
+        return device.type == "cuda"
+    if isinstance(cfg.compile, bool):
+        return cfg.compile
+    raise ValueError(f"train.compile must be true, false or auto, got {cfg.compile!r}")
+
+
+def build(run: Run) -> None:
+    """Data, tokenizer tables, validation tokens, the model (seeded), optimizer, compiled/DDP wrapper, loader."""
+    p, cfg = run.parts, run.parts.train_cfg
+    paths = p.data.prepare()
+    sp = load_sentencepiece(paths.tokenizer)
+    if int(sp.vocab_size()) != paths.vocab_size:
+        raise VocabMismatch(f"tokenizer {paths.tokenizer} has vocabulary {sp.vocab_size()} but data.vocab_size="
+                            f"{paths.vocab_size}; set data.vocab_size (and model.vocab_size) to {sp.vocab_size()}")
+    seed_all(run.seed)
+    model = p.model_factory()
+    if getattr(model, "vocab_size", None) != int(sp.vocab_size()):
+        raise VocabMismatch(f"model.vocab_size={getattr(model, 'vocab_size', None)} does not match the tokenizer "
+                            f"{paths.tokenizer} (vocabulary {sp.vocab_size()}); refusing to train")
+    device = run.device
+    run.autocast_dtype = configure_backends(cfg, device)
+    model = model.to(device)
+    if run.autocast_dtype is not None and hasattr(model, "cast_for_training"):
+        model.cast_for_training(run.autocast_dtype)
+    run.results["model_params"] = sum(q.numel() for q in model.parameters())
+    run.lut = LutOnDevice(byte_lut(sp, model.vocab_size), device)
+    val_np = np.concatenate([read_shard(f) for f in shard_files(paths.val_pattern)])
+    run.val_tokens = torch.from_numpy(truncate_validation(val_np, p.evaluator.seq_len).astype(np.int32)).to(device)
+    _check_calibration(p, model)
+    run.optimizer = p.optimizer_factory(model)
+    compiled = _want_compile(cfg, device)
+    train_model: nn.Module = model
+    if compiled:
+        run.optimizer.compile()
+        train_model = torch.compile(model, dynamic=False, fullgraph=True)
+    if run.dist.distributed and not getattr(run.optimizer, "syncs_gradients", False):
+        ids = [device.index] if device.type == "cuda" else None
+        train_model = nn.parallel.DistributedDataParallel(train_model, device_ids=ids, broadcast_buffers=False)
+    run.model, run.train_model = model, train_model
+    accum = cfg.grad_accum(run.dist.world_size)
+    kernel = getattr(model, "attention_kernel", None) if device.type == "cuda" else "sdpa (cpu)"
+    run.results.update(grad_accum=accum, compiled=compiled, precision=str(run.autocast_dtype or "float32"),
+                       attention_kernel=kernel, optimizer_syncs_gradients=bool(getattr(run.optimizer, "syncs_gradients", False)))
+    run.log(f"model {type(model).__name__} params {run.results['model_params']:,} | vocab {model.vocab_size} | batch "
+            f"{cfg.batch_tokens:,} tokens x seq {cfg.seq_len} | grad_accum {accum} | compile {compiled} | precision "
+            f"{run.results['precision']} | attention {kernel} | val {run.val_tokens.numel() - 1:,} tokens")
+    run.loader = SequentialLoader(paths.train_pattern, rank=run.dist.rank, world_size=run.dist.world_size, device=device)
+
+
+def _check_calibration(p: Parts, model: nn.Module) -> None:
+    """Fail before training when the quantizer needs Hessians the calibration source cannot give."""
+    if getattr(p.quantizer, "needs_hessians", False) and not p.calibration.enabled:
+        raise ValueError(f"quant.method={p.quantizer.method} needs calibration data but calibration="
+                         f"{p.calibration.name} gives none; choose calibration=train (inside the training budget), "
+                         f"ar (self-generated), val (not allowed for a record) or random")
+    if p.calibration.enabled:
+        p.calibration.check(model, p.train_cfg.max_wallclock_seconds or None)
+
+
+def train_stage(run: Run) -> None:
+    cfg, device = run.parts.train_cfg, run.device
+    reserve = run.parts.calibration.reserve_seconds if calibrating(run) else 0.0
+    if reserve and cfg.max_wallclock_seconds:
+        cfg = dataclasses.replace(cfg, max_wallclock_seconds=cfg.max_wallclock_seconds - reserve)
+        run.results["train_budget"] = {"wallclock_seconds": run.parts.train_cfg.max_wallclock_seconds,
+                                       "reserved_for_calibration": reserve, "training_cap": cfg.max_wallclock_seconds}
+        run.log(f"training cap {cfg.max_wallclock_seconds:.1f}s: {reserve:.1f}s of "
+                f"{run.parts.train_cfg.max_wallclock_seconds:.0f}s reserved for calibration={run.parts.calibration.name}")
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    outcome = train(model=run.model, train_model=run.train_model, optimizer=run.optimizer, schedule=run.parts.schedule,
+                    loader=run.loader, cfg=cfg, dist_info=run.dist, log=run.log, metrics=run.metrics,
+                    autocast_dtype=run.autocast_dtype, validate=lambda: run.evaluate(run.model))
+    run.outcome = outcome
+    steps = max(outcome.steps, 1)
+    run.results.update(
+        qat=outcome.qat, steps=outcome.steps, stop_reason=outcome.stop_reason, train_seconds=round(outcome.train_ms / 1000, 3),
+        step_avg_ms=round(outcome.train_ms / steps, 3), step_median_ms=round(outcome.step_median_ms, 3),
+        tokens_per_s=round(cfg.batch_tokens * outcome.steps / max(outcome.train_ms / 1000, 1e-9), 1),
+        tokens_seen=cfg.batch_tokens * outcome.steps,
+        train_loss=outcome.losses, step_ms=[round(t, 2) for t in outcome.step_ms], val_history=outcome.val_history,
+        peak_memory_mib=(torch.cuda.max_memory_allocated(device) // 2**20 if device.type == "cuda" else None),
+    )
+    if outcome.status == "diverged":
+        run.results.update(status="diverged", error=outcome.stop_reason)
+        run.exit_code, run.stop = 3, True
+
+
+def average(run: Run) -> None:
+    """Choose the exported weights (``train.export``) among raw, EMA and SWA; with more than one candidate,
+    each is scored and recorded, so results.json shows what averaging bought."""
+    av, wanted = run.outcome.averager, run.parts.train_cfg.export
+    if av is None or not av.active:
+        return
+    candidates = av.candidates()
+    evals = {}
+    if len(candidates) > 1:
+        for name, weights in candidates.items():
+            av.load(weights)
+            evals[name] = run.evaluate(run.model)
+            run.log(f"average: {name:<3} {fmt_eval(evals[name])}")
+    choice, note = wanted, None
+    if wanted == "best":
+        choice = min(evals, key=lambda k: evals[k]["val_bpb"]) if evals else "raw"
+        note = "chosen by validation val_bpb (as #635 did): a choice made on the scored data"
+    elif wanted not in candidates:
+        choice = "raw"
+        note = (f"no {wanted} weights: SWA took no snapshot (the LR multiplier never went below "
+                f"train.swa.lr_below={av.swa_cfg.lr_below} on a multiple of train.swa.every); exported raw")
+        run.log(f"warning: {note}")
+    av.load(candidates[choice])
+    run.results["averaging"] = {**av.describe(), "requested": wanted, "exported": choice, "note": note,
+                                "candidates": evals}
+    if choice in evals:
+        run.extras["prequant"] = evals[choice]
+
+
+
+
+def calibrating(run: Run) -> bool:
+    return bool(getattr(run.parts.quantizer, "needs_hessians", False)) and run.parts.calibration.enabled

@@ -1,0 +1,142 @@
+"""Calibration: KV-cached self-generation against full-prefix recomputation, Hessians against a direct
+computation (and across 2 gloo ranks), the sources' shares and their refusals."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from golf.calibration.generate import generate_batch, generate_by_recomputation
+from golf.calibration.hessians import collect_hessians
+from golf.calibration.sources import AutoRegressive, CalibrationContext, RandomTokens, TrainBatches, ValBatches
+from golf.models.gpt import GPT
+
+FEATURES = dict(vocab_size=64, num_layers=4, model_dim=64, num_heads=4, num_kv_heads=2, mlp_mult=2, init="banked",
+                activation="leaky_relu2", rope_dims=8, rope_ntk_seq_len=8, ln_scale=True, xsa_last_n=4, smear_gate=True,
+                bigram_buckets=32, bigram_dim=16, trigram=True, ve_dim=16, ve_layers=[2, 3], value_residual=True,
+                gated_attention=True, skips="gated")
+
+
+def _model(seed: int = 0, **kw) -> GPT:
+    torch.manual_seed(seed)
+    m = GPT(**{**FEATURES, **kw})
+    with torch.no_grad():  # trained-looking weights: outputs and MLP projections are not zero
+        for lin in m.quantized_linears():
+            lin.weight.normal_(0, 0.15)
+    return m
+
+
+@pytest.mark.parametrize("extra", [{}, {"bigram_buckets": 0, "engram_buckets": 16}])
+def test_cached_decoding_equals_the_full_forward(extra):
+    m = _model(**extra).eval()
+    ids = torch.randint(0, 64, (3, 24), generator=torch.Generator().manual_seed(1))
+    full = m._project(m.hidden(ids, rope_len=24), None)
+    state = m.decode_state(24)
+    steps = [m.decode(ids[:, :6], state)] + [m.decode(ids[:, t : t + 1], state) for t in range(6, 24)]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="full"):
+        m.decode(ids[:, :1], state)
+
+
+def test_ar_generation_with_the_cache_gives_the_tokens_of_recomputation():
+    """Same seed, fp32: the KV-cached generator samples exactly the tokens of recomputing every prefix."""
+    m = _model()
+    cached = generate_batch(m, 4, 40, 0.8, seed=7, batch_index=3, device=torch.device("cpu"))
+    recomputed = generate_by_recomputation(m, 4, 40, 0.8, seed=7, batch_index=3, device=torch.device("cpu"))
+    assert torch.equal(cached, recomputed)
+    assert cached.shape == (4, 40) and int(cached.max()) < 64
+    assert not torch.equal(cached, generate_batch(m, 4, 40, 0.8, seed=8, batch_index=3, device=torch.device("cpu")))
+
+
+def test_hessians_equal_a_direct_computation():
+    m = _model().eval()
+    batches = [torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    H, tokens = collect_hessians(m, batches)
+    assert tokens == 96 and len(H) == 4 * 6
+    inputs = {"fc": [], "proj": []}
+    hooks = [m.blocks[2].mlp.fc.register_forward_hook(lambda mod, i, o: inputs["fc"].append(i[0].reshape(-1, 64))),
+             m.blocks[2].mlp.proj.register_forward_hook(lambda mod, i, o: inputs["proj"].append(i[0].reshape(-1, 128)))]
+    with torch.no_grad():
+        for b in batches:
+            m.hidden(b)
+    for h in hooks:
+        h.remove()
+    for key, name in (("fc", "blocks.2.mlp.fc.weight"), ("proj", "blocks.2.mlp.proj.weight")):
+        X = torch.cat(inputs[key])
+        torch.testing.assert_close(H[name], X.T @ X / X.shape[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(H["blocks.1.attn.c_q.weight"], H["blocks.1.attn.c_v.weight"], rtol=0, atol=0)
+    assert not torch.equal(H["blocks.1.attn.c_q.weight"], H["blocks.2.attn.c_q.weight"])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _hessian_worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    m = _model()
+    ctx = CalibrationContext(model=m, device=torch.device("cpu"), autocast_dtype=None, rank=rank, world_size=world,
+                             seed=5, seq_len=16)
+    src = AutoRegressive(sequences=6, seq_len=16, batch_seqs=2)
+    H, tokens = collect_hessians(m, src.batches(ctx), world_size=world)
+    if rank == 0:
+        torch.save({"H": H, "tokens": tokens}, out)
+    dist.destroy_process_group()
+
+
+def test_ar_hessians_do_not_depend_on_the_world_size(tmp_path):
+    """Batch b is generated from seed (seed, b) by rank b mod W; Hessians are all-reduced: 2 ranks = 1."""
+    out = str(tmp_path / "h.pt")
+    mp.spawn(_hessian_worker, args=(2, _free_port(), out), nprocs=2, join=True)
+    two = torch.load(out)
+    m = _model()
+    ctx = CalibrationContext(model=m, device=torch.device("cpu"), autocast_dtype=None, rank=0, world_size=1, seed=5,
+                             seq_len=16)
+    one, tokens = collect_hessians(m, AutoRegressive(sequences=6, seq_len=16, batch_seqs=2).batches(ctx))
+    assert two["tokens"] == tokens == 96
+    for name, h in one.items():
+        torch.testing.assert_close(two["H"][name], h, rtol=1e-5, atol=1e-7)
+
+
+class _Stream:
+    def __init__(self):
+        self.pos = 0
+
+    def next_batch(self, tokens: int, seq_len: int, accum: int):
+        x = torch.arange(self.pos, self.pos + tokens).view(-1, seq_len) % 64
+        self.pos += tokens
+        return x, x
+
+
+def test_sources_split_sequences_by_batch_over_ranks():
+    m = _model()
+    shares = []
+    for rank in range(3):
+        ctx = CalibrationContext(model=m, device=torch.device("cpu"), autocast_dtype=None, rank=rank, world_size=3,
+                                 seed=1, seq_len=8, loader=_Stream(), val_tokens=torch.arange(10_000) % 64)
+        shares.append([b.shape[0] for b in TrainBatches(sequences=10, batch_seqs=3).batches(ctx)])
+        assert all(b.shape[1] == 8 for b in ValBatches(sequences=10, batch_seqs=3).batches(ctx))
+        assert all(b.shape == (2, 8) for b in RandomTokens(sequences=4, seq_len=8, batch_seqs=2).batches(ctx))
+    assert shares == [[3, 1], [3], [3]]  # batches 0..3 of 3, 3, 3, 1 sequences: rank r takes b = r mod 3
+    assert not ValBatches().allowed_for_record and TrainBatches().reserve_seconds == 14.0
+
+
+def test_sources_refuse_what_cannot_run():
+    with pytest.raises(ValueError, match="calibration.reserve_seconds=30.0 leaves no training time"):
+        TrainBatches(reserve_seconds=30.0).check(_model(), 30.0)
+    with pytest.raises(ValueError, match="calibration=ar needs a model that decodes incrementally"):
+        AutoRegressive().check(torch.nn.Linear(2, 2), None)
+    ctx = CalibrationContext(model=_model(), device=torch.device("cpu"), autocast_dtype=None, rank=0, world_size=1,
+                             seed=1, seq_len=8, val_tokens=torch.arange(100) % 64)
+    with pytest.raises(ValueError, match="calibration=val wants 50 sequences of 8 but the validation split has 12"):
+        list(ValBatches(sequences=50).batches(ctx))
+    with pytest.raises(ValueError, match="calibration.temperature"):
+        AutoRegressive(temperature=0)

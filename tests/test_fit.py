@@ -1,0 +1,95 @@
+"""Budget fitting: the pruner and the allocator land under the byte budget with the fewest changes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from golf.compress.codecs import Codec, Lzma
+from golf.quant.fit import ByteBudget, allocate_bits, prune_to_fit, sensitivities
+from golf.quant.quantizer import Quantizer
+
+
+class NonZeroBytes(Codec):
+    """A test codec whose output is the payload's non-zero bytes: size is exactly monotone (each zeroed
+    int8 entry saves one byte), so the fewest changes are known in closed form."""
+
+    base = "raw"
+
+    def _compress(self, data: bytes) -> bytes:
+        return bytes(b for b in data if b)
+
+
+def _state(layers: int = 4, width: int = 128) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return {f"blocks.{i}.{n}.weight": torch.randn(width, width, generator=g) * 0.02 * (i + 1)
+            for i in range(layers) for n in ("attn.c_q", "mlp.fc")}
+
+
+def test_pruner_zeroes_exactly_the_fewest_cheapest_entries():
+    q = Quantizer(matrix_bits=6, method="lite", keep_float_max_numel=0).quantize(_state())
+    codec = NonZeroBytes()
+    start = ByteBudget(10**9, 100, codec).total(q)
+    over = 777
+    budget = ByteBudget(start - over, 100, codec)
+    pruned, info = prune_to_fit(q, budget, max_abs=1)
+    assert info["fits"] and info["fewest_found"] and info["pruned"] == over and info["bytes_after"] == budget.limit
+    changed = cost = 0
+    for m in q.meta.values():
+        before, after = q.tensors[m["q"]], pruned.tensors[m["q"]]
+        diff = before != after
+        changed += int(diff.sum())
+        assert torch.all(after[diff] == 0) and torch.all(before[diff].abs() == 1)  # only +-1, set to 0
+        s = q.tensors[m["scale"]].float()[:, None].expand_as(before)
+        cost = max(cost, float(s[diff].max() ** 2)) if diff.any() else cost
+    assert changed == over
+    # The cheapest first: every +-1 entry left has a cost at least that of every one pruned.
+    left = [q.tensors[m["scale"]].float()[:, None].expand_as(pruned.tensors[m["q"]])[pruned.tensors[m["q"]].abs() == 1]
+            for m in q.meta.values()]
+    assert min(float(t.min() ** 2) for t in left if t.numel()) >= cost - 1e-12
+    assert budget.last[0] is pruned  # the chosen state's bytes are kept: the artifact is not compressed again
+
+
+def test_pruner_with_a_real_codec_lands_under_the_budget_and_reports_when_it_cannot():
+    q = Quantizer(matrix_bits=6, method="lite", keep_float_max_numel=0).quantize(_state(width=256))
+    codec = Lzma(preset=6, shuffle=2)
+    start = ByteBudget(10**9, 1000, codec).total(q)
+    budget = ByteBudget(int(start * 0.98), 1000, codec)
+    pruned, info = prune_to_fit(q, budget, max_abs=2)
+    assert info["fits"] and budget.total(pruned) <= budget.limit and 0 < info["pruned"] < info["candidates"]
+    assert info["real_compressions"] <= 2 + 6 and info["headroom"] >= 0
+    same, noop = prune_to_fit(q, ByteBudget(10**9, 1000, codec))
+    assert same is q and noop["pruned"] == 0 and noop["fits"]
+    _, impossible = prune_to_fit(q, ByteBudget(1000, 1000, codec), max_abs=1)
+    assert not impossible["fits"] and impossible["pruned"] == impossible["candidates"] and impossible["headroom"] < 0
+
+
+def test_allocator_promotes_the_most_sensitive_groups_until_the_budget_is_full():
+    state = _state()
+    hessians = {n: torch.eye(128) * (1 + i) for i, n in enumerate(sorted(state, key=lambda n: (n.split(".")[1], n)))}
+    sens = sensitivities(hessians)
+    order = sorted(sens, key=lambda g: -sens[g])
+    quantizer = Quantizer(matrix_bits=5, method="lite", keep_float_max_numel=0)
+    codec = NonZeroBytes()
+    base = ByteBudget(10**9, 0, codec).total(quantizer.quantize(state))
+    budget = ByteBudget(int(base * 1.12), 0, codec)
+    bits, info = allocate_bits(state, hessians, quantizer, budget, base_bits=5, max_bits=7, headroom=0.0)
+    groups = info["groups"]
+    promoted = [g for g in order if groups[g]["bits"] > 5]
+    assert promoted and promoted == order[: len(promoted)] and len(promoted) < len(order)  # a prefix, not all
+    assert groups[order[0]]["bits"] == 7 and all(groups[g]["bits"] == 6 for g in promoted[1:])
+    real = budget.total(quantizer.quantize(state, bits=bits))
+    assert real <= budget.limit and info["estimated_model_bytes"] == pytest.approx(real, rel=0.01)
+    # Full: one more promotion (the next group by sensitivity) would not have fitted.
+    nxt = order[len(promoted)]
+    more = {n: (6 if n.startswith(f"blocks.{nxt[5:].split('.')[0]}.") and nxt.split(".")[1] in n else b)
+            for n, b in bits.items()}
+    assert budget.total(quantizer.quantize(state, bits=more)) > budget.limit
+
+
+def test_fitting_options_are_checked():
+    with pytest.raises(ValueError, match="quant.allocate_max_bits must be above quant.matrix_bits=6"):
+        Quantizer(matrix_bits=6, allocate_max_bits=5)
+    with pytest.raises(ValueError, match="quant.prune_max_abs"):
+        Quantizer(prune_max_abs=3)
+    assert Quantizer(matrix_bits=5, method="lite", allocate_max_bits=7).needs_hessians
