@@ -41,6 +41,8 @@ class TrainConfig:
     swa: SWAConfig = field(default_factory=SWAConfig)
     export: str = "raw"                  # which weights are exported: raw | ema | swa | best (by val_bpb)
     qat: QATConfig = field(default_factory=QATConfig)
+    save_weights: bool = False           # write the exported float weights to <run_dir>/weights.safetensors
+    load_weights: str | None = None      # start from such a file (with iterations=0: no training, re-export only)
 
     def __post_init__(self) -> None:
         for name, cls in (("ema", EMAConfig), ("swa", SWAConfig), ("qat", QATConfig)):
@@ -53,6 +55,8 @@ class TrainConfig:
             raise ValueError("train.export=ema needs train.ema.decay > 0 (the records: 0.997)")
         if self.export == "swa" and self.swa.every <= 0:
             raise ValueError("train.export=swa needs train.swa.every > 0 (the records: 50)")
+        if self.iterations < 0 or (self.iterations == 0 and not self.load_weights):
+            raise ValueError(f"train.iterations must be >= 1 (0 only with train.load_weights), got {self.iterations}")
 
     def grad_accum(self, world_size: int) -> int:
         """Micro-steps per optimizer step on each rank. The global batch is the same for any world size:

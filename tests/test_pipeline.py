@@ -263,3 +263,25 @@ def test_mixed_precision_fits_the_byte_budget_exactly(smoke_dir, tmp_path, monke
     over = run_in_process([*common, "quant.allocate_max_bits=0", "quant.prune_max_abs=0", f"budget.artifact_bytes={t0 - 2000}"],
                           tmp_path / "over")
     assert over["status"] == "over_budget" and over["bytes"]["headroom"] < 0 and "fitting" not in over
+
+
+def test_saved_weights_are_requantized_without_training(smoke_dir, tmp_path, monkeypatch):
+    """train.save_weights writes the exported float weights; train.load_weights with train.iterations=0 runs
+    only the post-training stages on them (another quantizer on the same model), scoring them the same."""
+    monkeypatch.setenv("GOLF_CACHE_DIR", str(smoke_dir.parent))
+    first = run_in_process([*FAST, "logger=none", "train.iterations=6", "train.save_weights=true"], tmp_path / "a")
+    weights = tmp_path / "a" / first["weights"]
+    assert weights.is_file()
+    again = run_in_process([*FAST, "logger=none", "train.iterations=0", f"train.load_weights={weights}", "quant=int6",
+                            "quant.keep_float_max_numel=1000"], tmp_path / "b")
+    assert again["status"] == "ok" and again["steps"] == 0 and again["loaded_weights"] == str(weights)
+    assert again["val"]["prequant"]["val_bpb"] == pytest.approx(first["val"]["prequant"]["val_bpb"], rel=1e-9)
+    assert again["quant_stats"]["bits"]["6"] > 0 and again["val"]["roundtrip"]["val_bpb"] != first["val"]["roundtrip"]["val_bpb"]
+    with pytest.raises(FileNotFoundError, match="train.load_weights: no file"):
+        run_in_process([*FAST, "logger=none", "train.iterations=0", f"train.load_weights={tmp_path / 'none.st'}"],
+                       tmp_path / "c")
+    with pytest.raises(ValueError, match="does not fit this model config"):
+        run_in_process([*FAST, "logger=none", "train.iterations=0", f"train.load_weights={weights}",
+                        "model.model_dim=96"], tmp_path / "d")
+    with pytest.raises(Exception, match="train.iterations must be >= 1"):  # raised building the config (Hydra wraps it)
+        run_in_process([*FAST, "logger=none", "train.iterations=0"], tmp_path / "e")

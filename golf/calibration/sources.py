@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from golf.calibration.generate import generate_batch
+from golf.calibration.generate import generate
 
 
 @dataclass
@@ -128,10 +128,14 @@ class AutoRegressive(Calibration):
                              f"golf.models.gpt.GPT); {type(model).__name__} does not")
 
     def batches(self, ctx: CalibrationContext) -> Iterator[Tensor]:
+        """This rank's batches, decoded together; their Hessian pass then goes ``batch_seqs`` at a time."""
+        shares = list(self._shares(ctx))
+        if not shares:
+            return
         seed = ctx.seed if self.seed is None else self.seed
-        for b, n in self._shares(ctx):
-            yield generate_batch(ctx.model, n, self.seq_len or ctx.seq_len, self.temperature, seed, b, ctx.device,
-                                 ctx.autocast_dtype)
+        tokens = generate(ctx.model, shares, self.seq_len or ctx.seq_len, self.temperature, seed, ctx.device,
+                          ctx.autocast_dtype)
+        yield from tokens.split(self.batch_seqs)
 
     def describe(self) -> dict:
         return {**super().describe(), "temperature": self.temperature}

@@ -74,6 +74,7 @@ class DecodeState:
     capacity: int
     prev_ids: Tensor | None = None
     prev_x: Tensor | None = None
+    rope: tuple[Tensor, Tensor] | None = None  # cos/sin of every position up to capacity
 
     @property
     def length(self) -> int:
@@ -229,12 +230,12 @@ class GPT(nn.Module):
         (NTK-rescaled) base is that of ``rope_len`` positions (default: this call's length, or the state's
         capacity)."""
         start = 0 if state is None else state.length
+        if state is not None and start + input_ids.size(1) > state.capacity:
+            raise ValueError(f"decode state is full: {start} of {state.capacity} positions used")
         x = x0 = self.embed(input_ids, state)
         T = input_ids.size(1)
-        total = rope_len or (state.capacity if state is not None else T)
-        base = rope_base_for(total, self.rope_base, self.rope_dims, self.rope_ntk_seq_len)
-        cos, sin = rotary_tables(start + T, self.rope_dims, base, input_ids.device)
-        cos, sin = cos[start:], sin[start:]
+        cos, sin = self._rope(start + T, rope_len or (state.capacity if state is not None else T), input_ids.device, state)
+        cos, sin = cos[start : start + T], sin[start : start + T]
         ve_base = self.ve(input_ids) if self.ve is not None else None
         skips: list[Tensor] = []
         v0 = None
@@ -252,6 +253,16 @@ class GPT(nn.Module):
             if i < self.num_encoder_layers:
                 skips.append(x)
         return rms_norm(x)
+
+    def _rope(self, length: int, base_len: int, device: torch.device, state: DecodeState | None) -> tuple[Tensor, Tensor]:
+        """cos/sin for ``length`` positions at the RoPE base of ``base_len`` positions (a decode state keeps its own)."""
+        if state is not None:
+            if state.rope is None:
+                base = rope_base_for(state.capacity, self.rope_base, self.rope_dims, self.rope_ntk_seq_len)
+                state.rope = rotary_tables(state.capacity, self.rope_dims, base, device)
+            return state.rope
+        base = rope_base_for(base_len, self.rope_base, self.rope_dims, self.rope_ntk_seq_len)
+        return rotary_tables(length, self.rope_dims, base, device)
 
     def decode_state(self, capacity: int) -> DecodeState:
         return DecodeState([KVCache(capacity) for _ in self.blocks], capacity)

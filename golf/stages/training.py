@@ -4,6 +4,7 @@ train (the wallclock cap less any calibration reserve) and average (choose the e
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,7 +16,9 @@ from golf.data.tokenizer import byte_lut, load_sentencepiece
 from golf.dist import seed_all
 from golf.eval.bpb import LutOnDevice, truncate_validation
 from golf.run_state import Parts, Run, VocabMismatch, fmt_eval
-from golf.trainer import TrainConfig, train
+from golf.trainer import TrainConfig, TrainOutcome, train
+
+WEIGHTS_NAME = "weights.safetensors"
 
 
 def configure_backends(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
@@ -57,6 +60,9 @@ def build(run: Run) -> None:
     if run.autocast_dtype is not None and hasattr(model, "cast_for_training"):
         model.cast_for_training(run.autocast_dtype)
     run.results["model_params"] = sum(q.numel() for q in model.parameters())
+    if cfg.load_weights:
+        load_weights(model, cfg.load_weights)
+        run.results["loaded_weights"] = str(cfg.load_weights)
     run.lut = LutOnDevice(byte_lut(sp, model.vocab_size), device)
     val_np = np.concatenate([read_shard(f) for f in shard_files(paths.val_pattern)])
     run.val_tokens = torch.from_numpy(truncate_validation(val_np, p.evaluator.seq_len).astype(np.int32)).to(device)
@@ -91,8 +97,31 @@ def _check_calibration(p: Parts, model: nn.Module) -> None:
         p.calibration.check(model, p.train_cfg.max_wallclock_seconds or None)
 
 
+def load_weights(model: nn.Module, path: str | Path) -> None:
+    """Float weights a run saved (``train.save_weights``) into ``model``; names the file on any mismatch."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"train.load_weights: no file {path} (a run with train.save_weights=true writes "
+                                f"<run_dir>/{WEIGHTS_NAME})")
+    state = load_file(str(path), device=str(next(model.parameters()).device))
+    try:
+        if hasattr(model, "load_export_state_dict"):
+            model.load_export_state_dict(state)
+        else:
+            model.load_state_dict(state, strict=True)
+    except (KeyError, RuntimeError) as e:
+        raise ValueError(f"train.load_weights: {path} does not fit this model config: {e}") from None
+
+
 def train_stage(run: Run) -> None:
     cfg, device = run.parts.train_cfg, run.device
+    if cfg.iterations == 0:  # re-export loaded weights: no training, nothing to average
+        run.outcome = TrainOutcome(stop_reason=f"no training: weights from {cfg.load_weights}")
+        run.results.update(steps=0, stop_reason=run.outcome.stop_reason, train_seconds=0.0, step_avg_ms=0.0,
+                           step_median_ms=0.0, tokens_per_s=0.0, tokens_seen=0, train_loss=[], step_ms=[])
+        return
     reserve = run.parts.calibration.reserve_seconds if calibrating(run) else 0.0
     if reserve and cfg.max_wallclock_seconds:
         cfg = dataclasses.replace(cfg, max_wallclock_seconds=cfg.max_wallclock_seconds - reserve)
@@ -122,10 +151,10 @@ def train_stage(run: Run) -> None:
 
 def average(run: Run) -> None:
     """Choose the exported weights (``train.export``) among raw, EMA and SWA; with more than one candidate,
-    each is scored and recorded, so results.json shows what averaging bought."""
+    each is scored and recorded, so results.json shows what averaging bought. Then save them if asked."""
     av, wanted = run.outcome.averager, run.parts.train_cfg.export
     if av is None or not av.active:
-        return
+        return save_weights(run)
     candidates = av.candidates()
     evals = {}
     if len(candidates) > 1:
@@ -147,6 +176,18 @@ def average(run: Run) -> None:
                                 "candidates": evals}
     if choice in evals:
         run.extras["prequant"] = evals[choice]
+    save_weights(run)
+
+
+def save_weights(run: Run) -> None:
+    """With ``train.save_weights``: the exported float weights, for re-quantizing later without training."""
+    if run.parts.train_cfg.save_weights and run.main:
+        from safetensors.torch import save_file
+
+        model = run.model
+        state = model.export_state_dict() if hasattr(model, "export_state_dict") else model.state_dict()
+        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(run.run_dir / WEIGHTS_NAME))
+        run.results["weights"] = WEIGHTS_NAME
 
 
 
