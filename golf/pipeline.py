@@ -1,5 +1,5 @@
 """One run as a list of stages: build -> train -> average -> calibrate -> eval_prequant -> quantize ->
-compress -> load_artifact -> eval_roundtrip -> account (``golf.stages``).
+compress -> load_artifact -> eval_roundtrip -> eval_sliding -> eval_ttt -> account (``golf.stages``).
 
 Each stage is a plain function of the run's state (``golf.run_state.Run``); ``run`` times every stage, stores
 the time in ``results["stages_s"]`` and rewrites ``results.json`` atomically after each, so a failure keeps
@@ -22,14 +22,15 @@ from golf.logging import NullBackend, RunLog
 from golf.results import new_results, provenance
 from golf.run_state import ARTIFACT_NAME, Budget, Parts, Run, VocabMismatch  # noqa: F401  (re-exported)
 from golf.stages.export import calibrate, compress, load_artifact, quantize
-from golf.stages.scoring import account, eval_prequant, eval_roundtrip
+from golf.stages.scoring import account, eval_prequant, eval_roundtrip, eval_sliding, eval_ttt
 from golf.stages.training import average, build, configure_backends, train_stage  # noqa: F401  (re-exported)
 from golf.trainer import TrainConfig
 
 STAGES: tuple[tuple[str, Callable[[Run], None]], ...] = (
     ("build", build), ("train", train_stage), ("average", average), ("calibrate", calibrate),
     ("eval_prequant", eval_prequant), ("quantize", quantize),
-    ("compress", compress), ("load_artifact", load_artifact), ("eval_roundtrip", eval_roundtrip), ("account", account),
+    ("compress", compress), ("load_artifact", load_artifact), ("eval_roundtrip", eval_roundtrip), ("eval_sliding", eval_sliding),
+    ("eval_ttt", eval_ttt), ("account", account),
 )
 
 

@@ -14,7 +14,7 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 from golf.pipeline import Budget, run
 
-EXIT_CODES = {"ok": 0, "over_budget": 0, "diverged": 3}
+EXIT_CODES = {"ok": 0, "over_budget": 0, "partial_eval": 0, "diverged": 3}
 
 
 def build(cfg: DictConfig) -> dict:

@@ -22,3 +22,12 @@ class DivergingGPT(GPT):
             if self.calls >= self.nan_after:
                 loss = loss * torch.tensor(float("nan"))
         return loss
+
+
+def free_port() -> int:
+    """A free TCP port on localhost, for a gloo process group of spawned test ranks."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -4,7 +4,6 @@ computation (and across 2 gloo ranks), the sources' shares and their refusals.""
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import torch
@@ -15,6 +14,7 @@ from golf.calibration.generate import generate_batch, generate_by_recomputation
 from golf.calibration.hessians import collect_hessians
 from golf.calibration.sources import AutoRegressive, CalibrationContext, RandomTokens, TrainBatches, ValBatches
 from golf.models.gpt import GPT
+from tests.helpers import free_port
 
 FEATURES = dict(vocab_size=64, num_layers=4, model_dim=64, num_heads=4, num_kv_heads=2, mlp_mult=2, init="banked",
                 activation="leaky_relu2", rope_dims=8, rope_ntk_seq_len=8, ln_scale=True, xsa_last_n=4, smear_gate=True,
@@ -73,11 +73,6 @@ def test_hessians_equal_a_direct_computation():
     assert not torch.equal(H["blocks.1.attn.c_q.weight"], H["blocks.2.attn.c_q.weight"])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _hessian_worker(rank: int, world: int, port: int, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -95,7 +90,7 @@ def _hessian_worker(rank: int, world: int, port: int, out: str) -> None:
 def test_ar_hessians_do_not_depend_on_the_world_size(tmp_path):
     """Batch b is generated from seed (seed, b) by rank b mod W; Hessians are all-reduced: 2 ranks = 1."""
     out = str(tmp_path / "h.pt")
-    mp.spawn(_hessian_worker, args=(2, _free_port(), out), nprocs=2, join=True)
+    mp.spawn(_hessian_worker, args=(2, free_port(), out), nprocs=2, join=True)
     two = torch.load(out)
     m = _model()
     ctx = CalibrationContext(model=m, device=torch.device("cpu"), autocast_dtype=None, rank=0, world_size=1, seed=5,

@@ -65,6 +65,8 @@ EXPECTED = {
     ("compressor", "raw"): codecs.Raw,
     ("compressor", "brotli"): codecs.Brotli,
     ("eval", "standard"): Evaluator,
+    ("eval", "sliding"): Evaluator,
+    ("eval", "ttt"): Evaluator,
     ("logger", "wandb"): WandbBackend,
     ("logger", "none"): NullBackend,
     ("launcher", "local"): LocalLauncher,

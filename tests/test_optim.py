@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import os
-import socket
 
 import pytest
 import torch
@@ -15,6 +14,7 @@ from golf.optim.muon import Muon
 from golf.optim.muon_adam import MuonAdam
 from golf.optim.orthogonalize import Orthogonalizer, coefficients_for, orthogonalize, singular_value_band
 from golf.optim.schedule import WarmdownSchedule
+from tests.helpers import free_port
 
 NS5 = Orthogonalizer()
 TURBO = Orthogonalizer("polar_express_aol", 4, "aol", "row_col")
@@ -311,11 +311,6 @@ def test_grad_clip_equals_clipping_the_whole_gradient_first():
 # ---------------------------------------------------------------------------------- Parallel Muon, gloo
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _rank_grads(model, rank: int, step: int) -> None:
     gen = torch.Generator().manual_seed(1000 * step + rank)
@@ -354,7 +349,7 @@ def test_parallel_muon_on_two_gloo_ranks_equals_one_process(tmp_path, kw, same, 
     exactly with identical gradients or an fp32 exchange; with the records' bf16 exchange the averaged
     gradient is rounded to bf16 first, and Newton-Schulz carries that rounding into the update."""
     out = str(tmp_path / "rank")
-    mp.spawn(_parallel_worker, args=(2, _free_port(), kw, same, out), nprocs=2, join=True)
+    mp.spawn(_parallel_worker, args=(2, free_port(), kw, same, out), nprocs=2, join=True)
     ranks = [torch.load(f"{out}.{r}") for r in range(2)]
     torch.manual_seed(0)
     model = _small_model(num_layers=3, bigram_buckets=16, bigram_dim=8)

@@ -285,3 +285,20 @@ def test_saved_weights_are_requantized_without_training(smoke_dir, tmp_path, mon
                         "model.model_dim=96"], tmp_path / "d")
     with pytest.raises(Exception, match="train.iterations must be >= 1"):  # raised building the config (Hydra wraps it)
         run_in_process([*FAST, "logger=none", "train.iterations=0"], tmp_path / "e")
+
+
+def test_sliding_and_ttt_scores_land_in_results(smoke_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("GOLF_CACHE_DIR", str(smoke_dir.parent))
+    small = ["eval.sliding.window=128", "eval.sliding.stride=64", "eval.sliding.batch_windows=16", "eval.ttt.chunk_tokens=4096",
+             "eval.ttt.epochs=1", "eval.ttt.batch_seqs=8"]
+    r = run_in_process([*FAST, "logger=none", "train.iterations=4", "eval=ttt", *small], tmp_path / "a")
+    v = r["val"]
+    assert r["status"] == "ok" and r["headline"]["eval"] == "ttt" and r["headline"]["val_bpb"] == v["ttt"]["val_bpb"]
+    assert v["sliding"]["tokens"] == v["ttt"]["tokens"] == v["roundtrip"]["tokens"]  # every target once, each way
+    assert v["sliding"]["windows"] == "exactly once" and v["ttt"]["status"] == "complete"
+    assert v["ttt"]["chunks"] == v["ttt"]["chunks_scored"] > 1 and v["sliding"]["tokens_per_s"] > 0
+    assert {"eval_sliding", "eval_ttt"} <= set(r["stages_s"])
+    guarded = run_in_process([*FAST, "logger=none", "train.iterations=4", "eval=ttt", *small, "budget.eval_seconds=0"],
+                             tmp_path / "b")
+    assert guarded["status"] == "partial_eval" and "time guard" in guarded["val"]["ttt"]["status"]
+    assert guarded["val"]["ttt"]["tokens"] < guarded["val"]["sliding"]["tokens"]

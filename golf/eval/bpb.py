@@ -53,13 +53,17 @@ class LutOnDevice:
 
 
 class Evaluator:
-    """Scores a model (``model(x, y) -> mean NLL``) on the validation tokens."""
+    """Scores a model (``model(x, y) -> mean NLL``) on the validation tokens: disjoint ``seq_len`` windows
+    (pre-quantization, averaging candidates, round trip). ``sliding`` and ``ttt`` (instantiated
+    ``golf.eval.sliding.SlidingEvaluator`` / ``golf.eval.ttt.TTTEvaluator``, or None) are the further scores
+    the run computes on the model loaded back from the artifact."""
 
-    def __init__(self, *, batch_tokens: int = 524_288, seq_len: int = 1024):
+    def __init__(self, *, batch_tokens: int = 524_288, seq_len: int = 1024, sliding=None, ttt=None):
         if batch_tokens < seq_len:
             raise ValueError(f"eval.batch_tokens={batch_tokens} must be at least one sequence (seq_len={seq_len})")
         self.batch_tokens = batch_tokens
         self.seq_len = seq_len
+        self.sliding, self.ttt = sliding, ttt
 
     @torch.inference_mode()
     def evaluate(self, model, val_tokens: Tensor, lut: LutOnDevice, *, rank: int = 0, world_size: int = 1,

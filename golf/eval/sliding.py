@@ -1,0 +1,119 @@
+"""Sliding-window evaluation (techniques.md §1.5): every target scored once, with at least window - stride
+tokens of context.
+
+With N targets, window W and stride s (N > W): window 0 covers x positions [0, W) and scores all of them;
+window k >= 1 scores targets [W + (k-1) s, min(W + k s, N)) and ends with them, so it covers
+[end - W, end): every window is full length (no padding) and the scored ranges partition the targets.
+``reproduce_record_tail`` instead uses the records' windows (starts 0, s, 2s, ... while < N, the short tail
+windows padded, each scoring its last s): their final windows score the last targets again, up to W/s times.
+Only the scored positions go through the head; NLL and bytes accumulate in float64; windows are split over
+ranks in contiguous ranges and batched ``batch_windows`` at a time in one static shape (the last batch is
+padded with repeats that are masked out), so a compiled model compiles once.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor
+
+from golf.eval.bpb import EvalResult, LutOnDevice, bits_per_byte
+
+
+def golf_windows(n: int, window: int, stride: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(start, first scored offset, end offset) per window, every target scored exactly once."""
+    if n <= window:
+        return torch.tensor([0]), torch.tensor([0]), torch.tensor([n])
+    k = torch.arange(1, 1 + -(-(n - window) // stride))
+    lo, hi = window + (k - 1) * stride, torch.clamp(window + k * stride, max=n)
+    starts = torch.cat((torch.tensor([0]), hi - window))
+    return starts, torch.cat((torch.tensor([0]), lo - (hi - window))), torch.cat((torch.tensor([window]), torch.full_like(k, window)))
+
+
+def record_windows(n: int, window: int, stride: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The records' windows: starts 0, s, 2s, ... < n; each scores its last s targets (window 0 all)."""
+    starts = torch.arange(0, n, stride)
+    wlen = torch.clamp(starts + window, max=n) - starts
+    first = torch.where(starts == 0, torch.zeros_like(wlen), torch.clamp(wlen - stride, min=0))
+    return starts, first, wlen
+
+
+class SlidingEvaluator:
+    def __init__(self, *, window: int = 2048, stride: int = 64, batch_windows: int = 32, reproduce_record_tail: bool = False,
+                 compile: bool | str = "auto"):
+        if not 0 < stride <= window:
+            raise ValueError(f"eval.sliding: stride must be in 1..window={window}, got {stride}")
+        if batch_windows < 1:
+            raise ValueError(f"eval.sliding.batch_windows must be >= 1, got {batch_windows}")
+        self.window, self.stride, self.batch_windows = window, stride, batch_windows
+        self.reproduce_record_tail, self.compile = reproduce_record_tail, compile
+        self._compiled = {}
+
+    def windows(self, n: int) -> tuple[Tensor, Tensor, Tensor]:
+        return (record_windows if self.reproduce_record_tail else golf_windows)(n, self.window, self.stride)
+
+    def _hidden(self, model, device: torch.device):
+        want = self.compile if self.compile != "auto" else device.type == "cuda"
+        if not want:
+            return model.hidden
+        key = id(model)
+        if key not in self._compiled:
+            self._compiled = {key: torch.compile(model.hidden, dynamic=False)}
+        return self._compiled[key]
+
+    @torch.inference_mode()
+    def score(self, model, val_tokens: Tensor, lut: LutOnDevice, windows: tuple[Tensor, Tensor, Tensor],
+              autocast_dtype: torch.dtype | None = None) -> Tensor:
+        """float64 [nll, targets, bytes] of ``windows`` (start, first, end offsets) on this process."""
+        device = lut.base.device
+        starts, first, end = windows
+        sums = torch.zeros(3, dtype=torch.float64, device=device)
+        if starts.numel() == 0:
+            return sums
+        W, B = int(end.max()), self.batch_windows
+        hidden = self._hidden(model, device)
+        ctx = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
+        offsets = torch.arange(W + 1)
+        val = val_tokens.to(device)
+        n = val.numel() - 1
+        for b in range(0, starts.numel(), B):
+            s, f, e = starts[b : b + B], first[b : b + B], end[b : b + B]
+            real = s.numel()
+            if real < B:  # a static shape: repeat the last window, masked out below
+                pad = B - real
+                s, f, e = (torch.cat((t, t[-1:].expand(pad))) for t in (s, f, e))
+            idx = torch.clamp(s[:, None] + offsets[None, :], max=n).to(device)
+            chunk = val[idx].long()
+            x, y = chunk[:, :-1], chunk[:, 1:]
+            lo = int(f.min())
+            with ctx:
+                h = hidden(x)[:, lo:]
+                logits = model._project(h, None)
+            nll = F.cross_entropy(logits.float().flatten(0, 1), y[:, lo:].flatten(), reduction="none").view(B, -1)
+            pos = torch.arange(lo, W, device=device)[None, :]
+            mask = (pos >= f.to(device)[:, None]) & (pos < e.to(device)[:, None])
+            mask[real:] = False
+            prev, tgt = x[:, lo:][mask], y[:, lo:][mask]
+            sums[0] += nll[mask].double().sum()
+            sums[1] += mask.sum()
+            sums[2] += lut.count(prev, tgt)
+        return sums
+
+    def evaluate(self, model, val_tokens: Tensor, lut: LutOnDevice, *, rank: int = 0, world_size: int = 1,
+                 autocast_dtype: torch.dtype | None = None) -> EvalResult:
+        t0 = time.perf_counter()
+        was_training = model.training
+        model.eval()
+        starts, first, end = self.windows(val_tokens.numel() - 1)
+        lo, hi = starts.numel() * rank // world_size, starts.numel() * (rank + 1) // world_size
+        sums = self.score(model, val_tokens, lut, (starts[lo:hi], first[lo:hi], end[lo:hi]), autocast_dtype)
+        if world_size > 1 and dist.is_available() and dist.is_initialized():
+            dist.all_reduce(sums, op=dist.ReduceOp.SUM)
+        model.train(was_training)
+        nll, n_tok, n_bytes = (float(v) for v in sums.tolist())
+        return EvalResult(val_loss=nll / n_tok, val_bpb=bits_per_byte(nll, n_bytes), tokens=int(n_tok), bytes=int(n_bytes),
+                          seconds=time.perf_counter() - t0)

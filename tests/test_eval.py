@@ -1,0 +1,186 @@
+"""Sliding-window evaluation and score-first TTT against naive references, legality, the time guard, ranks."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+
+from golf.eval.bpb import Evaluator, LutOnDevice
+from golf.eval.sliding import SlidingEvaluator, golf_windows, record_windows
+from golf.eval.ttt import TTTEvaluator
+from golf.models.gpt import GPT
+from tests.helpers import free_port
+
+
+class _Lut:
+    """Byte tables for a 64-token vocabulary: token t has t % 5 bytes, +1 leading space if t % 3 == 0 unless
+    the previous token is a boundary (t < 2)."""
+
+    base_bytes = np.array([t % 5 for t in range(64)], dtype=np.int16)
+    has_leading_space = np.array([t % 3 == 0 for t in range(64)])
+    is_boundary = np.array([t < 2 for t in range(64)])
+
+
+def _lut() -> LutOnDevice:
+    return LutOnDevice(_Lut, torch.device("cpu"))
+
+
+def _model(seed: int = 0) -> GPT:
+    torch.manual_seed(seed)
+    m = GPT(vocab_size=64, num_layers=2, model_dim=32, num_heads=4, num_kv_heads=2, init="banked", rope_dims=4,
+            rope_ntk_seq_len=16, xsa_last_n=2, smear_gate=True, bigram_buckets=32, bigram_dim=16)
+    with torch.no_grad():
+        for lin in m.quantized_linears():
+            lin.weight.normal_(0, 0.2)
+    return m.eval()
+
+
+def _tokens(n: int, seed: int = 1) -> torch.Tensor:
+    return torch.randint(0, 64, (n + 1,), generator=torch.Generator().manual_seed(seed), dtype=torch.int32)
+
+
+def _bytes(prev: int, tgt: int) -> int:
+    return int(tgt % 5 + (tgt % 3 == 0 and prev >= 2))
+
+
+def _naive_sliding(model, val, W: int, s: int) -> tuple[float, int, int]:
+    """One target at a time: target p is scored in the window [end - W, end) with end = W if p < W, else
+    W + k s (k the smallest with p < W + k s, capped at N): the definition, not the evaluator's code."""
+    n = val.numel() - 1
+    nll, count, nbytes = 0.0, 0, 0
+    with torch.no_grad():
+        for p in range(n):
+            end = W if p < W else min(W + math.ceil((p + 1 - W) / s) * s, n)
+            start = max(end - W, 0)
+            x = val[start:end].long()[None]
+            logits = model.logits(x)[0, p - start].double()
+            nll -= float(F.log_softmax(logits, -1)[int(val[p + 1])])
+            count += 1
+            nbytes += _bytes(int(val[p]), int(val[p + 1]))
+    return nll, count, nbytes
+
+
+@pytest.mark.parametrize(("n", "W", "s", "batch"), [(300, 64, 16, 5), (257, 64, 64, 3), (50, 64, 16, 4), (200, 48, 20, 7)])
+def test_sliding_equals_the_naive_reference_and_scores_every_target_once(n, W, s, batch):
+    model, val = _model(), _tokens(n)
+    r = SlidingEvaluator(window=W, stride=s, batch_windows=batch, compile=False).evaluate(model, val, _lut())
+    nll, count, nbytes = _naive_sliding(model, val, W, s)
+    assert r.tokens == count == n and r.bytes == nbytes
+    assert r.val_loss == pytest.approx(nll / count, rel=1e-6)
+    assert r.val_bpb == pytest.approx(nll / (math.log(2) * nbytes), rel=1e-6)
+    starts, first, end = golf_windows(n, W, s)
+    covered = torch.cat([torch.arange(int(a + f), int(a + e)) for a, f, e in zip(starts, first, end)])
+    assert torch.equal(covered.sort().values, torch.arange(n))  # a partition of the targets
+    assert int((end - first).max()) <= max(s, min(W, n)) and int(starts.min()) >= 0
+
+
+def test_standard_equals_sliding_with_stride_equal_to_window():
+    model, val = _model(), _tokens(64 * 7)
+    std = Evaluator(batch_tokens=64 * 3, seq_len=64).evaluate(model, val, _lut())
+    sl = SlidingEvaluator(window=64, stride=64, batch_windows=3, compile=False).evaluate(model, val, _lut())
+    assert (std.tokens, std.bytes) == (sl.tokens, sl.bytes)
+    assert std.val_loss == pytest.approx(sl.val_loss, rel=1e-6) and std.val_bpb == pytest.approx(sl.val_bpb, rel=1e-6)
+
+
+def test_records_windows_rescore_the_tail():
+    n, W, s = 256, 64, 16
+    starts, first, end = record_windows(n, W, s)
+    counts = torch.zeros(n, dtype=torch.long)
+    for a, f, e in zip(starts, first, end):
+        counts[int(a + f) : int(a + e)] += 1
+    assert int(counts.min()) == 1 and int(counts[-1]) == W // s  # the last targets scored W/s = 4 times
+    model, val = _model(), _tokens(n)
+    rec = SlidingEvaluator(window=W, stride=s, batch_windows=4, reproduce_record_tail=True, compile=False)
+    assert rec.evaluate(model, val, _lut()).tokens == int(counts.sum()) > n
+
+
+def test_ttt_never_scores_a_target_with_weights_trained_on_it():
+    model, val = _model(), _tokens(600)
+    events = []
+    ttt = TTTEvaluator(chunk_tokens=128, window=64, stride=16, batch_windows=4, seq_len=32, lr=0.05, epochs=2,
+                       batch_seqs=2, compile=False)
+    r = ttt.evaluate(model, val, _lut(), recorder=lambda kind, v, pos: events.append((kind, v, pos)))
+    scored_at = torch.full((600,), -1)
+    trained_first = torch.full((600,), 10**9)
+    for kind, v, pos in events:
+        if kind == "score":
+            assert torch.all(scored_at[pos] == -1)  # scored once
+            scored_at[pos] = v
+        else:
+            assert torch.all(scored_at[pos] >= 0)  # trained only on targets already scored
+            trained_first[pos] = torch.minimum(trained_first[pos], torch.full_like(pos, v))
+    assert torch.all(scored_at >= 0) and r.tokens == 600 and r.status == "complete"
+    assert torch.all(scored_at < trained_first)  # no score came from weights trained on that target
+    assert (trained_first < 10**9).sum() > 300 and r.chunks == r.chunks_scored == 5
+
+
+def test_ttt_without_training_is_the_sliding_score_and_training_changes_it():
+    val = _tokens(600)
+    kw = dict(chunk_tokens=128, window=64, stride=16, batch_windows=4, seq_len=32, batch_seqs=2, compile=False)
+    sl = SlidingEvaluator(window=64, stride=16, batch_windows=4, compile=False).evaluate(_model(), val, _lut())
+    frozen = TTTEvaluator(**kw, epochs=0).evaluate(_model(), val, _lut())
+    assert frozen.val_loss == pytest.approx(sl.val_loss, rel=1e-9) and frozen.tokens == sl.tokens
+    trained = TTTEvaluator(**kw, epochs=2, lr=0.05).evaluate(_model(), val, _lut())
+    assert trained.val_loss != pytest.approx(sl.val_loss, rel=1e-6)
+
+
+def test_frozen_blocks_are_frozen_entirely():
+    model = _model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    TTTEvaluator(chunk_tokens=128, window=64, stride=16, seq_len=32, lr=0.05, epochs=1, batch_seqs=2, freeze_blocks=1,
+                 compile=False).evaluate(model, _tokens(400), _lut())
+    after = model.state_dict()
+    for k in before:
+        if k.startswith("blocks.0."):
+            assert torch.equal(after[k], before[k]), k  # matrices too, not only scalars
+    assert not torch.equal(after["blocks.1.attn.c_q.weight"], before["blocks.1.attn.c_q.weight"])
+
+
+def test_ttt_time_guard_reports_a_valid_partial_score():
+    val = _tokens(600)
+    ttt = TTTEvaluator(chunk_tokens=128, window=64, stride=16, seq_len=32, lr=0.05, epochs=1, batch_seqs=2, compile=False)
+    r = ttt.evaluate(_model(), val, _lut(), time_budget=1e-6)
+    assert r.chunks_scored == 1 and r.chunks == 5 and "stopped by the time guard before chunk 1 of 5" in r.status
+    starts, first, end = golf_windows(600, 64, 16)
+    first_chunk = ((starts + first) // 128 == 0)
+    assert r.tokens == int((end - first)[first_chunk].sum()) and math.isfinite(r.val_bpb) and r.val_bpb > 0
+
+
+
+def _eval_worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    val = _tokens(500)
+    sl = SlidingEvaluator(window=64, stride=16, batch_windows=3, compile=False).evaluate(_model(), val, _lut(), rank=rank,
+                                                                                        world_size=world)
+    tt = TTTEvaluator(chunk_tokens=128, window=64, stride=16, batch_windows=3, seq_len=32, lr=0.05, epochs=1, batch_seqs=4,
+                      compile=False).evaluate(_model(), val, _lut(), rank=rank, world_size=world)
+    if rank == 0:
+        torch.save({"sliding": (sl.val_loss, sl.tokens, sl.bytes), "ttt": (tt.val_loss, tt.tokens, tt.bytes)}, out)
+    dist.destroy_process_group()
+
+
+def test_two_gloo_ranks_score_as_one_process(tmp_path):
+    out = str(tmp_path / "r.pt")
+    mp.spawn(_eval_worker, args=(2, free_port(), out), nprocs=2, join=True)
+    two = torch.load(out)
+    val = _tokens(500)
+    sl = SlidingEvaluator(window=64, stride=16, batch_windows=3, compile=False).evaluate(_model(), val, _lut())
+    tt = TTTEvaluator(chunk_tokens=128, window=64, stride=16, batch_windows=3, seq_len=32, lr=0.05, epochs=1, batch_seqs=4,
+                      compile=False).evaluate(_model(), val, _lut())
+    assert two["sliding"][1:] == (sl.tokens, sl.bytes) and two["sliding"][0] == pytest.approx(sl.val_loss, rel=1e-9)
+    assert two["ttt"][1:] == (tt.tokens, tt.bytes) and two["ttt"][0] == pytest.approx(tt.val_loss, rel=1e-5)
+
+
+def test_bad_eval_options_name_the_key():
+    with pytest.raises(ValueError, match="eval.sliding: stride"):
+        SlidingEvaluator(window=64, stride=100)
+    with pytest.raises(ValueError, match="eval.ttt.chunk_tokens"):
+        TTTEvaluator(chunk_tokens=16, seq_len=32)
