@@ -1,0 +1,123 @@
+"""Sliding-window evaluation throughput: a record's own ``eval_val_sliding`` beside golf's, same weights, same
+validation tokens, one device. Each side runs twice; the first call includes compilation, the second is the
+throughput (scored tokens per second).
+
+    python scripts/bench_eval.py --record .bench/r1019_train_gpt.py --record-env BIGRAM_VOCAB_SIZE=3072 \
+        --record-env BIGRAM_DIM=112 --golf "model=xsa_all data=enwiki_sp1024" [--weights weights.safetensors]
+
+Same weights: both models are built from the same seed (golf's presets reproduce the records' initial weights
+bit for bit), or golf's saved weights (``train.save_weights``) are loaded and copied into the record's banks.
+golf is scored twice: exactly once per target, and with the records' windows (their tail re-scored), which is
+the number to put beside the record's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def to_record(state: dict[str, torch.Tensor], ref_state: dict[str, torch.Tensor], num_layers: int) -> dict:
+    """golf's per-layer state as the record's banked state dict (the inverse of compare_record's mapping)."""
+    from scripts.compare_record import BANKS
+
+    out = dict(ref_state)
+    for bank, names in BANKS.items():
+        if bank in ref_state:
+            out[bank] = torch.cat([torch.stack([state[f"blocks.{i}.{n}.weight"] for i in range(num_layers)]) for n in names])
+    for k in ref_state:
+        if k not in BANKS:
+            g = k.replace("ve_shared.", "ve.")
+            g = g.replace("bigram.", "engram.") if "ngram_gate" in "".join(ref_state) and k.startswith("bigram.") else g
+            if g in state:
+                out[k] = state[g].to(ref_state[k].dtype)
+    return out
+
+
+def timed(fn) -> tuple[float, object]:
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    out = fn()
+    torch.cuda.synchronize()
+    return time.perf_counter() - t0, out
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--record", type=Path, required=True)
+    p.add_argument("--record-env", action="append", default=[])
+    p.add_argument("--golf", default="model=xsa_all data=enwiki_sp1024")
+    p.add_argument("--weights", type=Path)
+    p.add_argument("--window", type=int, default=2048)
+    p.add_argument("--stride", type=int, default=64)
+    p.add_argument("--batch-windows", type=int, default=32)
+    p.add_argument("--val-tokens", type=int, default=0, help="score only this many targets (0: all)")
+    a = p.parse_args(argv)
+    from golf.data.shards import read_shard, shard_files
+    from golf.data.tokenizer import byte_lut, load_sentencepiece
+    from golf.eval.bpb import LutOnDevice
+    from golf.eval.sliding import SlidingEvaluator
+    from golf.stages.training import load_weights
+    from scripts.bench import build_on_cuda
+    from scripts.compare_record import import_record, record_model
+
+    g = build_on_cuda(shlex.split(a.golf) + ["logger=none"])
+    if a.weights:
+        load_weights(g.model, a.weights)
+    paths = g.parts["data"].prepare()
+    import numpy as np
+
+    val = np.concatenate([read_shard(f) for f in shard_files(paths.val_pattern)])
+    n = a.val_tokens or (val.size - 1)
+    val_t = torch.from_numpy(val[: n + 1].astype(np.int32)).to(g.device)
+    sp = load_sentencepiece(paths.tokenizer)
+    lut = LutOnDevice(byte_lut(sp, g.model.vocab_size), g.device)
+    rows = {}
+    for label, tail in (("golf (every target once)", False), ("golf (the records' windows)", True)):
+        ev = SlidingEvaluator(window=a.window, stride=a.stride, batch_windows=a.batch_windows, reproduce_record_tail=tail)
+        t1, r1 = timed(lambda ev=ev: ev.evaluate(g.model, val_t, lut, autocast_dtype=g.autocast))
+        t2, r2 = timed(lambda ev=ev: ev.evaluate(g.model, val_t, lut, autocast_dtype=g.autocast))
+        rows[label] = (t1 - t2, r2.tokens / t2, r2.val_bpb, r2.tokens, t2)
+        print(f"{label}: first {t1:.1f}s, second {t2:.1f}s, {r2.tokens / t2:,.0f} tokens/s, val_bpb {r2.val_bpb:.6f}", flush=True)
+
+    mod = import_record(a.record, dict(e.split("=", 1) for e in a.record_env))
+    args = mod.Hyperparameters()
+    ref = record_model(mod, int(g.cfg.seed))
+    ref.load_state_dict(to_record({k: v.float().cpu() for k, v in g.model.export_state_dict().items()},
+                                  ref.state_dict(), len(g.model.blocks)))
+    ref = ref.to(g.device).bfloat16()
+    for name, prm in ref.named_parameters():  # the record's main(): banks, CastedLinear and low-dim in fp32
+        if name.endswith("_bank") or prm.ndim < 2 or any(k in name for k in mod.CONTROL_TENSOR_NAME_PATTERNS):
+            prm.data = prm.data.float()
+    for m in ref.modules():
+        if isinstance(m, mod.CastedLinear):
+            m.float()
+    luts = mod.build_sentencepiece_luts(sp, args.vocab_size, g.device)
+
+    def record_eval():
+        return mod.eval_val_sliding(args, ref, 0, 1, g.device, val_t.long(), *luts, stride=a.stride,
+                                    batch_seqs=a.batch_windows, eval_seq_len=a.window)
+
+    t1, _ = timed(record_eval)
+    t2, (loss, bpb) = timed(record_eval)
+    windows = len(range(0, n, a.stride))
+    print(f"record: first {t1:.1f}s, second {t2:.1f}s, val_bpb {bpb:.6f}", flush=True)
+    rows["record's eval_val_sliding"] = (t1 - t2, None, bpb, None, t2)
+    print(f"\n{torch.cuda.get_device_name(0)}; {n:,} targets, window {a.window}, stride {a.stride}, {a.batch_windows} windows per batch")
+    print("| evaluator | compile s (1st - 2nd call) | eval s | scored tokens/s | val_bpb |\n|---|---|---|---|---|")
+    for k, (comp, tps, bpb_, _tok, t) in rows.items():
+        tps = tps if tps is not None else n / t  # the record scores every target (plus its tail again) per call
+        print(f"| {k} | {comp:.1f} | {t:.1f} | {tps:,.0f} | {bpb_:.6f} |")
+    print(f"(the record's windows: {windows:,}; its per-call target count includes the re-scored tail)")
+
+
+if __name__ == "__main__":
+    main()
