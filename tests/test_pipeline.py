@@ -302,3 +302,33 @@ def test_sliding_and_ttt_scores_land_in_results(smoke_dir, tmp_path, monkeypatch
                              tmp_path / "b")
     assert guarded["status"] == "partial_eval" and "time guard" in guarded["val"]["ttt"]["status"]
     assert guarded["val"]["ttt"]["tokens"] < guarded["val"]["sliding"]["tokens"]
+
+
+# A tiny override of any record preset: its own depth and features, 64 wide, two steps on the smoke data,
+# each option applied only where the preset has it (calibration, sliding and TTT settings).
+TINY_RECORD = ["data=smoke", "model.model_dim=64", "model.num_heads=4", "model.num_kv_heads=2", "train.batch_tokens=512",
+               "train.seq_len=64", "train.max_micro_batch_tokens=256", "train.iterations=2", "train.warmup_steps=0",
+               "train.max_wallclock_seconds=0", "train.compile=false", "train.device=cpu", "eval.batch_tokens=16384",
+               "eval.sliding.window=64", "eval.sliding.stride=32", "eval.sliding.batch_windows=128",
+               "eval.ttt.chunk_tokens=32768", "eval.ttt.epochs=1", "eval.ttt.batch_seqs=128", "calibration.sequences=4",
+               "calibration.seq_len=64", "calibration.reserve_seconds=0", "quant.keep_float_max_numel=1000",
+               "model.bigram_dim=32", "logger=none"]
+RECORDS = [p.stem for p in sorted((REPO / "conf" / "experiment").glob("*.yaml")) if p.stem != "smoke"]
+
+
+@pytest.mark.parametrize("experiment", RECORDS)
+def test_every_record_preset_runs_a_tiny_override_of_itself(smoke_dir, tmp_path, monkeypatch, experiment):
+    from omegaconf import OmegaConf
+
+    from tests.conftest import compose_config
+
+    monkeypatch.setenv("GOLF_CACHE_DIR", str(smoke_dir.parent))
+    full = compose_config([f"experiment={experiment}", "data=smoke"])
+    tiny = [o for o in TINY_RECORD if OmegaConf.select(full, o.split("=", 1)[0]) is not None]
+    r = run_in_process([f"experiment={experiment}", *tiny], tmp_path)
+    assert r["status"] == "ok" and r["steps"] == 2
+    assert r["headline"]["val_bpb"] > 0
+    if OmegaConf.select(full, "eval.sliding") is not None:
+        assert r["val"]["sliding"]["tokens"] == r["val"]["roundtrip"]["tokens"]
+    if full.quant.get("method") == "gptq":
+        assert r["calibration"]["tokens"] > 0 and r["quant_stats"]["gptq"]["matrices"] > 0
