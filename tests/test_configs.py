@@ -130,8 +130,10 @@ def _exercise(node: str, obj, cfg) -> None:
         assert set(out) == set(state)
         for k, v in state.items():
             assert out[k].shape == v.shape and out[k].dtype == v.dtype
-            steps = 2.0 / (2 ** (q.meta[k].get("bits", 8) - 1) - 1)  # GPTQ may move an entry past half a step
-            assert (out[k].float() - v.float()).abs().max() <= steps * max(v.float().abs().max(), 1)
+            # Within a couple of grid steps on average (GPTQ and percentile clips move single entries further).
+            step = 1.0 / (2 ** (q.meta[k].get("bits", 8) - 1) - 1)
+            err = (out[k].float() - v.float()).norm() / max(float(v.float().norm()), 1e-12)
+            assert err <= max(2 * step, 0.01), (k, float(err))
     elif node == "schedule":
         assert obj.lr_multiplier(0, 0.0, None, None) == 1.0
         assert obj.muon_momentum(0) == pytest.approx(cfg.schedule.momentum_start)
