@@ -2,7 +2,11 @@
 
 The challenge's bar for a new record: an improvement of at least 0.005 nats of val_loss at p < 0.01.
 ``welch`` reports the two-sided p-value of any difference, and the one-sided p-value of
-H0: mean_base - mean_new <= margin (rejecting it means "better by more than the margin").
+H0: mean_base - mean_new <= margin (rejecting it means "better by more than the margin"); ``seeds_needed``
+the number of seeds per group at which the observed difference and spread would clear that bar.
+The score compared is each run's headline (TTT, else sliding, else the round trip: what the records report).
+Runs come from any number of directories (sweeps, results copied from other machines); the same (group, seed)
+found twice keeps the newest and lists the other.
 """
 
 from __future__ import annotations
@@ -41,20 +45,35 @@ def metric_of(result: dict, metric: str) -> float | None:
     return float(node) if isinstance(node, (int, float)) else None
 
 
-def load_results(root: str | Path) -> tuple[dict[str, Group], list[tuple[Path, str]]]:
-    """Every results.json under ``root``, grouped by its ``group``; also (path, status) of runs that did not finish ok."""
-    groups: dict[str, Group] = {}
-    problems = []
-    for path in sorted(Path(root).rglob("results.json")):
+FINISHED = ("ok", "over_budget")
+WHY = {"running": "unfinished (killed, or still running)",
+       "partial_eval": "its TTT score covers only part of the validation set (eval time guard)"}
+
+
+def load_results(*roots: str | Path) -> tuple[dict[str, Group], list[tuple[Path, str]]]:
+    """Every results.json under ``roots``, grouped by its ``group``; also (path, why) of the runs left out:
+    unfinished, unreadable, or an older copy of a (group, seed) found again."""
+    problems: list[tuple[Path, str]] = []
+    latest: dict[tuple[str, object], tuple[float, Path, dict]] = {}
+    for path in sorted({p.resolve() for root in roots for p in Path(root).rglob("results.json")}):
         try:
             r = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as e:
             problems.append((path, f"unreadable ({e})"))
             continue
-        if r.get("status") not in ("ok", "over_budget"):
-            problems.append((path, f"{r.get('status')}: {r.get('error')}"))
+        if r.get("status") not in FINISHED:
+            problems.append((path, f"{r.get('status')}: {r.get('error') or WHY.get(r.get('status'), '')}"))
             continue
         name = r.get("group") or r.get("name") or path.parent.parent.name
+        key, mtime = (name, r.get("seed")), path.stat().st_mtime
+        if key in latest:
+            older, newer = sorted([latest[key], (mtime, path, r)], key=lambda x: x[0])
+            problems.append((older[1], f"duplicate of {newer[1]} (same group and seed; the newer is kept)"))
+            latest[key] = newer
+        else:
+            latest[key] = (mtime, path, r)
+    groups: dict[str, Group] = {}
+    for (name, _), (_, path, r) in sorted(latest.items(), key=lambda kv: str(kv[1][1])):
         groups.setdefault(name, Group(name)).runs.append(r | {"_path": str(path)})
     return groups, problems
 
@@ -84,6 +103,26 @@ def welch(new: list[float], base: list[float], margin: float = CHALLENGE_MARGIN_
     return Welch(diff, t, df, float(2 * stats.t.sf(abs(t), df)), float(stats.t.sf((diff - margin) / se, df)))
 
 
+def seeds_needed(new: list[float], base: list[float], margin: float = CHALLENGE_MARGIN_NATS, alpha: float = 0.01,
+                 most: int = 1000) -> int | None:
+    """Seeds per group at which the observed mean difference and spreads give one-sided p < ``alpha`` for
+    "better by more than ``margin``" (Welch); None when the observed difference is not above the margin."""
+    from scipy import stats
+
+    diff = statistics.fmean(base) - statistics.fmean(new)
+    if diff <= margin or len(new) < 2 or len(base) < 2:
+        return None
+    vn, vb = statistics.variance(new), statistics.variance(base)
+    for n in range(2, most + 1):
+        se = math.sqrt((vn + vb) / n)
+        if se == 0:
+            return n
+        df = (vn + vb) ** 2 / ((vn**2 + vb**2) / (n - 1)) if vn + vb > 0 else float("inf")
+        if stats.t.sf((diff - margin) / se, df) < alpha:
+            return n
+    return None
+
+
 def find_group(groups: dict[str, Group], spec: str) -> str:
     """The group named ``spec``, or the one group whose overrides include every ``key=value`` of ``spec``
     (so ``compressor=zlib`` picks ``compressor=zlib,experiment=smoke``)."""
@@ -96,57 +135,85 @@ def find_group(groups: dict[str, Group], spec: str) -> str:
     return hits[0]
 
 
-def table(groups: dict[str, Group], baseline: str | None = None) -> str:
-    """A markdown table: per group n, mean ± std of val_bpb and val_loss, steps, bytes; Welch vs ``baseline``."""
-    head = "| group | n | val_bpb | val_loss (nats) | steps | total bytes |"
-    sep = "|---|---|---|---|---|---|"
-    if baseline:
-        head += " Δ nats vs baseline | p (two-sided) | p (Δ > 0.005) |"
-        sep += "---|---|---|"
-    rows = [head, sep]
+COLUMNS = (("val_bpb", "headline val_bpb", 5), ("val_loss", "val_loss (nats)", 5), ("bytes.total", "total bytes", 0),
+           ("step_avg_ms", "step ms", 1), ("eval_seconds", "eval s", 1))
+
+
+def stats_of(groups: dict[str, Group], baseline: str | None = None) -> dict[str, dict]:
+    """Per group: n, mean / std of every column, and against ``baseline`` Welch's test on val_loss (nats)."""
     baseline = find_group(groups, baseline) if baseline else None
-    base = groups.get(baseline) if baseline else None
+    base = groups[baseline].values("val_loss") if baseline else None
+    out = {}
     for name in sorted(groups):
-        g = groups[name]
-        bpb, loss = g.values("val_bpb"), g.values("val_loss")
-        steps, total = g.values("steps"), g.values("bytes.total")
-        row = (f"| {name} | {len(g.runs)} | {_ms(bpb, 5)} | {_ms(loss, 5)} | {_mean(steps, 0)} | {_mean(total, 0)} |")
+        g, row = groups[name], {"n": len(groups[name].runs), "seeds": sorted(str(r.get("seed")) for r in groups[name].runs)}
+        for metric, _, _ in COLUMNS:
+            v = g.values(metric)
+            row[metric] = {"mean": statistics.fmean(v) if v else None, "std": statistics.stdev(v) if len(v) > 1 else None,
+                           "n": len(v)}
+        if baseline and name != baseline:
+            loss = g.values("val_loss")
+            try:
+                w = welch(loss, base)
+                row["vs_baseline"] = {"baseline": baseline, "diff_nats": w.diff, "t": w.t, "df": w.df,
+                                      "p_two_sided": w.p_two_sided, "p_beats_bar": w.p_margin,
+                                      "clears_bar": w.diff > CHALLENGE_MARGIN_NATS and w.p_margin < 0.01,
+                                      "seeds_needed": seeds_needed(loss, base)}
+            except ValueError as e:
+                row["vs_baseline"] = {"baseline": baseline, "error": str(e)}
+        out[name] = row
+    return out
+
+
+def table(groups: dict[str, Group], baseline: str | None = None) -> str:
+    """A markdown table: per group n and mean ± std of each column; Welch's test against ``baseline``."""
+    st = stats_of(groups, baseline)
+    head = "| group | n | " + " | ".join(label for _, label, _ in COLUMNS) + " |"
+    sep = "|---|---|" + "---|" * len(COLUMNS)
+    if baseline:
+        head += " Δ nats vs baseline | p (two-sided) | p (Δ > 0.005) | seeds for the bar |"
+        sep += "---|---|---|---|"
+    rows = [head, sep]
+    for name, row in st.items():
+        cells = [_cell(row[m], nd, m == "bytes.total") for m, _, nd in COLUMNS]
+        line = f"| {name} | {row['n']} | " + " | ".join(cells) + " |"
         if baseline:
-            if base is None or name == baseline:
-                row += " — | — | — |"
+            vb = row.get("vs_baseline")
+            if vb is None:
+                line += " — | — | — | — |"
+            elif "error" in vb:
+                line += " n<2 | — | — | — |"
             else:
-                try:
-                    w = welch(loss, base.values("val_loss"))
-                    row += f" {w.diff:+.5f} | {w.p_two_sided:.3g} | {w.p_margin:.3g} |"
-                except ValueError:
-                    row += " n<2 | — | — |"
-        rows.append(row)
+                need = vb["seeds_needed"]
+                line += (f" {vb['diff_nats']:+.5f} | {vb['p_two_sided']:.3g} | {vb['p_beats_bar']:.3g} | "
+                         f"{need if need is not None else 'never (Δ <= 0.005)'} |")
+        rows.append(line)
     return "\n".join(rows)
+
+
+def _cell(s: dict, nd: int, thousands: bool) -> str:
+    if s["mean"] is None:
+        return "—"
+    fmt = f",.{nd}f" if thousands else f".{nd}f"
+    return f"{s['mean']:{fmt}} ± {s['std']:{fmt}}" if s["std"] is not None else f"{s['mean']:{fmt}}"
 
 
 def write_summary(out_dir: str | Path, groups: dict[str, Group], problems: list[tuple[Path, str]],
                   baseline: str | None = None, make_plot: bool = True) -> str:
-    """Write summary.md (the table, then the runs left out) and summary.png into ``out_dir``; return the markdown.
-    Raises KeyError, before writing anything, when ``baseline`` names no single group."""
+    """Write summary.md (the table, then the runs left out), summary.json and summary.png into ``out_dir``;
+    return the markdown. Raises KeyError, before writing anything, when ``baseline`` names no single group."""
     md = table(groups, baseline) if groups else "no finished runs"
+    st = stats_of(groups, baseline) if groups else {}
     if problems:
         md += "\n\nRuns left out:\n" + "\n".join(f"- {path}: {why}" for path, why in problems)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "summary.md").write_text(md + "\n")
+    doc = {"groups": st, "baseline": baseline, "bar": {"nats": CHALLENGE_MARGIN_NATS, "p": 0.01},
+           "left_out": [{"path": str(p), "why": w} for p, w in problems]}
+    (out_dir / "summary.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
     if make_plot and groups:
         plot(groups, out_dir / "summary.png")
     return md
-
-
-def _ms(v: list[float], nd: int) -> str:
-    if not v:
-        return "—"
-    return f"{statistics.fmean(v):.{nd}f} ± {statistics.stdev(v):.{nd}f}" if len(v) > 1 else f"{v[0]:.{nd}f}"
-
-
-def _mean(v: list[float], nd: int) -> str:
-    return f"{statistics.fmean(v):,.{nd}f}" if v else "—"
 
 
 def plot(groups: dict[str, Group], path: str | Path, metric: str = "val_bpb") -> Path:
