@@ -27,6 +27,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_gpu)
 
 
+@pytest.fixture(autouse=True)
+def _seeded_rng() -> None:
+    """Every test starts from the same global torch seed, so a random draw does not depend on which
+    tests ran before it (a subset, a reordering or CI's full run all see the same numbers)."""
+    torch.manual_seed(0)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The reference data directory (/work/shared/data next to the project), or skip."""

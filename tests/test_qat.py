@@ -42,15 +42,21 @@ def test_ste_passes_the_gradient_straight_through():
 
 
 def test_soft_round_ramps_to_rounding():
+    """Mean error to hard rounding falls as alpha grows; away from the .5 boundary (where soft-round is
+    continuous and rounding is not) alpha=200 agrees with rounding to within sigmoid(-200*0.05)."""
     fq = FakeQuant()
     fq.configure(mode="soft_round", bits=5, clip=1.0)
-    w = torch.randn(8, 32) * 0.2
+    w = torch.randn(8, 32, generator=torch.Generator().manual_seed(0)) * 0.2
     hard = _fq(bits=5)(w)
+    s = fq.scales(w)
+    frac = (w / s) - (w / s).floor()
     errs = []
     for alpha in (1.0, 4.0, 16.0, 200.0):
         fq.alpha.fill_(alpha)
-        errs.append(float((fq(w) - hard).abs().max()))
-    assert errs == sorted(errs, reverse=True) and errs[-1] < 0.05 * float(w.abs().max())
+        errs.append(float((fq(w) - hard).abs().mean()))
+    assert errs == sorted(errs, reverse=True) and errs[-1] < 0.02 * errs[0]
+    far = (frac - 0.5).abs() > 0.05
+    torch.testing.assert_close(fq(w)[far], hard[far], atol=float(s.max()) * 1e-4, rtol=0)
     wg = w.clone().requires_grad_(True)
     fq.alpha.fill_(4.0)
     fq(wg).sum().backward()
