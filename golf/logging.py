@@ -1,6 +1,10 @@
 """Rank-0 logging: console + ``train.log`` lines, and a metrics backend (W&B or none).
 
-Every rank gets an object with the same methods; only rank 0's does anything.
+Every rank gets an object with the same methods; only rank 0's does anything. A W&B run is one golf run:
+config = the resolved config, group = the overrides without the seed, job_type = ``train`` or ``requantize``
+(saved weights re-quantized and re-scored without training); per-step metrics while training, and at the end
+every eval, the artifact's bytes and the stage timings in the run summary. A sweep adds one run of job_type
+``summary`` with the table and the plot of ``golf.summary``.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ class NullBackend:
 
     name = "none"
 
-    def start(self, *, config: dict, run_dir: Path, name: str, group: str | None) -> None:
+    def start(self, *, config: dict, run_dir: Path, name: str, group: str | None, job_type: str = "train") -> None:
         pass
 
     def log(self, metrics: dict[str, Any], step: int | None = None) -> None:
@@ -48,6 +52,10 @@ class NullBackend:
         pass
 
     def finish(self, exit_code: int = 0) -> None:
+        pass
+
+    def sweep_summary(self, *, sweep_dir: Path, stats: dict, markdown: str, plot: Path | None,
+                      config: dict) -> None:
         pass
 
 
@@ -64,16 +72,20 @@ class WandbBackend(NullBackend):
         self.tags = list(tags or [])
         self._run = None
 
-    def start(self, *, config: dict, run_dir: Path, name: str, group: str | None) -> None:
+    def _init(self, *, config: dict, run_dir: Path, name: str, group: str | None, job_type: str):
         import wandb
 
         t0 = time.perf_counter()
-        self._run = wandb.init(
-            project=self.project, entity=self.entity, group=self.group or group, name=name, job_type="train",
+        run = wandb.init(
+            project=self.project, entity=self.entity, group=self.group or group, name=name, job_type=job_type,
             config=config, dir=str(run_dir), mode=self.mode, tags=self.tags, reinit="finish_previous",
             settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),
         )
-        print(f"wandb: {self.mode} run {name} (start {time.perf_counter() - t0:.1f}s)", file=sys.stderr)
+        print(f"wandb: {self.mode} {job_type} run {name} (start {time.perf_counter() - t0:.1f}s)", file=sys.stderr)
+        return run
+
+    def start(self, *, config: dict, run_dir: Path, name: str, group: str | None, job_type: str = "train") -> None:
+        self._run = self._init(config=config, run_dir=run_dir, name=name, group=group, job_type=job_type)
 
     def log(self, metrics: dict[str, Any], step: int | None = None) -> None:
         if self._run is not None:
@@ -88,3 +100,29 @@ class WandbBackend(NullBackend):
         if self._run is not None:
             self._run.finish(exit_code=exit_code)
             self._run = None
+
+    def sweep_summary(self, *, sweep_dir: Path, stats: dict, markdown: str, plot: Path | None,
+                      config: dict) -> None:
+        """One run of job_type ``summary``: the per-group table, the plot, and each group's means in its summary."""
+        import wandb
+
+        from golf.summary import COLUMNS
+
+        run = self._init(config=config, run_dir=sweep_dir, name=f"summary {sweep_dir.name}",
+                         group=f"sweep {sweep_dir.parent.name}/{sweep_dir.name}", job_type="summary")
+        metrics = [m for m, _, _ in COLUMNS]
+        columns = ["group", "n"] + [f"{m} {s}" for m in metrics for s in ("mean", "std")] + [
+            "diff_nats", "p_two_sided", "p_beats_bar", "seeds_needed"]
+        rows = []
+        for name, row in stats.items():
+            vs = row.get("vs_baseline") or {}
+            rows.append([name, row["n"]] + [row[m][s] for m in metrics for s in ("mean", "std")]
+                        + [vs.get(k) for k in ("diff_nats", "p_two_sided", "p_beats_bar", "seeds_needed")])
+            for m in metrics:
+                run.summary[f"{name}/{m}"] = row[m]["mean"]
+        logged = {"summary_table": wandb.Table(columns=columns, data=rows)}
+        if plot is not None and Path(plot).is_file():
+            logged["summary_plot"] = wandb.Image(str(plot))
+        run.log(logged)
+        run.summary["markdown"] = markdown
+        run.finish()

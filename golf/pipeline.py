@@ -53,7 +53,7 @@ def run(*, run_dir, seed: int, data, model_factory, optimizer_factory, schedule,
         state.results["env"] = env = provenance(dist_info.device)
         state.save()
         state.metrics.start(config=info.get("config", {}), run_dir=run_dir, name=info.get("name") or run_dir.name,
-                            group=info.get("group"))
+                            group=info.get("group"), job_type=info.get("job_type", "train"))
         state.log(f"golf {golf.__version__} | run {run_dir} | device {env['device']} x{dist_info.world_size} | "
                   f"git {env['git_sha'] and env['git_sha'][:10]}{' (dirty)' if env['git_dirty'] else ''}")
         for name, stage in STAGES:

@@ -170,7 +170,7 @@ def table(groups: dict[str, Group], baseline: str | None = None) -> str:
     head = "| group | n | " + " | ".join(label for _, label, _ in COLUMNS) + " |"
     sep = "|---|---|" + "---|" * len(COLUMNS)
     if baseline:
-        head += " Δ nats vs baseline | p (two-sided) | p (Δ > 0.005) | seeds for the bar |"
+        head += " gain vs baseline (nats, + = better) | p (two-sided) | p (gain > 0.005) | seeds for the bar |"
         sep += "---|---|---|---|"
     rows = [head, sep]
     for name, row in st.items():
@@ -179,13 +179,13 @@ def table(groups: dict[str, Group], baseline: str | None = None) -> str:
         if baseline:
             vb = row.get("vs_baseline")
             if vb is None:
-                line += " — | — | — | — |"
+                line += " (baseline) | — | — | — |"
             elif "error" in vb:
                 line += " n<2 | — | — | — |"
             else:
                 need = vb["seeds_needed"]
                 line += (f" {vb['diff_nats']:+.5f} | {vb['p_two_sided']:.3g} | {vb['p_beats_bar']:.3g} | "
-                         f"{need if need is not None else 'never (Δ <= 0.005)'} |")
+                         f"{need if need is not None else 'never (gain <= 0.005)'} |")
         rows.append(line)
     return "\n".join(rows)
 
@@ -216,6 +216,14 @@ def write_summary(out_dir: str | Path, groups: dict[str, Group], problems: list[
     return md
 
 
+def short_labels(names: list[str]) -> list[str]:
+    """Each group's overrides that not every group shares, one per line (the shared ones go in the title)."""
+    if len(names) < 2:
+        return [n.replace(",", "\n") for n in names]
+    common = set.intersection(*(set(n.split(",")) for n in names))
+    return ["\n".join(p for p in n.split(",") if p not in common) or "(base)" for n in names]
+
+
 def plot(groups: dict[str, Group], path: str | Path, metric: str = "val_bpb") -> Path:
     """One point per seed and the group mean, per group."""
     import matplotlib
@@ -224,14 +232,17 @@ def plot(groups: dict[str, Group], path: str | Path, metric: str = "val_bpb") ->
     import matplotlib.pyplot as plt
 
     names = sorted(groups)
-    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(names) + 2), 3.5))
+    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(names) + 2), 4.5))
     for i, n in enumerate(names):
         vals = groups[n].values(metric)
         ax.scatter([i] * len(vals), vals, s=18, alpha=0.7)
         if vals:
             ax.hlines(statistics.fmean(vals), i - 0.25, i + 0.25, color="k")
-    ax.set_xticks(range(len(names)), names, rotation=20, ha="right", fontsize=8)
-    ax.set_ylabel(metric)
+    ax.set_xticks(range(len(names)), short_labels(names), fontsize=8)
+    ax.set_ylabel("headline val_bpb (TTT, else sliding, else round trip)" if metric == "val_bpb" else metric, fontsize=8)
+    common = set.intersection(*(set(n.split(",")) for n in names)) if len(names) > 1 else set()
+    if common:
+        ax.set_title("all with " + ", ".join(sorted(common)), fontsize=7, wrap=True)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     path = Path(path)

@@ -2,7 +2,8 @@
 
 Hydra composes the config here, and only here: it is resolved once, written to
 ``<run_dir>/config.yaml``, and handed to the launcher (this process, or torchrun ranks that read the file).
-In a sweep a failed job is recorded in its results.json and the sweep goes on.
+In a sweep a failed job is recorded in its results.json and the sweep goes on; a sweep started again skips
+the jobs already finished (``golf.sweep``).
 """
 
 from __future__ import annotations
@@ -13,40 +14,26 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+
+from golf.sweep import ConfigChanged, resume
 
 if not OmegaConf.has_resolver("golf_group"):
     OmegaConf.register_new_resolver("golf_group", lambda s: s or "default")
 
 
 def resolve_run_config(cfg: DictConfig, run_dir: Path, overrides: list[str], group: str) -> DictConfig:
-    """The config every process will read: fully resolved, plus the run's identity."""
+    """The config every process will read: fully resolved, plus the run's identity: its group (the overrides
+    without the seed) and its name (the experiment, the other overrides, the seed)."""
     resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True))
     name = resolved.get("name") or (group if group else "run")
-    resolved.run = {"dir": str(run_dir), "name": f"{name}/seed={resolved.seed}", "group": group or name,
+    extra = ",".join(p for p in group.split(",") if p and not p.startswith("experiment=")) if group else ""
+    label = f"{name}/{extra}" if extra and extra != name else name
+    resolved.run = {"dir": str(run_dir), "name": f"{label}/seed={resolved.seed}", "group": group or name,
                     "overrides": overrides}
     return resolved
-
-
-class SweepSummary(Callback):
-    """After a sweep: the table of ``scripts/summarize.py`` (mean ± std per group), summary.md and summary.png."""
-
-    def __init__(self, baseline: str | None = None, plot: bool = True):
-        self.baseline, self.plot = baseline, plot
-
-    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        from golf.summary import load_results, write_summary
-
-        sweep_dir = Path(config.hydra.sweep.dir)
-        groups, problems = load_results(sweep_dir)
-        try:
-            md = write_summary(sweep_dir, groups, problems, self.baseline, self.plot)
-        except KeyError as e:
-            md = write_summary(sweep_dir, groups, problems, None, self.plot) + f"\n(no baseline test: {e.args[0]})"
-        print(f"sweep {sweep_dir}: {sum(len(g.runs) for g in groups.values())} finished runs\n{md}")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -54,6 +41,15 @@ def main(cfg: DictConfig) -> int:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     resolved = resolve_run_config(cfg, run_dir, list(hc.overrides.task), hc.job.override_dirname)
+    if hc.mode == RunMode.MULTIRUN:
+        try:
+            done = resume(run_dir, resolved)
+        except ConfigChanged as e:
+            print(f"golf: {e}", file=sys.stderr)
+            return 1
+        if done:
+            print(done)
+            return 0
     config_path = run_dir / "config.yaml"
     OmegaConf.save(resolved, config_path)
     launcher = instantiate(resolved.launcher)

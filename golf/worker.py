@@ -31,8 +31,9 @@ def build(cfg: DictConfig) -> dict:
 
 def run_config(cfg: DictConfig, run_dir: Path) -> dict:
     meta = cfg.get("run", {}) or {}
+    requantize = bool(cfg.train.get("load_weights")) and int(cfg.train.iterations) == 0
     info = {"name": meta.get("name"), "group": meta.get("group"), "overrides": list(meta.get("overrides", [])),
-            "config": OmegaConf.to_container(cfg, resolve=True)}
+            "config": OmegaConf.to_container(cfg, resolve=True), "job_type": "requantize" if requantize else "train"}
     return run(run_dir=run_dir, seed=int(cfg.seed), info=info, **build(cfg))
 
 

@@ -76,7 +76,9 @@ def test_smoke_config_is_resolved_and_reloadable(smoke_run):
     text = (smoke_run / "config.yaml").read_text()
     assert "${" not in text
     cfg = OmegaConf.load(smoke_run / "config.yaml")
-    assert cfg.run.name == "smoke/seed=1337" and cfg.train.iterations == 24 and cfg.model.num_layers == 2
+    assert cfg.run.group == ",".join(sorted([*FAST, "train.iterations=24", "train.val_every=12"]))
+    assert cfg.run.name == "smoke/" + cfg.run.group.replace("experiment=smoke,", "") + "/seed=1337"
+    assert cfg.train.iterations == 24 and cfg.model.num_layers == 2
 
 
 def test_wandb_offline_run_is_written_under_the_run_dir(smoke_run):

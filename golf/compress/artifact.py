@@ -70,10 +70,10 @@ def read_artifact(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict]:
 
 CODE_BYTES_METHOD = (
     "sum of the UTF-8 bytes of the golf source files the run executed (every golf module loaded, plus "
-    "golf/worker.py, less the Hydra front end golf/train.py, golf/launch.py and golf/summary.py, so the count is "
-    "the same under any launcher); listed in code_files"
+    "golf/worker.py, less the Hydra front end golf/train.py, golf/launch.py, golf/sweep.py and golf/summary.py, so the "
+    "count is the same under any launcher); listed in code_files"
 )
-FRONT_END = ("train.py", "launch.py", "summary.py")
+FRONT_END = ("train.py", "launch.py", "summary.py", "sweep.py")
 
 
 def code_files() -> list[Path]:

@@ -86,7 +86,18 @@ def account(run: Run) -> None:
             f"(raw {code['raw']:,}) = {total:,} / {budget.artifact_bytes:,} {'OK' if fits else 'OVER BUDGET'}")
     if not fits:
         run.log(f"!!! OVER BUDGET by {total - budget.artifact_bytes:,} bytes: this artifact is not a valid submission !!!")
-    run.metrics.summary({"val_bpb": r["headline"]["val_bpb"], "val_loss": r["headline"]["val_loss"],
-                         "headline_eval": headline, "roundtrip_val_bpb": r["val"]["roundtrip"]["val_bpb"],
-                         "prequant_val_bpb": r["val"]["prequant"]["val_bpb"], "total_bytes": total,
-                         "steps": r["steps"], "step_avg_ms": r["step_avg_ms"], "status": r["status"]})
+    run.metrics.summary(dashboard_summary(r))
+
+
+def dashboard_summary(r: dict) -> dict:
+    """The run's summary on the dashboard: headline, every eval, bytes, step time, stage seconds, status."""
+    out = {"val_bpb": r["headline"]["val_bpb"], "val_loss": r["headline"]["val_loss"],
+           "headline_eval": r["headline"]["eval"], "status": r["status"], "steps": r["steps"],
+           "step_avg_ms": r["step_avg_ms"], "eval_seconds": r["eval_seconds"]}
+    for stage, v in r["val"].items():
+        for key in ("val_bpb", "val_loss", "seconds"):
+            if isinstance(v, dict) and v.get(key) is not None:
+                out[f"eval/{stage}/{key}"] = v[key]
+    out.update({f"bytes/{k}": r["bytes"][k] for k in ("total", "model", "code", "headroom")})
+    out.update({f"stages_s/{k}": v for k, v in r["stages_s"].items()})
+    return out
