@@ -13,6 +13,16 @@ stages, e.g. its AR calibration, are not compared here). Without FlashAttention-
 reference-measurements.md did; without forcing the kernel a compiled graph picks cuDNN).
 golf runs through ``python -m golf.train`` with the same steps, warm-up steps and seed. Step times are
 medians over steps ``--from-step``..steps of per-step times (both sides synchronise every step).
+
+With ``--budget SECONDS`` both sides instead run their whole pipeline at that training wallclock cap: the
+record to its exit (training, averaging, calibration, quantization, its final round-trip and sliding evals),
+golf as ``experiment=...`` with ``train.max_wallclock_seconds``. The table then gives steps, step time,
+pre-quant, round-trip and sliding val_bpb, artifact bytes and the seconds of each stage after training (the
+record's from its own eval_time fields and from when its log lines arrived). ``--skip-record`` / no
+``--golf`` run one side per call; ``--merge`` adds the rows of earlier calls' ``vs_record.json`` files.
+
+    python scripts/vs_record.py --budget 180 --record .bench/r1019_train_gpt.py --record-env BIGRAM_VOCAB_SIZE=3072 \
+        --record-env BIGRAM_DIM=112 --golf "golf:experiment=pr1019 data=enwiki_sp1024" --seed 314 --out runs/b1019
 """
 
 from __future__ import annotations
@@ -49,9 +59,45 @@ STEP = re.compile(r"^step:(\d+)/\d+ train_loss:([\d.naninf]+) train_time:(\d+)ms
 VAL = re.compile(r"^step:(\d+)/\d+ val_loss:([\d.]+) val_bpb:([\d.]+)")
 DIAG = re.compile(r"DIAGNOSTIC post_ema val_loss:([\d.]+) val_bpb:([\d.]+)")
 PEAK = re.compile(r"peak memory allocated: (\d+) MiB")
+STOP = re.compile(r"stopping_early: \w+ train_time:(\d+)ms step:(\d+)/")
+VAL_AVG = re.compile(r"^step:(\d+)/\d+ val_loss:[\d.]+ val_bpb:[\d.]+ train_time:(\d+)ms step_avg:([\d.]+)ms")
+TOTAL = re.compile(r"Total submission size (\S+): (\d+) bytes")
+CODE = re.compile(r"^Code size: (\d+) bytes")
+FINAL = re.compile(r"^final_(\w+?)_(roundtrip|sliding_window)(_exact)? val_loss:([\d.]+) val_bpb:([\d.]+)"
+                   r"(?:.*eval_time:(\d+)ms)?")
+AR_GEN = re.compile(r"gptq:generated (\d+) sequences in ([\d.]+)s")
+GPTQ_MS = re.compile(r"gptq:budget_check train:(\d+)ms \+ gptq:(\d+)ms")
 
 
-def run_record(script: Path, env: dict[str, str], workdir: Path, timeout: float) -> dict:
+def scan_final_line(line: str, out: dict, t: float) -> None:
+    """Fold one line of a record's log after training into ``out`` (``t``: seconds since launch). The first
+    ``final_*`` line of each kind is the record's artifact (#1019 repeats its sliding score as int8_zlib)."""
+    if m := STOP.search(line):
+        out["train_ms"], out["steps_done"], out["t_train_end"] = int(m[1]), int(m[2]), t
+    elif m := VAL_AVG.match(line):
+        out["step_avg_ms"] = float(m[3])
+    elif m := TOTAL.search(line):
+        out.setdefault("bytes", {})["total"], out["codec"], out["t_artifact"] = int(m[2]), m[1], t
+    elif m := CODE.match(line):
+        out.setdefault("bytes", {})["code"] = int(m[1])
+    elif m := AR_GEN.search(line):
+        out["ar_sequences"], out["ar_seconds"] = int(m[1]), float(m[2])
+    elif m := GPTQ_MS.search(line):
+        out["gptq_seconds"] = int(m[2]) / 1000
+    elif m := FINAL.match(line):
+        kind = "roundtrip" if m[2] == "roundtrip" else "sliding"
+        final = out.setdefault("final", {})
+        if m[3]:
+            final.setdefault(kind, {}).setdefault("val_bpb", float(m[5]))
+            final[kind].setdefault("val_loss", float(m[4]))
+        elif m[6] and "eval_seconds" not in final.get(kind, {}):
+            final.setdefault(kind, {})["eval_seconds"] = int(m[6]) / 1000
+            final[kind]["t_done"] = t
+
+
+def run_record(script: Path, env: dict[str, str], workdir: Path, timeout: float, to_exit: bool = False) -> dict:
+    """Run the record under torchrun and parse its log as it arrives: up to its post-EMA diagnostic, or with
+    ``to_exit`` through its final evals to its exit."""
     workdir.mkdir(parents=True, exist_ok=True)
     try:
         import flash_attn_interface  # noqa: F401
@@ -68,6 +114,8 @@ def run_record(script: Path, env: dict[str, str], workdir: Path, timeout: float)
     try:
         for line in proc.stdout:
             log.write(line)
+            if to_exit:
+                scan_final_line(line, out, time.perf_counter() - t0)
             if m := STEP.match(line):
                 out["steps"].append(int(m[3]))
                 out["losses"].append(float(m[2]))
@@ -77,13 +125,14 @@ def run_record(script: Path, env: dict[str, str], workdir: Path, timeout: float)
                 out["peak_mib"] = int(m[1])
             elif m := DIAG.search(line):
                 out["diag"] = {"val_loss": float(m[1]), "val_bpb": float(m[2])}
-                break
+                if not to_exit:
+                    break
             if time.perf_counter() - t0 > timeout:
                 out["error"] = f"timed out after {timeout:.0f}s"
                 break
     finally:
         proc.kill()
-        proc.wait()
+        out["exit"] = proc.wait()
         log.close()
     out["seconds"] = round(time.perf_counter() - t0, 1)
     times = out.pop("steps")
@@ -103,10 +152,49 @@ def run_golf(overrides: list[str], run_dir: Path, timeout: float) -> dict:
             code = "timeout"
     res = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").exists() else {}
     av = res.get("averaging") or {}
+    val = res.get("val") or {}
     return {"exit": code, "seconds": round(time.perf_counter() - t0, 1), "step_ms": res.get("step_ms", []),
-            "losses": res.get("train_loss", []), "val": (av.get("candidates") or {}).get("raw") or res.get("val", {}).get("prequant"),
+            "losses": res.get("train_loss", []), "val": (av.get("candidates") or {}).get("raw") or val.get("prequant"),
             "candidates": av.get("candidates"), "peak_mib": res.get("peak_memory_mib"), "status": res.get("status"),
-            "error": res.get("error"), "qat": res.get("qat"), "averaging": av}
+            "error": res.get("error"), "qat": res.get("qat"), "averaging": av,
+            "steps_done": res.get("steps"), "step_avg_ms": res.get("step_avg_ms"), "bytes": res.get("bytes"),
+            "stages_s": res.get("stages_s"), "calibration": res.get("calibration"),
+            "final": {k: {"val_bpb": v["val_bpb"], "val_loss": v["val_loss"], "eval_seconds": v.get("seconds")}
+                      for k, v in val.items() if v}}
+
+
+def budget_row(label: str, r: dict) -> str:
+    """One markdown row of the whole-pipeline table; the record's stage seconds come from its eval_time fields
+    and from when its log lines arrived, golf's from results.json's stages_s."""
+    f = r.get("final") or {}
+
+    def bpb(kind: str) -> str:
+        v = (f.get(kind) or {}).get("val_bpb")
+        return f"{v:.4f}" if v is not None else "-"
+
+    def sec(v) -> str:
+        return f"{v:.1f}" if isinstance(v, (int, float)) else "-"
+
+    if "stages_s" in r and r["stages_s"] is not None:
+        st = r["stages_s"]
+        calib, export = st.get("calibrate"), sum(st.get(k, 0.0) for k in ("average", "quantize", "compress"))
+        pre = bpb("prequant")
+    else:
+        calib = r.get("ar_seconds", r.get("gptq_seconds"))
+        export = (r["t_artifact"] - r["t_train_end"]) if "t_artifact" in r and "t_train_end" in r else None
+        if export is not None and calib is not None:
+            export = export - calib if export >= calib else None
+        pre = f"{r['diag']['val_bpb']:.4f} (EMA)" if r.get("diag") else (f"{r['val']['val_bpb']:.4f}" if r.get("val") else "-")
+    total = (r.get("bytes") or {}).get("total")
+    return (f"| {label} | {r.get('steps_done', '-')} | {sec(r.get('step_avg_ms'))} | {pre} | {bpb('roundtrip')} | "
+            f"{bpb('sliding')} | {f'{total:,}' if total else '-'} | {sec(calib)} | {sec(export)} | "
+            f"{sec((f.get('roundtrip') or {}).get('eval_seconds'))} | {sec((f.get('sliding') or {}).get('eval_seconds'))} | "
+            f"{r.get('seconds', '-')} |")
+
+
+BUDGET_HEADER = ("| run | steps | step avg (ms) | pre-quant val_bpb | round trip | sliding | total bytes | calibration (s) | "
+                 "average+quantize+compress (s) | round-trip eval (s) | sliding eval (s) | wall (s) |\n"
+                 "|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def median_from(step_ms: list[float], first: int) -> float | None:
@@ -114,46 +202,28 @@ def median_from(step_ms: list[float], first: int) -> float | None:
     return round(statistics.median(tail), 1) if tail else None
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--record", type=Path, required=True)
-    p.add_argument("--record-env", action="append", default=[], help="KEY=VALUE for the record (repeatable)")
-    p.add_argument("--golf", action="append", default=[], help='"label:overrides" for golf (repeatable)')
-    p.add_argument("--steps", type=int, default=150)
-    p.add_argument("--warmup", type=int, default=20)
-    p.add_argument("--seed", type=int, default=314)
-    p.add_argument("--batch-tokens", type=int, default=786_432)
-    p.add_argument("--seq-len", type=int, default=2048)
-    p.add_argument("--from-step", type=int, default=25)
-    p.add_argument("--data", type=Path, default=ROOT / "data/enwiki_sp1024")
-    p.add_argument("--tokenizer", type=Path, default=None)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--record-timeout", type=float, default=300)
-    p.add_argument("--golf-timeout", type=float, default=300)
-    p.add_argument("--skip-record", action="store_true")
-    a = p.parse_args(argv)
-    a.out.mkdir(parents=True, exist_ok=True)
-    tok = a.tokenizer or a.data / "tokenizer.model"
-    rows = {}
-    if not a.skip_record:
-        env = {"DATA_PATH": str(a.data.resolve()), "TOKENIZER_PATH": str(tok.resolve()), "SEED": str(a.seed),
-               "ITERATIONS": str(a.steps), "MAX_WALLCLOCK_SECONDS": "0", "WARMUP_STEPS": str(a.warmup),
-               "TRAIN_LOG_EVERY": "1", "VAL_LOSS_EVERY": "0", "TRAIN_BATCH_TOKENS": str(a.batch_tokens),
-               "TRAIN_SEQ_LEN": str(a.seq_len), "RUN_ID": "record",
-               **dict(e.split("=", 1) for e in a.record_env)}
-        rows["record"] = run_record(a.record, env, a.out / "record", a.record_timeout)
-        print(f"record: {rows['record']['seconds']}s, median {median_from(rows['record']['step_ms'], a.from_step)} ms", flush=True)
-    for spec in a.golf:
-        label, _, ov = spec.partition(":")
-        overrides = [*shlex.split(ov), f"seed={a.seed}", f"train.iterations={a.steps}", "train.max_wallclock_seconds=0",
-                     f"train.warmup_steps={a.warmup}", f"train.batch_tokens={a.batch_tokens}", f"train.seq_len={a.seq_len}",
-                     f"data.path={a.data}", "train.log_every=25"]
-        rows[label] = run_golf(overrides, a.out / label, a.golf_timeout)
-        print(f"{label}: {rows[label]['seconds']}s exit {rows[label]['exit']}, median "
-              f"{median_from(rows[label]['step_ms'], a.from_step)} ms", flush=True)
-    for r in rows.values():
-        r["median_ms"] = median_from(r["step_ms"], a.from_step)
-    (a.out / "vs_record.json").write_text(json.dumps(rows, indent=1))
+def record_env(a: argparse.Namespace) -> dict[str, str]:
+    data = a.data or ROOT / "data/enwiki_sp1024"
+    tok = a.tokenizer or data / "tokenizer.model"
+    env = {"DATA_PATH": str(data.resolve()), "TOKENIZER_PATH": str(tok.resolve()), "SEED": str(a.seed),
+           "VAL_LOSS_EVERY": "0", "RUN_ID": "record"}
+    if a.budget:
+        env.update(MAX_WALLCLOCK_SECONDS=f"{a.budget:g}", TRAIN_LOG_EVERY="50")
+    else:
+        env.update(ITERATIONS=str(a.steps), MAX_WALLCLOCK_SECONDS="0", WARMUP_STEPS=str(a.warmup), TRAIN_LOG_EVERY="1",
+                   TRAIN_BATCH_TOKENS=str(a.batch_tokens), TRAIN_SEQ_LEN=str(a.seq_len))
+    return {**env, **dict(e.split("=", 1) for e in a.record_env)}
+
+
+def golf_overrides(a: argparse.Namespace, ov: str) -> list[str]:
+    common = [*shlex.split(ov), f"seed={a.seed}", *([f"data.path={a.data}"] if a.data else [])]
+    if a.budget:
+        return [*common, f"train.max_wallclock_seconds={a.budget:g}", "train.log_every=50"]
+    return [*common, f"train.iterations={a.steps}", "train.max_wallclock_seconds=0", f"train.warmup_steps={a.warmup}",
+            f"train.batch_tokens={a.batch_tokens}", f"train.seq_len={a.seq_len}", "train.log_every=25"]
+
+
+def print_steps_table(a: argparse.Namespace, rows: dict) -> None:
     print(f"\n{a.steps} steps x {a.batch_tokens:,} tokens, seed {a.seed}; median step over steps {a.from_step}-{a.steps}")
     print("| run | median step (ms) | tokens/s | peak MiB | loss steps 1-3 | val_bpb at stop (raw) | averaged val_bpb |")
     print("|---|---|---|---|---|---|---|")
@@ -163,6 +233,54 @@ def main(argv: list[str] | None = None) -> None:
         losses = " / ".join(f"{x:.4f}" for x in r["losses"][:3])
         val = r["val"]["val_bpb"] if r.get("val") else None
         print(f"| {k} | {r['median_ms']} | {tps} | {r['peak_mib']} | {losses} | {val} | {avg} |")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--record", type=Path, help="the record's train_gpt.py (not needed with --skip-record)")
+    p.add_argument("--record-label", default="record")
+    p.add_argument("--record-env", action="append", default=[], help="KEY=VALUE for the record (repeatable)")
+    p.add_argument("--golf", action="append", default=[], help='"label:overrides" for golf (repeatable)')
+    p.add_argument("--budget", type=float, default=None, help="whole pipelines at this training wallclock cap (s)")
+    p.add_argument("--steps", type=int, default=150)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--seed", type=int, default=314)
+    p.add_argument("--batch-tokens", type=int, default=786_432)
+    p.add_argument("--seq-len", type=int, default=2048)
+    p.add_argument("--from-step", type=int, default=25)
+    p.add_argument("--data", type=Path, default=None,
+                   help="token shards (default data/enwiki_sp1024 for the record; golf's data config otherwise)")
+    p.add_argument("--tokenizer", type=Path, default=None)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--record-timeout", type=float, default=300)
+    p.add_argument("--golf-timeout", type=float, default=300)
+    p.add_argument("--skip-record", action="store_true")
+    p.add_argument("--merge", type=Path, nargs="*", default=[], help="vs_record.json files of earlier calls to add")
+    a = p.parse_args(argv)
+    if not a.skip_record and a.record is None:
+        p.error("--record is required unless --skip-record")
+    a.out.mkdir(parents=True, exist_ok=True)
+    rows = {}
+    for path in a.merge:
+        rows.update(json.loads(path.read_text()))
+    if not a.skip_record:
+        r = rows[a.record_label] = run_record(a.record, record_env(a), a.out / a.record_label, a.record_timeout,
+                                              to_exit=bool(a.budget))
+        print(f"{a.record_label}: {r['seconds']}s exit {r['exit']}, median {median_from(r['step_ms'], a.from_step)} ms",
+              flush=True)
+    for spec in a.golf:
+        label, _, ov = spec.partition(":")
+        r = rows[label] = run_golf(golf_overrides(a, ov), a.out / label, a.golf_timeout)
+        print(f"{label}: {r['seconds']}s exit {r['exit']}, median {median_from(r['step_ms'], a.from_step)} ms", flush=True)
+    for r in rows.values():
+        r["median_ms"] = median_from(r["step_ms"], a.from_step)
+    (a.out / "vs_record.json").write_text(json.dumps(rows, indent=1))
+    if a.budget:
+        print(f"\nwhole pipelines at a {a.budget:g} s training cap, seed {a.seed}\n{BUDGET_HEADER}")
+        for k, r in rows.items():
+            print(budget_row(k, r))
+    else:
+        print_steps_table(a, rows)
 
 
 if __name__ == "__main__":

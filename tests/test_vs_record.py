@@ -1,0 +1,57 @@
+"""scripts/vs_record.py --budget: a record's whole-pipeline log is parsed into the table beside golf's run."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+from tests.conftest import REPO
+from tests.test_pipeline import FAST
+
+# The lines #1019's train_gpt.py prints after training (format of its train_seed314.log; numbers made up).
+RECORD_LOG = """\
+step:50/20000 train_loss:3.1000 train_time:36000ms step_avg:720.00ms
+stopping_early: wallclock_cap train_time:180113ms step:250/20000
+step:250/20000 val_loss:2.3000 val_bpb:1.3600 train_time:180113ms step_avg:720.45ms
+peak memory allocated: 23000 MiB reserved: 23500 MiB
+ema:applying EMA weights
+DIAGNOSTIC post_ema val_loss:2.2900 val_bpb:1.3550 eval_time:2059ms
+Serialized model: 106289590 bytes
+Code size: 101850 bytes
+gptq:generated 64 sequences in 196.7s
+Total submission size int6+lzma: 15863278 bytes
+final_int6_roundtrip val_loss:1.9225 val_bpb:1.1386 eval_time:23007ms
+final_int6_roundtrip_exact val_loss:1.92248956 val_bpb:1.13860661
+final_int6_sliding_window val_loss:1.8828 val_bpb:1.1151 stride:64 eval_time:105090ms
+final_int6_sliding_window_exact val_loss:1.88276292 val_bpb:1.11508120
+final_int8_zlib_roundtrip_exact val_loss:1.70000000 val_bpb:1.00000000
+"""
+
+
+def _vs_record():
+    spec = importlib.util.spec_from_file_location("vs_record", REPO / "scripts" / "vs_record.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_budget_mode_tabulates_a_records_log_beside_golfs_run(tmp_path, smoke_dir, monkeypatch, capsys):
+    monkeypatch.setenv("GOLF_CACHE_DIR", str(smoke_dir.parent))
+    record = tmp_path / "train_gpt.py"
+    record.write_text(f"import os\nassert os.environ['MAX_WALLCLOCK_SECONDS'] == '3'\nprint({RECORD_LOG!r}, end='')\n")
+    _vs_record().main(["--budget", "3", "--record", str(record), "--out", str(tmp_path / "out"),
+                       "--golf", "golf:" + " ".join(FAST), "--record-timeout", "120", "--golf-timeout", "300"])
+    rows = json.loads((tmp_path / "out" / "vs_record.json").read_text())
+    rec, golf = rows["record"], rows["golf"]
+    assert rec["exit"] == 0 and rec["steps_done"] == 250 and rec["step_avg_ms"] == 720.45
+    assert rec["final"]["roundtrip"] == {"val_bpb": 1.13860661, "val_loss": 1.92248956, "eval_seconds": 23.007,
+                                         "t_done": rec["final"]["roundtrip"]["t_done"]}
+    assert rec["final"]["sliding"]["val_bpb"] == 1.1150812 and rec["bytes"] == {"total": 15863278, "code": 101850}
+    assert rec["ar_seconds"] == 196.7 and rec["diag"]["val_bpb"] == 1.355
+    res = json.loads((tmp_path / "out" / "golf" / "results.json").read_text())
+    assert golf["exit"] == 0 and golf["steps_done"] == res["steps"] > 0
+    assert golf["final"]["roundtrip"]["val_bpb"] == res["val"]["roundtrip"]["val_bpb"]
+    assert golf["bytes"]["total"] == res["bytes"]["total"]
+    out = capsys.readouterr().out
+    assert "| record | 250 | 720.5 | 1.3550 (EMA) | 1.1386 | 1.1151 | 15,863,278 | 196.7 |" in out
+    assert f"| golf | {res['steps']} | " in out and f"{res['bytes']['total']:,}" in out
