@@ -19,7 +19,9 @@ record to its exit (training, averaging, calibration, quantization, its final ro
 golf as ``experiment=...`` with ``train.max_wallclock_seconds``. The table then gives steps, step time,
 pre-quant, round-trip and sliding val_bpb, artifact bytes and the seconds of each stage after training (the
 record's from its own eval_time fields and from when its log lines arrived). ``--skip-record`` / no
-``--golf`` run one side per call; ``--merge`` adds the rows of earlier calls' ``vs_record.json`` files.
+``--golf`` run one side per call; ``--merge`` adds the rows of earlier calls' ``vs_record.json`` files;
+``--record-until diag`` stops the record after its post-EMA diagnostic (for one whose calibration cannot
+finish in the time at hand).
 
     python scripts/vs_record.py --budget 180 --record .bench/r1019_train_gpt.py --record-env BIGRAM_VOCAB_SIZE=3072 \
         --record-env BIGRAM_DIM=112 --golf "golf:experiment=pr1019 data=enwiki_sp1024" --seed 314 --out runs/b1019
@@ -95,9 +97,10 @@ def scan_final_line(line: str, out: dict, t: float) -> None:
             final[kind]["t_done"] = t
 
 
-def run_record(script: Path, env: dict[str, str], workdir: Path, timeout: float, to_exit: bool = False) -> dict:
+def run_record(script: Path, env: dict[str, str], workdir: Path, timeout: float, to_exit: bool = False,
+               scan_final: bool = False) -> dict:
     """Run the record under torchrun and parse its log as it arrives: up to its post-EMA diagnostic, or with
-    ``to_exit`` through its final evals to its exit."""
+    ``to_exit`` through its final evals to its exit; ``scan_final`` also parses its stop, bytes and final lines."""
     workdir.mkdir(parents=True, exist_ok=True)
     try:
         import flash_attn_interface  # noqa: F401
@@ -114,7 +117,7 @@ def run_record(script: Path, env: dict[str, str], workdir: Path, timeout: float,
     try:
         for line in proc.stdout:
             log.write(line)
-            if to_exit:
+            if scan_final or to_exit:
                 scan_final_line(line, out, time.perf_counter() - t0)
             if m := STEP.match(line):
                 out["steps"].append(int(m[3]))
@@ -242,6 +245,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--record-env", action="append", default=[], help="KEY=VALUE for the record (repeatable)")
     p.add_argument("--golf", action="append", default=[], help='"label:overrides" for golf (repeatable)')
     p.add_argument("--budget", type=float, default=None, help="whole pipelines at this training wallclock cap (s)")
+    p.add_argument("--record-until", choices=("exit", "diag"), default="exit",
+                   help="with --budget: run the record to its exit, or stop it after its post-EMA diagnostic (the "
+                        "#1019 record's AR calibration alone takes ~21 min on one H100)")
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--seed", type=int, default=314)
@@ -265,7 +271,8 @@ def main(argv: list[str] | None = None) -> None:
         rows.update(json.loads(path.read_text()))
     if not a.skip_record:
         r = rows[a.record_label] = run_record(a.record, record_env(a), a.out / a.record_label, a.record_timeout,
-                                              to_exit=bool(a.budget))
+                                              to_exit=bool(a.budget) and a.record_until == "exit",
+                                              scan_final=bool(a.budget))
         print(f"{a.record_label}: {r['seconds']}s exit {r['exit']}, median {median_from(r['step_ms'], a.from_step)} ms",
               flush=True)
     for spec in a.golf:

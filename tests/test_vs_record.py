@@ -55,3 +55,13 @@ def test_budget_mode_tabulates_a_records_log_beside_golfs_run(tmp_path, smoke_di
     out = capsys.readouterr().out
     assert "| record | 250 | 720.5 | 1.3550 (EMA) | 1.1386 | 1.1151 | 15,863,278 | 196.7 |" in out
     assert f"| golf | {res['steps']} | " in out and f"{res['bytes']['total']:,}" in out
+
+
+def test_record_until_diag_stops_after_the_post_ema_score(tmp_path, capsys):
+    record = tmp_path / "train_gpt.py"
+    record.write_text(f"import time\nprint({RECORD_LOG!r}, end='', flush=True)\ntime.sleep(60)\n")
+    _vs_record().main(["--budget", "3", "--record", str(record), "--record-until", "diag", "--out", str(tmp_path)])
+    rec = json.loads((tmp_path / "vs_record.json").read_text())["record"]
+    assert rec["seconds"] < 50 and rec["steps_done"] == 250 and rec["diag"]["val_bpb"] == 1.355
+    assert "final" not in rec and "bytes" not in rec
+    assert "| record | 250 | 720.5 | 1.3550 (EMA) | - | - | - |" in capsys.readouterr().out
