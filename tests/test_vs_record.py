@@ -65,3 +65,21 @@ def test_record_until_diag_stops_after_the_post_ema_score(tmp_path, capsys):
     assert rec["seconds"] < 50 and rec["steps_done"] == 250 and rec["diag"]["val_bpb"] == 1.355
     assert "final" not in rec and "bytes" not in rec
     assert "| record | 250 | 720.5 | 1.3550 (EMA) | - | - | - |" in capsys.readouterr().out
+
+
+def test_scan_reads_the_1089_records_final_lines():
+    """#1089 prints its stop summary without a val score, calibrates from training data inside its budget
+    and compresses with brotli."""
+    vs = _vs_record()
+    out: dict = {}
+    for line in ["step:50/20000 train_loss:3.1000 train_time:36000ms step_avg:720.00ms",
+                 "step:233/20000 train_time:166100ms step_avg:712.88ms",
+                 "stopping_early: wallclock_cap train_time:166100ms step:233/20000",
+                 "gptq:budget_check train:166059ms + gptq:7162ms = 173221ms (budget:180000ms)",
+                 "Total submission size int6+brotli: 15993413 bytes",
+                 "final_int6_sliding_window val_loss:1.8726 val_bpb:1.1090 stride:64 eval_time:87666ms",
+                 "final_int6_sliding_window_exact val_loss:1.87255649 val_bpb:1.10903637"]:
+        vs.scan_final_line(line, out, 1.0)
+    assert out["step_avg_ms"] == 712.88 and out["steps_done"] == 233 and out["gptq_seconds"] == 7.162
+    assert out["codec"] == "int6+brotli" and out["bytes"]["total"] == 15993413
+    assert out["final"]["sliding"] == {"eval_seconds": 87.666, "t_done": 1.0, "val_bpb": 1.10903637, "val_loss": 1.87255649}
