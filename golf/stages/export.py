@@ -66,7 +66,13 @@ def quantize(run: Run) -> None:
                 f"{info['estimated_model_bytes']:,} B of {info['target_model_bytes']:,})")
     qstate = q.quantize(state, hessians=hessians, bits=bits)
     run.extras["qstate"] = qstate
-    run.results["quant_stats"] = qstate.stats
+    run.results["quant_stats"] = st = qstate.stats
+    if "method" in st:
+        g = st.get("gptq") or {}
+        gptq = (f", GPTQ on {g['matrices']} matrices ({g['fallbacks']} fell back to RTN, {g['damping_retries']} "
+                f"damping retries)") if g.get("matrices") else ""
+        run.log(f"quantize: {st['method']}, {st['quantized_params']:,} of {st['params']:,} parameters in "
+                f"{st['seconds']:.1f}s, {st['payload_bytes']:,} B before compression{gptq}")
 
 
 def compress(run: Run) -> None:
@@ -76,9 +82,12 @@ def compress(run: Run) -> None:
         if getattr(q, "prune_max_abs", 0):
             qstate, info = prune_to_fit(qstate, budget, max_abs=q.prune_max_abs, real_checks=q.prune_real_checks)
             run.results.setdefault("fitting", {})["pruning"] = info
-            run.log(f"pruning: {info['pruned']:,} of {info['candidates']:,} entries with |q| <= {info['max_abs']} zeroed, "
-                    f"{info['bytes_after']:,} B total ({'fits' if info['fits'] else 'STILL OVER'}), "
-                    f"{info['real_compressions']} real compressions")
+            if info["bytes_before"] <= budget.limit:
+                run.log(f"pruning: not needed, {info['bytes_after']:,} B total fits ({info['headroom']:,} B headroom)")
+            else:
+                run.log(f"pruning: {info['pruned']:,} of {info['candidates']:,} entries with |q| <= {info['max_abs']} "
+                        f"zeroed, {info['bytes_after']:,} B total ({'fits' if info['fits'] else 'STILL OVER'}), "
+                        f"{info['real_compressions']} real compressions")
         blob = budget.last[1] if budget.last is not None and budget.last[0] is qstate else None
         write_artifact(run.run_dir / ARTIFACT_NAME, qstate.tensors, qstate.meta, run.parts.compressor, blob)
     if run.dist.distributed:
