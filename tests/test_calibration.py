@@ -135,3 +135,51 @@ def test_sources_refuse_what_cannot_run():
         list(ValBatches(sequences=50).batches(ctx))
     with pytest.raises(ValueError, match="calibration.temperature"):
         AutoRegressive(temperature=0)
+
+
+def test_hessians_stay_float32_under_bf16_autocast():
+    """The forward runs under the training's bf16 autocast; the products X^T X and their sums must not (a
+    bf16 Hessian is off by ~1% entrywise, more than GPTQ's 1% damping)."""
+    m = _model().eval()
+    batches = [torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    H, _ = collect_hessians(m, batches, autocast_dtype=torch.bfloat16)
+    seen = []
+    hook = m.blocks[1].mlp.proj.register_forward_hook(lambda mod, i, o: seen.append(i[0].reshape(-1, 128).double()))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        for b in batches:
+            m.hidden(b)
+    hook.remove()
+    X = torch.cat(seen)
+    h = H["blocks.1.mlp.proj.weight"]
+    assert h.dtype == torch.float32
+    torch.testing.assert_close(h.double(), X.T @ X / X.shape[0], rtol=1e-5, atol=1e-7)
+
+
+def test_exact_fp32_turns_off_autocast_and_tf32_and_restores_them():
+    from golf.numerics import exact_fp32
+
+    before = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    torch.set_float32_matmul_precision("high")
+    a = torch.randn(8, 8)
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert (a @ a).dtype == torch.bfloat16
+            with exact_fp32("cpu"):
+                assert (a @ a).dtype == torch.float32
+                assert torch.get_float32_matmul_precision() == "highest" and not torch.backends.cudnn.allow_tf32
+            assert (a @ a).dtype == torch.bfloat16
+        assert torch.get_float32_matmul_precision() == "high"
+    finally:
+        torch.set_float32_matmul_precision(before[0])
+        torch.backends.cudnn.allow_tf32 = before[1]
+
+
+def test_a_one_token_prompt_decodes_like_the_full_forward():
+    """AR calibration starts every sequence from one token: that prefill goes through the decoding path (cuDNN
+    rejects a key length of 1) and must still equal the full forward."""
+    m = _model().eval()
+    ids = torch.randint(0, 64, (3, 12), generator=torch.Generator().manual_seed(2))
+    full = m._project(m.hidden(ids, rope_len=12), None)
+    state = m.decode_state(12)
+    steps = [m.decode(ids[:, t : t + 1], state) for t in range(12)]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-5, atol=1e-5)

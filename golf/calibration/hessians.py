@@ -13,6 +13,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from golf.numerics import exact_fp32
+
 
 def matrix_names(model: nn.Module) -> dict[nn.Module, str]:
     """The quantized linears of ``model`` by module, named as in its state dict."""
@@ -31,8 +33,9 @@ def collect_hessians(model: nn.Module, batches: Iterable[Tensor], *, autocast_dt
     def hook(module: nn.Module, inputs: tuple[Tensor, ...], _out) -> None:
         x = inputs[0]
         if x is not last[0]:  # Q, K and V are called one after the other on the same tensor: one product
-            flat = x.reshape(-1, x.size(-1)).float()
-            last[0], last[1] = x, flat.T @ flat
+            with exact_fp32(x.device.type):  # not bf16 under the forward's autocast, not TF32
+                flat = x.reshape(-1, x.size(-1)).float()
+                last[0], last[1] = x, flat.T @ flat
         name = names[module]
         sums[name] = sums[name] + last[1] if name in sums else last[1].clone()
 

@@ -12,6 +12,7 @@ from golf.calibration.sources import CalibrationContext
 from golf.compress.artifact import code_bytes, code_digest, code_files, read_artifact, write_artifact
 from golf.compress.code_size import shipped_bytes
 from golf.dist import seed_all
+from golf.numerics import exact_fp32
 from golf.quant.fit import ByteBudget, allocate_bits, prune_to_fit
 from golf.quant.format import dequantize_state
 from golf.run_state import ARTIFACT_NAME, Run
@@ -58,13 +59,14 @@ def quantize(run: Run) -> None:
     q, model = run.parts.quantizer, run.model
     state = model.export_state_dict() if hasattr(model, "export_state_dict") else model.state_dict()
     hessians, bits = run.extras.pop("hessians", None), None
-    if getattr(q, "allocate_max_bits", 0):
-        bits, info = allocate_bits(state, hessians, q, byte_budget(run), base_bits=q.matrix_bits,
-                                   max_bits=q.allocate_max_bits, headroom=q.allocate_headroom)
-        run.results.setdefault("fitting", {})["allocation"] = info
-        run.log(f"allocation: layer groups by bits {info['bits_histogram']} (estimated model "
-                f"{info['estimated_model_bytes']:,} B of {info['target_model_bytes']:,})")
-    qstate = q.quantize(state, hessians=hessians, bits=bits)
+    with exact_fp32(run.device.type):  # GPTQ's and the allocator's float32 matmuls without TF32
+        if getattr(q, "allocate_max_bits", 0):
+            bits, info = allocate_bits(state, hessians, q, byte_budget(run), base_bits=q.matrix_bits,
+                                       max_bits=q.allocate_max_bits, headroom=q.allocate_headroom)
+            run.results.setdefault("fitting", {})["allocation"] = info
+            run.log(f"allocation: layer groups by bits {info['bits_histogram']} (estimated model "
+                    f"{info['estimated_model_bytes']:,} B of {info['target_model_bytes']:,})")
+        qstate = q.quantize(state, hessians=hessians, bits=bits)
     run.extras["qstate"] = qstate
     run.results["quant_stats"] = st = qstate.stats
     if "method" in st:

@@ -1,0 +1,59 @@
+"""Paths that only run on a GPU (skipped without CUDA): AR calibration through the cuDNN-configured model in
+bf16, Hessians under bf16 autocast with TF32 on, and the mixed allocator fed CUDA tensors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from golf.calibration.generate import generate_batch
+from golf.calibration.hessians import collect_hessians
+from golf.quant.fit import ByteBudget, allocate_bits
+from golf.quant.quantizer import Quantizer
+from tests.test_calibration import _model
+from tests.test_fit import NonZeroBytes, _state
+
+pytestmark = pytest.mark.gpu
+CUDA = torch.device("cuda")
+
+
+def test_ar_generation_runs_through_a_cudnn_model_in_bf16():
+    """One-token prompts and every cache length: cuDNN rejects a key length of 1 and would build a graph per
+    length, so decoding must take the flash (or math) kernel whatever the model's attn_kernel."""
+    m = _model(attn_kernel="cudnn").to(CUDA)
+    a = generate_batch(m, 4, 64, 0.8, seed=7, batch_index=0, device=CUDA, autocast_dtype=torch.bfloat16)
+    b = generate_batch(m, 4, 64, 0.8, seed=7, batch_index=0, device=CUDA, autocast_dtype=torch.bfloat16)
+    assert a.shape == (4, 64) and int(a.max()) < 64 and torch.equal(a, b)
+
+
+def test_hessians_are_exact_float32_under_bf16_autocast_and_tf32():
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        m = _model().to(CUDA).eval()
+        batches = [torch.randint(0, 64, (4, 32), generator=torch.Generator().manual_seed(i)) for i in range(2)]
+        H, _ = collect_hessians(m, batches, autocast_dtype=torch.bfloat16)
+        seen = []
+        hook = m.blocks[1].mlp.proj.register_forward_hook(lambda mod, i, o: seen.append(i[0].reshape(-1, 128).double()))
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+            for b in batches:
+                m.hidden(b.to(CUDA))
+        hook.remove()
+        X = torch.cat(seen)
+        h = H["blocks.1.mlp.proj.weight"]
+        assert h.dtype == torch.float32 and h.is_cuda
+        torch.testing.assert_close(h.double(), X.T @ X / X.shape[0], rtol=1e-5, atol=1e-7)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def test_the_allocator_takes_cuda_tensors():
+    state = _state()
+    hessians = {n: torch.eye(128) * (1 + i) for i, n in enumerate(sorted(state))}
+    quantizer = Quantizer(matrix_bits=5, method="lite", keep_float_max_numel=0)
+    codec = NonZeroBytes()
+    budget = ByteBudget(int(ByteBudget(10**9, 0, codec).total(quantizer.quantize(state)) * 1.12), 0, codec)
+    cpu_bits, _ = allocate_bits(state, hessians, quantizer, budget, base_bits=5, max_bits=7, headroom=0.0)
+    gpu_bits, _ = allocate_bits({n: t.to(CUDA) for n, t in state.items()}, {n: h.to(CUDA) for n, h in hessians.items()},
+                                quantizer, budget, base_bits=5, max_bits=7, headroom=0.0)
+    assert gpu_bits == cpu_bits
