@@ -73,12 +73,21 @@ def attend(q: Tensor, k: Tensor, v: Tensor, kernel: str) -> Tensor:
         return F.scaled_dot_product_attention(qt, kt, vt, is_causal=True, enable_gqa=gqa).transpose(1, 2)
 
 
+DECODE_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.MATH]
+
+
 def attend_last(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """Attention of the newest position(s) q [B, t, H, D] over every cached one (decoding: t = 1, no mask)."""
+    """Attention of the newest position q [B, 1, H, D] over every cached one (decoding: no mask). On CUDA the
+    flash kernel (math as fallback): cuDNN, which SDPA would pick, rejects a key length of 1 and builds a new
+    graph for every cache length."""
     if q.size(1) != 1:
         raise ValueError("a KV cache takes a prompt at an empty cache, then one position at a time")
     qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-    return F.scaled_dot_product_attention(qt, kt, vt, enable_gqa=k.size(2) != q.size(2)).transpose(1, 2)
+    gqa = k.size(2) != q.size(2)
+    if not q.is_cuda:
+        return F.scaled_dot_product_attention(qt, kt, vt, enable_gqa=gqa).transpose(1, 2)
+    with sdpa_kernel(DECODE_BACKENDS):
+        return F.scaled_dot_product_attention(qt, kt, vt, enable_gqa=gqa).transpose(1, 2)
 
 
 class KVCache:
@@ -163,7 +172,7 @@ class CausalSelfAttention(nn.Module):
             y = attend(q, k, v, self.kernel)
         else:
             ks, vs = cache.append(k, v)
-            y = attend(q, ks, vs, self.kernel) if ks.size(1) == T else attend_last(q, ks, vs)
+            y = attend(q, ks, vs, self.kernel) if ks.size(1) == T > 1 else attend_last(q, ks, vs)
         if self.xsa:
             y = exclusive(y, v)
         if self.attn_gate is not None:

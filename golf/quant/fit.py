@@ -55,7 +55,8 @@ class ByteBudget:
 
 def fast_bytes(tensors: dict[str, Tensor], compressor: Any) -> int:
     """Bytes of ``tensors`` (sorted by name, raw) through the codec's fast sibling."""
-    data = b"".join(t.reshape(-1).contiguous().view(torch.uint8).numpy().tobytes() for _, t in sorted(tensors.items()))
+    data = b"".join(t.reshape(-1).contiguous().view(torch.uint8).cpu().numpy().tobytes()
+                    for _, t in sorted(tensors.items()))
     fast = compressor.fast() if hasattr(compressor, "fast") else compressor
     return len(fast.compress(data))
 
