@@ -137,22 +137,27 @@ def test_sources_refuse_what_cannot_run():
         AutoRegressive(temperature=0)
 
 
-def test_hessians_stay_float32_under_bf16_autocast():
-    """The forward runs under the training's bf16 autocast; the products X^T X and their sums must not (a
-    bf16 Hessian is off by ~1% entrywise, more than GPTQ's 1% damping)."""
-    m = _model().eval()
+def check_hessians_exact_under_bf16(device: torch.device) -> None:
+    """collect_hessians under bf16 autocast equals float64 X^T X of the inputs the same forward sees."""
+    m = _model().to(device).eval()
     batches = [torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(i)) for i in range(3)]
     H, _ = collect_hessians(m, batches, autocast_dtype=torch.bfloat16)
     seen = []
     hook = m.blocks[1].mlp.proj.register_forward_hook(lambda mod, i, o: seen.append(i[0].reshape(-1, 128).double()))
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16):
         for b in batches:
-            m.hidden(b)
+            m.hidden(b.to(device))
     hook.remove()
     X = torch.cat(seen)
     h = H["blocks.1.mlp.proj.weight"]
-    assert h.dtype == torch.float32
+    assert h.dtype == torch.float32 and h.device.type == device.type
     torch.testing.assert_close(h.double(), X.T @ X / X.shape[0], rtol=1e-5, atol=1e-7)
+
+
+def test_hessians_stay_float32_under_bf16_autocast():
+    """The forward runs under the training's bf16 autocast; the products X^T X and their sums must not (a
+    bf16 Hessian is off by ~1% entrywise, more than GPTQ's 1% damping)."""
+    check_hessians_exact_under_bf16(torch.device("cpu"))
 
 
 def test_exact_fp32_turns_off_autocast_and_tf32_and_restores_them():

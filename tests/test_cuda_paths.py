@@ -7,10 +7,9 @@ import pytest
 import torch
 
 from golf.calibration.generate import generate_batch
-from golf.calibration.hessians import collect_hessians
 from golf.quant.fit import ByteBudget, allocate_bits
 from golf.quant.quantizer import Quantizer
-from tests.test_calibration import _model
+from tests.test_calibration import _model, check_hessians_exact_under_bf16
 from tests.test_fit import NonZeroBytes, _state
 
 pytestmark = pytest.mark.gpu
@@ -30,19 +29,7 @@ def test_hessians_are_exact_float32_under_bf16_autocast_and_tf32():
     before = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = True
     try:
-        m = _model().to(CUDA).eval()
-        batches = [torch.randint(0, 64, (4, 32), generator=torch.Generator().manual_seed(i)) for i in range(2)]
-        H, _ = collect_hessians(m, batches, autocast_dtype=torch.bfloat16)
-        seen = []
-        hook = m.blocks[1].mlp.proj.register_forward_hook(lambda mod, i, o: seen.append(i[0].reshape(-1, 128).double()))
-        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
-            for b in batches:
-                m.hidden(b.to(CUDA))
-        hook.remove()
-        X = torch.cat(seen)
-        h = H["blocks.1.mlp.proj.weight"]
-        assert h.dtype == torch.float32 and h.is_cuda
-        torch.testing.assert_close(h.double(), X.T @ X / X.shape[0], rtol=1e-5, atol=1e-7)
+        check_hessians_exact_under_bf16(CUDA)
     finally:
         torch.backends.cuda.matmul.allow_tf32 = before
 
