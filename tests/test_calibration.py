@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
@@ -101,25 +102,32 @@ def test_ar_hessians_do_not_depend_on_the_world_size(tmp_path):
         torch.testing.assert_close(two["H"][name], h, rtol=1e-5, atol=1e-7)
 
 
-class _Stream:
-    def __init__(self):
-        self.pos = 0
+def test_sources_split_sequences_by_batch_over_ranks(tmp_path):
+    """Train batches continue the real stream: at 3 ranks each keeps batch b = rank mod 3, and the union is
+    the 1-rank sequence of batches (the loader's next_batch would have split every batch 3 ways)."""
+    from golf.data.loader import SequentialLoader
+    from golf.data.shards import write_shard
 
-    def next_batch(self, tokens: int, seq_len: int, accum: int):
-        x = torch.arange(self.pos, self.pos + tokens).view(-1, seq_len) % 64
-        self.pos += tokens
-        return x, x
-
-
-def test_sources_split_sequences_by_batch_over_ranks():
+    write_shard(tmp_path / "train_000.bin", (np.arange(4000) % 64).astype(np.uint16))
     m = _model()
+
+    def ctx(rank: int, world: int) -> CalibrationContext:
+        loader = SequentialLoader(str(tmp_path / "train_*.bin"), rank=rank, world_size=world)
+        loader.stream.take(5)  # training consumed some of it
+        return CalibrationContext(model=m, device=torch.device("cpu"), autocast_dtype=None, rank=rank,
+                                  world_size=world, seed=1, seq_len=8, loader=loader, val_tokens=torch.arange(10_000) % 64)
+
+    one = list(TrainBatches(sequences=10, batch_seqs=3).batches(ctx(0, 1)))
+    assert [b.shape[0] for b in one] == [3, 3, 3, 1] and torch.equal(one[0][0], torch.arange(5, 13) % 64)
     shares = []
     for rank in range(3):
-        ctx = CalibrationContext(model=m, device=torch.device("cpu"), autocast_dtype=None, rank=rank, world_size=3,
-                                 seed=1, seq_len=8, loader=_Stream(), val_tokens=torch.arange(10_000) % 64)
-        shares.append([b.shape[0] for b in TrainBatches(sequences=10, batch_seqs=3).batches(ctx)])
-        assert all(b.shape[1] == 8 for b in ValBatches(sequences=10, batch_seqs=3).batches(ctx))
-        assert all(b.shape == (2, 8) for b in RandomTokens(sequences=4, seq_len=8, batch_seqs=2).batches(ctx))
+        c = ctx(rank, 3)
+        got = list(TrainBatches(sequences=10, batch_seqs=3).batches(c))
+        shares.append([b.shape[0] for b in got])
+        for k, b in enumerate(got):
+            assert torch.equal(b, one[rank + 3 * k])
+        assert all(b.shape[1] == 8 for b in ValBatches(sequences=10, batch_seqs=3).batches(c))
+        assert all(b.shape == (2, 8) for b in RandomTokens(sequences=4, seq_len=8, batch_seqs=2).batches(c))
     assert shares == [[3, 1], [3], [3]]  # batches 0..3 of 3, 3, 3, 1 sequences: rank r takes b = r mod 3
     assert not ValBatches().allowed_for_record and TrainBatches().reserve_seconds == 14.0
 

@@ -87,10 +87,14 @@ class TrainBatches(Calibration):
                              f"train.max_wallclock_seconds={train_cap_seconds}; lower the reserve")
 
     def batches(self, ctx: CalibrationContext) -> Iterator[Tensor]:
+        """Every rank walks all batches through its copy of the stream and keeps batch b when b mod world_size
+        is its rank: the union is the next ``sequences`` sequences of the stream at any world size."""
         T = self.seq_len or ctx.seq_len
-        for _, n in self._shares(ctx):
-            x, _ = ctx.loader.next_batch(n * T, T, 1)  # one rank's share, straight from the stream
-            yield x
+        for b in range(-(-self.sequences // self.batch_seqs)):
+            n = min(self.batch_seqs, self.sequences - b * self.batch_seqs)
+            x = ctx.loader.next_sequences(n, T, keep=b % ctx.world_size == ctx.rank)
+            if x is not None:
+                yield x
 
 
 class ValBatches(Calibration):

@@ -63,6 +63,15 @@ class SequentialLoader:
     def load_state_dict(self, state: dict) -> None:
         self.stream.load_state_dict(state)
 
+    def next_sequences(self, n: int, seq_len: int, keep: bool = True) -> Tensor | None:
+        """The stream's next ``n`` sequences of ``seq_len`` tokens, the same on every rank (each rank reads the
+        whole stream): calibration keeps its own batches and skips the other ranks' with ``keep=False``."""
+        chunk = self.stream.take(n * seq_len)
+        if not keep:
+            return None
+        part = torch.from_numpy(chunk.astype(np.int32))
+        return part.to(self.device).long().view(n, seq_len)
+
     def next_batch(self, global_tokens: int, seq_len: int, grad_accum: int) -> tuple[Tensor, Tensor]:
         local = global_tokens // (self.world_size * grad_accum)
         if local % seq_len:
