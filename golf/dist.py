@@ -59,14 +59,21 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
-def reduce_step(loss: float, flags: list[bool], device: torch.device) -> tuple[float, list[bool]]:
-    """The mean of a per-rank loss and the OR of per-rank flags, in one collective."""
+def reduce_step(loss: float, flags: list[bool], device: torch.device, elapsed_ms: float = 0.0
+                ) -> tuple[float, list[bool], float]:
+    """The mean of a per-rank loss, the OR of per-rank flags and the largest per-rank elapsed time, in one
+    all-reduce (each rank's clock in its own slot): every rank then runs the schedule, late QAT and the stop
+    on the same clock."""
     if not (dist.is_available() and dist.is_initialized()):
-        return loss, list(flags)
-    t = torch.tensor([loss, *(float(f) for f in flags)], dtype=torch.float64, device=device)
+        return loss, list(flags), elapsed_ms
+    world, k = dist.get_world_size(), len(flags)
+    t = torch.zeros(1 + k + world, dtype=torch.float64, device=device)
+    t[0] = loss
+    t[1 : 1 + k] = torch.tensor([float(f) for f in flags], dtype=torch.float64)
+    t[1 + k + dist.get_rank()] = elapsed_ms
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     vals = t.tolist()
-    return vals[0] / dist.get_world_size(), [v > 0 for v in vals[1:]]
+    return vals[0] / world, [v > 0 for v in vals[1 : 1 + k]], max(vals[1 + k :])
 
 
 def seed_all(seed: int) -> None:

@@ -14,6 +14,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from golf.averaging import EXPORTS, EMAConfig, SWAConfig, WeightAverager
@@ -168,9 +169,11 @@ def train(
     averager = out.averager if out.averager.active else None
     tokens_per_step = cfg.batch_tokens
     sync()
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()  # the ranks' clocks start together; after each step they agree on the largest
     t_start = time.perf_counter()
     t_prev = t_start
-    paused_ms = 0.0
+    paused_ms = elapsed_ms = 0.0
     step = 0
     while True:
         if validate is not None and cfg.val_every > 0 and step > 0 and step % cfg.val_every == 0:
@@ -184,7 +187,6 @@ def train(
             paused_ms += 1000.0 * (time.perf_counter() - tv)
             t_prev = time.perf_counter()
 
-        elapsed_ms = 1000.0 * (time.perf_counter() - t_start) - paused_ms
         mult = schedule.lr_multiplier(step, elapsed_ms, cap_ms, cfg.iterations)
         optimizer.set_lr_multiplier(mult)
         optimizer.set_muon_momentum(schedule.muon_momentum(step))
@@ -195,19 +197,19 @@ def train(
             averager.update(step, mult)
         local_loss = float(loss.item())
         now = time.perf_counter()
-        elapsed_ms = 1000.0 * (now - t_start) - paused_ms
+        loss_value, (nonfinite,), elapsed_ms = reduce_step(local_loss, [not math.isfinite(local_loss)], device,
+                                                           1000.0 * (now - t_start) - paused_ms)
         reached = (cap_ms is not None and elapsed_ms >= cap_ms) or step >= cfg.iterations
-        loss_value, flags = reduce_step(local_loss, [not math.isfinite(local_loss), reached], device)
         out.step_ms.append(1000.0 * (now - t_prev))
         t_prev = now
         out.losses.append(loss_value)
-        if step % cfg.log_every == 0 or step <= 5 or flags[0] or flags[1]:
+        if step % cfg.log_every == 0 or step <= 5 or nonfinite or reached:
             _log_progress(log, metrics, step, loss_value, mult, elapsed_ms, cap_ms, cfg, tokens_per_step)
-        if flags[0]:
+        if nonfinite:
             out.status, out.stop_reason = "diverged", f"non-finite loss {loss_value} at step {step}"
             log(f"STOP: {out.stop_reason}")
             break
-        if flags[1]:
+        if reached:
             out.stop_reason = "wallclock cap" if step < cfg.iterations else "iteration cap"
             break
     sync()
