@@ -153,7 +153,6 @@ def test_ttt_time_guard_reports_a_valid_partial_score():
     assert r.tokens == int((end - first)[first_chunk].sum()) and math.isfinite(r.val_bpb) and r.val_bpb > 0
 
 
-
 def _eval_worker(rank: int, world: int, port: int, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
@@ -162,8 +161,12 @@ def _eval_worker(rank: int, world: int, port: int, out: str) -> None:
                                                                                         world_size=world)
     tt = TTTEvaluator(chunk_tokens=128, window=64, stride=16, batch_windows=3, seq_len=32, lr=0.05, epochs=1, batch_seqs=4,
                       compile=False).evaluate(_model(), val, _lut(), rank=rank, world_size=world)
+    guard = TTTEvaluator(chunk_tokens=128, window=64, stride=16, batch_windows=3, seq_len=32, lr=0.05, epochs=1,
+                         batch_seqs=4, compile=False).evaluate(_model(), val, _lut(), rank=rank, world_size=world,
+                                                               time_budget=[None, 1e-6][rank])  # only rank 1 is late
     if rank == 0:
-        torch.save({"sliding": (sl.val_loss, sl.tokens, sl.bytes), "ttt": (tt.val_loss, tt.tokens, tt.bytes)}, out)
+        torch.save({"sliding": (sl.val_loss, sl.tokens, sl.bytes), "ttt": (tt.val_loss, tt.tokens, tt.bytes),
+                    "guard": (guard.chunks_scored, guard.tokens)}, out)
     dist.destroy_process_group()
 
 
@@ -177,6 +180,9 @@ def test_two_gloo_ranks_score_as_one_process(tmp_path):
                       compile=False).evaluate(_model(), val, _lut())
     assert two["sliding"][1:] == (sl.tokens, sl.bytes) and two["sliding"][0] == pytest.approx(sl.val_loss, rel=1e-9)
     assert two["ttt"][1:] == (tt.tokens, tt.bytes) and two["ttt"][0] == pytest.approx(tt.val_loss, rel=1e-5)
+    late = TTTEvaluator(chunk_tokens=128, window=64, stride=16, batch_windows=3, seq_len=32, lr=0.05, epochs=1,
+                        batch_seqs=4, compile=False).evaluate(_model(), val, _lut(), time_budget=1e-6)
+    assert two["guard"] == (1, late.tokens)  # one rank out of time stops both after the same chunk
 
 
 def test_bad_eval_options_name_the_key():

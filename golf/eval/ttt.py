@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from golf.dist import reduce_step
 from golf.eval.bpb import LutOnDevice, bits_per_byte
 from golf.eval.sliding import SlidingEvaluator
 
@@ -73,9 +74,10 @@ class TTTEvaluator:
         version, done, slowest, status = 0, 0, 0.0, "complete"
         for ci in range(n_chunks):
             elapsed = time.perf_counter() - t0
-            if time_budget is not None and done and elapsed + slowest > time_budget:
+            if self._stop(time_budget is not None and done > 0 and elapsed + slowest > time_budget, device, world_size):
+                budget = f"budget {time_budget:.0f}s" if time_budget is not None else "another rank's budget"
                 status = (f"stopped by the time guard before chunk {ci} of {n_chunks} ({elapsed:.0f}s spent, "
-                          f"budget {time_budget:.0f}s): the score covers the chunks scored")
+                          f"{budget}): the score covers the chunks scored")
                 break
             tc = time.perf_counter()
             sel = torch.nonzero(chunk_of == ci).squeeze(1)
@@ -98,6 +100,14 @@ class TTTEvaluator:
         nll, n_tok, n_bytes = (float(v) for v in sums.tolist())
         return TTTResult(val_loss=nll / n_tok, val_bpb=bits_per_byte(nll, n_bytes), tokens=int(n_tok), bytes=int(n_bytes),
                          seconds=time.perf_counter() - t0, chunks=n_chunks, chunks_scored=done, status=status)
+
+    @staticmethod
+    def _stop(mine: bool, device: torch.device, world_size: int) -> bool:
+        """The time guard's decision, the same on every rank (any rank out of time stops them all before the
+        chunk: ranks stopping at different chunks would pair mismatched collectives)."""
+        if world_size == 1:
+            return mine
+        return reduce_step(0.0, [mine], device)[1][0]
 
     def _train_chunk(self, model, opt, params, val_tokens: Tensor, lo: int, hi: int, lr: float, ctx, rank: int,
                      world_size: int, version: int, recorder) -> int:
