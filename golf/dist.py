@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass
+from datetime import timedelta
 
 import numpy as np
 import torch
@@ -39,6 +40,9 @@ def pick_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
     raise ValueError(f"train.device must be auto, cuda or cpu, got {requested!r}")
 
 
+COLLECTIVE_TIMEOUT = timedelta(minutes=30)
+
+
 def init_distributed(device: str = "auto") -> DistInfo:
     """Join the process group torchrun describes in the environment (or run alone)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -50,7 +54,9 @@ def init_distributed(device: str = "auto") -> DistInfo:
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
         kwargs = {"device_id": dev} if dev.type == "cuda" else {}
-        dist.init_process_group(backend=backend, **kwargs)
+        # Rank 0 alone quantizes and compresses (minutes with GPTQ and brotli-11 pruning) while the others
+        # wait at a barrier, which can outlast NCCL's default 10-minute timeout.
+        dist.init_process_group(backend=backend, timeout=COLLECTIVE_TIMEOUT, **kwargs)
     return DistInfo(rank, world, local_rank, dev)
 
 

@@ -67,10 +67,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--timeout", type=float, default=900, help="per golf run, seconds")
     a = p.parse_args(argv)
+    a.out = a.out.resolve()  # the golf runs start in the repository root
     a.out.mkdir(parents=True, exist_ok=True)
     recipe = shlex.split(a.recipe)
     table_path, rows = a.out / "quant_table.json", []
-    weights = a.weights
+    weights = a.weights.resolve() if a.weights else None
     if weights is None:
         t0 = time.perf_counter()
         r = golf([*recipe, f"train.max_wallclock_seconds={a.train_seconds}", "train.save_weights=true"], a.out / "train",
