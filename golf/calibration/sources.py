@@ -13,6 +13,7 @@ the all-reduced Hessians, do not depend on the world size.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -125,6 +126,7 @@ class AutoRegressive(Calibration):
         if temperature <= 0:
             raise ValueError(f"calibration.temperature must be > 0, got {temperature}")
         self.temperature = temperature
+        self.generate_seconds: float | None = None
 
     def check(self, model: Any, train_cap_seconds: float | None) -> None:
         if not (hasattr(model, "decode_state") and hasattr(model, "decode")):
@@ -137,12 +139,21 @@ class AutoRegressive(Calibration):
         if not shares:
             return
         seed = ctx.seed if self.seed is None else self.seed
+        if ctx.device.type == "cuda":
+            torch.cuda.synchronize(ctx.device)
+        t0 = time.perf_counter()
         tokens = generate(ctx.model, shares, self.seq_len or ctx.seq_len, self.temperature, seed, ctx.device,
                           ctx.autocast_dtype)
+        if ctx.device.type == "cuda":
+            torch.cuda.synchronize(ctx.device)
+        self.generate_seconds = round(time.perf_counter() - t0, 3)
         yield from tokens.split(self.batch_seqs)
 
     def describe(self) -> dict:
-        return {**super().describe(), "temperature": self.temperature}
+        out = {**super().describe(), "temperature": self.temperature}
+        if self.generate_seconds is not None:
+            out["generate_seconds"] = self.generate_seconds  # this rank's decoding alone (the Hessians come after)
+        return out
 
 
 class RandomTokens(Calibration):

@@ -38,7 +38,8 @@ def calibrate(run: Run) -> None:
             run.log(f"warning: calibration took {seconds:.1f}s, over its {src.reserve_seconds:.1f}s reserve: the run "
                     f"used more than train.max_wallclock_seconds; raise calibration.reserve_seconds")
     run.results["calibration"] = info
-    run.log(f"calibration: {src.name}, {tokens:,} tokens, {len(hessians)} Hessians in {seconds:.1f}s"
+    gen = f" (decoding {info['generate_seconds']:.1f}s)" if "generate_seconds" in info else ""
+    run.log(f"calibration: {src.name}, {tokens:,} tokens, {len(hessians)} Hessians in {seconds:.1f}s{gen}"
             + ("" if src.allowed_for_record else " (validation data: not allowed for a record)"))
 
 
@@ -61,11 +62,13 @@ def quantize(run: Run) -> None:
     hessians, bits = run.extras.pop("hessians", None), None
     with exact_fp32(run.device.type):  # GPTQ's and the allocator's float32 matmuls without TF32
         if getattr(q, "allocate_max_bits", 0):
+            t0 = time.perf_counter()
             bits, info = allocate_bits(state, hessians, q, byte_budget(run), base_bits=q.matrix_bits,
                                        max_bits=q.allocate_max_bits, headroom=q.allocate_headroom)
+            info["seconds"] = round(time.perf_counter() - t0, 3)
             run.results.setdefault("fitting", {})["allocation"] = info
             run.log(f"allocation: layer groups by bits {info['bits_histogram']} (estimated model "
-                    f"{info['estimated_model_bytes']:,} B of {info['target_model_bytes']:,})")
+                    f"{info['estimated_model_bytes']:,} B of {info['target_model_bytes']:,}) in {info['seconds']:.1f}s")
         qstate = q.quantize(state, hessians=hessians, bits=bits)
     run.extras["qstate"] = qstate
     run.results["quant_stats"] = st = qstate.stats
