@@ -48,8 +48,12 @@ class LutOnDevice:
         self.space = torch.as_tensor(lut.has_leading_space, device=device)
         self.boundary = torch.as_tensor(lut.is_boundary, device=device)
 
+    def bytes(self, prev: Tensor, tgt: Tensor) -> Tensor:
+        """UTF-8 bytes of each target given its previous token (int32, the shape of ``tgt``)."""
+        return self.base[tgt] + (self.space[tgt] & ~self.boundary[prev]).int()
+
     def count(self, prev: Tensor, tgt: Tensor) -> Tensor:
-        return (self.base[tgt] + (self.space[tgt] & ~self.boundary[prev]).int()).sum(dtype=torch.float64)
+        return self.bytes(prev, tgt).sum(dtype=torch.float64)
 
 
 class Evaluator:

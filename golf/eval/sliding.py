@@ -77,30 +77,28 @@ class SlidingEvaluator:
         W, B = int(end.max()), self.batch_windows
         hidden = self._hidden(model, device)
         ctx = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
-        offsets = torch.arange(W + 1)
+        offsets = torch.arange(W + 1, device=device)
         val = val_tokens.to(device)
         n = val.numel() - 1
+        on_device = [t.to(device) for t in (starts, first, end)]
+        pos = torch.arange(W, device=device)[None, :]
         for b in range(0, starts.numel(), B):
-            s, f, e = starts[b : b + B], first[b : b + B], end[b : b + B]
+            s, f, e = (t[b : b + B] for t in on_device)
             real = s.numel()
             if real < B:  # a static shape: repeat the last window, masked out below
-                pad = B - real
-                s, f, e = (torch.cat((t, t[-1:].expand(pad))) for t in (s, f, e))
-            idx = torch.clamp(s[:, None] + offsets[None, :], max=n).to(device)
-            chunk = val[idx].long()
-            x, y = chunk[:, :-1], chunk[:, 1:]
-            lo = int(f.min())
+                s, f, e = (torch.cat((t, t[-1:].expand(B - real))) for t in (s, f, e))
+            lo = int(first[b : b + B].min())  # from the host copy: no device sync
+            chunk = val[torch.clamp(s[:, None] + offsets[None, :], max=n)].long()
+            x, y = chunk[:, lo:-1], chunk[:, lo + 1 :]
             with ctx:
-                h = hidden(x)[:, lo:]
-                logits = model._project(h, None)
-            nll = F.cross_entropy(logits.float().flatten(0, 1), y[:, lo:].flatten(), reduction="none").view(B, -1)
-            pos = torch.arange(lo, W, device=device)[None, :]
-            mask = (pos >= f.to(device)[:, None]) & (pos < e.to(device)[:, None])
-            mask[real:] = False
-            prev, tgt = x[:, lo:][mask], y[:, lo:][mask]
-            sums[0] += nll[mask].double().sum()
+                logits = model._project(hidden(chunk[:, :-1])[:, lo:], None)
+            nll = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none").view(B, -1)
+            # Multiplying by the mask (not indexing with it) keeps every shape static: no host sync per batch.
+            mask = ((pos[:, lo:] >= f[:, None]) & (pos[:, lo:] < e[:, None])).double()
+            mask[real:] = 0.0
+            sums[0] += (nll.double() * mask).sum()
             sums[1] += mask.sum()
-            sums[2] += lut.count(prev, tgt)
+            sums[2] += (lut.bytes(x, y).double() * mask).sum()
         return sums
 
     def evaluate(self, model, val_tokens: Tensor, lut: LutOnDevice, *, rank: int = 0, world_size: int = 1,
