@@ -54,7 +54,9 @@ def row(preset: str, r: dict) -> dict:
     return {"preset": preset, "status": r.get("status"), "prequant": pre, "roundtrip": rt,
             "gap": None if pre is None or rt is None else rt - pre, "model_bytes": b.get("model"), "total_bytes": b.get("total"),
             "calibrate_s": st.get("calibrate"), "quantize_s": st.get("quantize"), "compress_s": st.get("compress"),
-            "calibration": (r.get("calibration") or {}).get("source"), "fitting": r.get("fitting"), "error": r.get("error")}
+            "calibration": (r.get("calibration") or {}).get("source"), "fitting": r.get("fitting"), "error": r.get("error"),
+            "decode_s": (r.get("calibration") or {}).get("generate_seconds"),
+            "allocate_s": ((r.get("fitting") or {}).get("allocation") or {}).get("seconds")}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -93,9 +95,11 @@ def main(argv: list[str] | None = None) -> None:
           "quantize s | compress s |\n|---|---|---|---|---|---|---|---|---|---|")
     for x in rows:
         f = lambda v, fmt: "-" if v is None else format(v, fmt)  # noqa: E731
+        calib = f(x['calibrate_s'], '.1f') + (f" (AR decoding {x['decode_s']:.1f})" if x.get("decode_s") is not None else "")
+        quant = f(x['quantize_s'], '.1f') + (f" (allocation {x['allocate_s']:.1f})" if x.get("allocate_s") is not None else "")
         print(f"| {x['preset']} | {x['calibration'] or '-'} | {f(x['prequant'], '.4f')} | {f(x['roundtrip'], '.4f')} | "
-              f"{f(x['gap'], '+.4f')} | {f(x['model_bytes'], ',')} | {f(x['total_bytes'], ',')} | {f(x['calibrate_s'], '.1f')} | "
-              f"{f(x['quantize_s'], '.1f')} | {f(x['compress_s'], '.1f')} |")
+              f"{f(x['gap'], '+.4f')} | {f(x['model_bytes'], ',')} | {f(x['total_bytes'], ',')} | {calib} | "
+              f"{quant} | {f(x['compress_s'], '.1f')} |")
 
 
 if __name__ == "__main__":
