@@ -1,5 +1,6 @@
-"""Exact float32 for the numerics that need it: Hessians of calibration inputs and GPTQ. Training sets bf16
-autocast and TF32 matmuls (10-bit mantissas); inside ``exact_fp32`` neither applies, whatever the caller set."""
+"""Exact float32 for GPTQ and the bit allocator. Training sets bf16 autocast and TF32 matmuls (10-bit
+mantissas); inside ``exact_fp32`` neither applies, whatever the caller set. (The Hessian products leave
+autocast but keep TF32 per train.tf32: see golf.calibration.hessians.)"""
 
 from __future__ import annotations
 
