@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> None:
         ev = SlidingEvaluator(window=a.window, stride=a.stride, batch_windows=a.batch_windows, reproduce_record_tail=tail)
         t1, r1 = timed(lambda ev=ev: ev.evaluate(g.model, val_t, lut, autocast_dtype=g.autocast))
         t2, r2 = timed(lambda ev=ev: ev.evaluate(g.model, val_t, lut, autocast_dtype=g.autocast))
-        rows[label] = (t1 - t2, r2.tokens / t2, r2.val_bpb, r2.tokens, t2)
+        # Both golf rows run the same compiled hidden() at the same shape: only the first pays for compiling.
+        rows[label] = (t1 - t2 if not rows else None, r2.tokens / t2, r2.val_bpb, r2.tokens, t2)
         print(f"{label}: first {t1:.1f}s, second {t2:.1f}s, {r2.tokens / t2:,.0f} tokens/s, val_bpb {r2.val_bpb:.6f}", flush=True)
 
     mod = import_record(a.record, dict(e.split("=", 1) for e in a.record_env))
@@ -110,12 +111,14 @@ def main(argv: list[str] | None = None) -> None:
     t2, (loss, bpb) = timed(record_eval)
     windows = len(range(0, n, a.stride))
     print(f"record: first {t1:.1f}s, second {t2:.1f}s, val_bpb {bpb:.6f}", flush=True)
-    rows["record's eval_val_sliding"] = (t1 - t2, None, bpb, None, t2)
+    label = "record's eval_val_sliding" + (" (FA3 stand-in: SDPA flash, K/V repeated)" if mod.GOLF_FA3_STAND_IN else " (FA3)")
+    rows[label] = (t1 - t2, None, bpb, None, t2)
     print(f"\n{torch.cuda.get_device_name(0)}; {n:,} targets, window {a.window}, stride {a.stride}, {a.batch_windows} windows per batch")
     print("| evaluator | compile s (1st - 2nd call) | eval s | scored tokens/s | val_bpb |\n|---|---|---|---|---|")
     for k, (comp, tps, bpb_, _tok, t) in rows.items():
         tps = tps if tps is not None else n / t  # the record scores every target (plus its tail again) per call
-        print(f"| {k} | {comp:.1f} | {t:.1f} | {tps:,.0f} | {bpb_:.6f} |")
+        comp_s = f"{comp:.1f}" if comp is not None else "(compiled above)"
+        print(f"| {k} | {comp_s} | {t:.1f} | {tps:,.0f} | {bpb_:.6f} |")
     print(f"(the record's windows: {windows:,}; its per-call target count includes the re-scored tail)")
 
 

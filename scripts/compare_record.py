@@ -37,15 +37,18 @@ RENAMES = (("ve_shared.", "ve."),)
 
 def import_record(path: Path, env: dict[str, str]):
     os.environ.update(env)
+    stand_in = False
     try:
         import flash_attn_interface  # noqa: F401
     except ImportError:
         stub = Path(tempfile.mkdtemp()) / "flash_attn_interface.py"
         stub.write_text(FA3_STAND_IN)
         sys.path.insert(0, str(stub.parent))
+        stand_in = True
     spec = importlib.util.spec_from_file_location("record_train_gpt", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    mod.GOLF_FA3_STAND_IN = stand_in  # the record's attention runs SDPA flash with K/V repeated, not FA3
     return mod
 
 
