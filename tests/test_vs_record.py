@@ -83,3 +83,20 @@ def test_scan_reads_the_1089_records_final_lines():
     assert out["step_avg_ms"] == 712.88 and out["steps_done"] == 233 and out["gptq_seconds"] == 7.162
     assert out["codec"] == "int6+brotli" and out["bytes"]["total"] == 15993413
     assert out["final"]["sliding"] == {"eval_seconds": 87.666, "t_done": 1.0, "val_bpb": 1.10903637, "val_loss": 1.87255649}
+
+
+def test_merge_joins_rows_from_separate_calls(tmp_path, capsys):
+    """One side per device call: --merge puts earlier calls' rows into one table."""
+    vs = _vs_record()
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps({"record_1089": {"steps_done": 233, "step_avg_ms": 712.88, "step_ms": [], "losses": [],
+                                             "bytes": {"total": 15993413}, "gptq_seconds": 7.162,
+                                             "final": {"sliding": {"val_bpb": 1.10903637, "eval_seconds": 87.666}}}}))
+    b.write_text(json.dumps({"golf_pr1089": {"steps_done": 240, "step_avg_ms": 700.0, "step_ms": [], "losses": [],
+                                             "bytes": {"total": 15990000}, "stages_s": {"calibrate": 6.0, "quantize": 20.0},
+                                             "final": {"prequant": {"val_bpb": 1.5}, "roundtrip": {"val_bpb": 1.51}}}}))
+    vs.main(["--budget", "180", "--skip-record", "--out", str(tmp_path / "m"), "--merge", str(a), str(b)])
+    out = capsys.readouterr().out
+    assert "| record_1089 | 233 | 712.9 | - | - | 1.1090 | 15,993,413 | 7.2 |" in out
+    assert "| golf_pr1089 | 240 | 700.0 | 1.5000 | 1.5100 | - | 15,990,000 | 6.0 | 20.0 |" in out
+    assert set(json.loads((tmp_path / "m" / "vs_record.json").read_text())) == {"record_1089", "golf_pr1089"}
