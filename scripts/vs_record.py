@@ -265,6 +265,7 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     if not a.skip_record and a.record is None:
         p.error("--record is required unless --skip-record")
+    a.out = a.out.resolve()  # golf runs start in the repository root
     a.out.mkdir(parents=True, exist_ok=True)
     rows = {}
     for path in a.merge:
