@@ -17,6 +17,8 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from golf.results import write_json_atomic
+
 CHALLENGE_MARGIN_NATS = 0.005
 
 
@@ -210,7 +212,7 @@ def write_summary(out_dir: str | Path, groups: dict[str, Group], problems: list[
     (out_dir / "summary.md").write_text(md + "\n")
     doc = {"groups": st, "baseline": baseline, "bar": {"nats": CHALLENGE_MARGIN_NATS, "p": 0.01},
            "left_out": [{"path": str(p), "why": w} for p, w in problems]}
-    (out_dir / "summary.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    write_json_atomic(out_dir / "summary.json", doc)
     if make_plot and groups:
         plot(groups, out_dir / "summary.png")
     return md
