@@ -117,7 +117,7 @@ def run_record(script: Path, env: dict[str, str], workdir: Path, timeout: float,
     try:
         for line in proc.stdout:
             log.write(line)
-            if scan_final or to_exit:
+            if scan_final:
                 scan_final_line(line, out, time.perf_counter() - t0)
             if m := STEP.match(line):
                 out["steps"].append(int(m[3]))
