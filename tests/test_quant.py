@@ -37,10 +37,10 @@ def test_int8_matches_the_baseline_with_no_larger_error(testvector):
 def test_gptq_lite_is_the_records(testvector):
     tv = testvector("quantizers")
     W = torch.from_numpy(tv["W"])
-    q, s = search_clip(W, 31)
+    q, s, _ = search_clip(W, 31)
     np.testing.assert_array_equal(q.numpy(), tv["int6_lite_q"])
     np.testing.assert_array_equal(s.float().numpy(), tv["int6_lite_scale"])
-    qr, sr = search_clip(W, 31, per_row=True)  # per row never reconstructs worse than per matrix
+    qr, sr, _ = search_clip(W, 31, per_row=True)  # per row never reconstructs worse than per matrix
     err = lambda q_, s_: float((W - dequantize_rows(q_, s_)).pow(2).mean())  # noqa: E731
     assert err(qr, sr) <= err(q, s) + 1e-12
 
@@ -56,7 +56,7 @@ def test_gptq_is_the_records_and_beats_lite(testvector):
     assert r.dead_columns == 1 and r.retries == 0
     lite = search_clip(W, 31)
     assert _herr(W, r.q, r.scale, H) == pytest.approx(24.1, abs=0.1)
-    assert _herr(W, *lite, H) == pytest.approx(51.3, abs=0.1)
+    assert _herr(W, *lite[:2], H) == pytest.approx(51.3, abs=0.1)
 
 
 def _plain_gptq(W: torch.Tensor, H: torch.Tensor, scales: torch.Tensor, qmax: int, damp: float = 0.01) -> torch.Tensor:
@@ -90,7 +90,7 @@ def test_gptq_equals_the_plain_loop_and_lowers_the_weighted_error(bits):
     assert _herr(W, r.q, r.scale, H) == pytest.approx(_herr(W, ref, r.scale, H), rel=0.01)
     rtn = quantize_rows(W, row_clip(W, 1.0), qmax)
     assert _herr(W, r.q, r.scale, H) < 0.8 * _herr(W, *rtn, H)
-    assert _herr(W, r.q, r.scale, H) < _herr(W, *search_clip(W, qmax), H)
+    assert _herr(W, r.q, r.scale, H) < _herr(W, *search_clip(W, qmax)[:2], H)
 
 
 def test_damping_is_retried_for_a_hessian_that_is_not_positive_definite():
@@ -159,8 +159,30 @@ def test_gptq_without_a_hessian_falls_back_to_lite():
     W = torch.randn(80, 900, generator=torch.Generator().manual_seed(1))
     out = Quantizer(matrix_bits=6, method="gptq").quantize({"blocks.0.mlp.fc.weight": W})
     assert out.stats["gptq"]["fallbacks"] == 1 and out.stats["gptq"]["matrices"] == 0
-    q, s = search_clip(W, 31)
+    q, s, _ = search_clip(W, 31)
     assert torch.equal(out.tensors["blocks.0.mlp.fc.weight.q"], q)
+
+
+def test_lite_reports_the_clip_each_row_chose():
+    """Rows of unit scale reconstruct better clipped below their maximum, so lite differs from RTN; the
+    quantizer counts rows per chosen percentile and rows at the scale floor (the export log prints both), so
+    "lite equals RTN" on weights of init scale can be told apart from lite not running."""
+    g = torch.Generator().manual_seed(3)
+    W = torch.randn(48, 512, generator=g)
+    W[:16, 7] = 40.0
+    out = Quantizer(matrix_bits=6, method="lite", search="row", keep_float_max_numel=0).quantize({"blocks.0.mlp.fc.weight": W})
+    rows = out.stats["clip_rows"]
+    assert sum(rows.values()) == 48
+    assert sum(n for k, n in rows.items() if float(k) < 1) >= 40  # Gaussian rows and outlier rows clip
+    rtn = Quantizer(matrix_bits=6, method="rtn", matrix_clip_percentile=1.0, keep_float_max_numel=0)
+    assert not torch.equal(rtn.quantize({"blocks.0.mlp.fc.weight": W}).tensors["blocks.0.mlp.fc.weight.q"],
+                           out.tensors["blocks.0.mlp.fc.weight.q"])
+    assert out.stats["floor_rows"] == 0 and out.stats["matrix_rows"] == 48
+    # Weights of init scale (every |w| < 1): the scale is the floor 1/31 whatever the clip, so lite == RTN.
+    small = {"blocks.0.mlp.fc.weight": W[16:] * 0.02}
+    lite_small, rtn_small = (Quantizer(matrix_bits=6, method=m, keep_float_max_numel=0).quantize(small) for m in ("lite", "rtn"))
+    assert lite_small.stats["floor_rows"] == rtn_small.stats["floor_rows"] == 32
+    assert torch.equal(lite_small.tensors["blocks.0.mlp.fc.weight.q"], rtn_small.tensors["blocks.0.mlp.fc.weight.q"])
 
 
 def test_bad_options_name_the_key():

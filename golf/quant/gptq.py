@@ -30,7 +30,7 @@ class GPTQResult:
     damp: float                         # the relative damping that worked
     retries: int = 0
     dead_columns: int = 0
-    percentile: float | None = None     # search="matrix": the chosen one
+    percentile: Tensor | None = None    # [rows] the clip percentile each row ended with
     notes: list[str] = field(default_factory=list)
 
 
@@ -95,7 +95,7 @@ def gptq(weight: Tensor, hessian: Tensor, qmax: int, *, percentiles=PERCENTILES,
     if tries:
         out.notes.append(f"Hessian not positive definite at damping {damp:g}; used {used:g}")
     if search == "row":
-        _, s = search_clip(W0, qmax, percentiles, per_row=True)
+        s, out.percentile = search_clip(W0, qmax, percentiles, per_row=True)[1:]
         out.q, out.scale = gptq_sweep(W, U, s, qmax, block)[:, inv].contiguous(), s
         return out
     best = None
@@ -105,7 +105,8 @@ def gptq(weight: Tensor, hessian: Tensor, qmax: int, *, percentiles=PERCENTILES,
         mse = float((W - dequantize_rows(Q, s)).pow(2).mean())
         if best is None or mse < best[0]:
             best = (mse, Q, s, pct)
-    out.q, out.scale, out.percentile = best[1][:, inv].contiguous(), best[2], best[3]
+    out.q, out.scale = best[1][:, inv].contiguous(), best[2]
+    out.percentile = torch.full((W0.size(0),), best[3], device=W0.device)
     return out
 
 

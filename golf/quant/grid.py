@@ -11,6 +11,7 @@ lower Hessian-weighted error).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -47,23 +48,31 @@ def quantize_rows(w: Tensor, clip: Tensor, qmax: int, scale_dtype: torch.dtype =
     return quantize_with_scales(w, s, qmax).contiguous(), s.contiguous()
 
 
-def search_clip(w: Tensor, qmax: int, percentiles: Sequence[float] = PERCENTILES, per_row: bool = False) -> tuple[Tensor, Tensor]:
+class ClipSearch(NamedTuple):
+    q: Tensor
+    scale: Tensor
+    percentile: Tensor  # [rows] the candidate each row ended with
+
+
+def search_clip(w: Tensor, qmax: int, percentiles: Sequence[float] = PERCENTILES, per_row: bool = False) -> ClipSearch:
     """GPTQ-lite: among the candidate clip percentiles keep the one with the lowest reconstruction MSE, for the
     whole matrix (#414/#549/#1019) or row by row (#635, #1089)."""
     w32 = w.float()
-    best_q = best_s = best_err = None
+    best_q = best_s = best_err = best_p = None
     for pct in percentiles:
         q, s = quantize_rows(w32, row_clip(w32, pct), qmax)
         err = (w32 - dequantize_rows(q, s)).pow(2).mean(dim=1)
+        p = torch.full_like(err, pct)
         if best_q is None:
-            best_q, best_s, best_err = q, s, err
+            best_q, best_s, best_err, best_p = q, s, err, p
         elif per_row:
             better = err < best_err
             best_q = torch.where(better[:, None], q, best_q)
             best_s, best_err = torch.where(better, s, best_s), torch.where(better, err, best_err)
+            best_p = torch.where(better, p, best_p)
         elif err.mean() < best_err.mean():
-            best_q, best_s, best_err = q, s, err
-    return best_q, best_s
+            best_q, best_s, best_err, best_p = q, s, err, p
+    return ClipSearch(best_q, best_s, best_p)
 
 
 def quantize_tensor(w: Tensor, percentile: float | None, qmax: int) -> tuple[Tensor, Tensor]:

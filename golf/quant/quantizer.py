@@ -29,7 +29,7 @@ from torch import Tensor
 
 from golf.quant.format import QuantizedState
 from golf.quant.gptq import gptq, hessian_error
-from golf.quant.grid import PERCENTILES, qmax_for, quantize_rows, quantize_tensor, row_clip, search_clip
+from golf.quant.grid import PERCENTILES, qmax_for, quantize_rows, quantize_tensor, row_clip, row_scales, search_clip
 
 MATRIX = re.compile(r"^blocks\.(\d+)\.(attn\.(c_q|c_k|c_v|proj)|mlp\.(fc|proj))\.weight$")
 METHODS = ("rtn", "lite", "gptq")
@@ -120,7 +120,8 @@ class Quantizer:
         """Quantize a state dict; ``hessians`` by matrix name (gptq), ``bits`` per matrix (overrides)."""
         t0 = time.perf_counter()
         out = QuantizedState(stats={"params": 0, "quantized_params": 0, "classes": {}, "bits": {}, "method": self.method,
-                                    "gptq": {"matrices": 0, "fallbacks": 0, "damping_retries": 0, "h_error": 0.0}})
+                                    "gptq": {"matrices": 0, "fallbacks": 0, "damping_retries": 0, "h_error": 0.0},
+                                    "clip_rows": {}, "matrix_rows": 0, "floor_rows": 0})
         hessians, bits = hessians or {}, bits or {}
         for name, t in state.items():
             t = t.detach()
@@ -153,21 +154,34 @@ class Quantizer:
         out.stats["quantized_params"] += t.numel()
         out.stats["bits"][str(b)] = out.stats["bits"].get(str(b), 0) + t.numel()
 
+    @staticmethod
+    def _count_floor(out: QuantizedState, s: Tensor, qmax: int) -> None:
+        """Rows whose scale is the grid's floor 1/qmax (every |w| in the row below 1): there the clip percentile
+        cannot change anything, and the grid is coarser than the row's range (#414-#1089's int6 format)."""
+        out.stats["matrix_rows"] += s.numel()
+        out.stats["floor_rows"] += int((s.float() <= row_scales(torch.zeros(1), qmax).float()).sum())
+
     def _matrix(self, out: QuantizedState, name: str, t: Tensor, b: int, hessian: Tensor | None) -> None:
         qmax = qmax_for(b)
         g = out.stats["gptq"]
         if self.method == "rtn":
-            return self._rtn(out, name, t, b, self.matrix_clip)
+            self._rtn(out, name, t, b, self.matrix_clip)
+            return self._count_floor(out, out.tensors[f"{name}.scale"], qmax)
         if self.method == "gptq" and hessian is not None:
             r = gptq(t, hessian, qmax, percentiles=self.percentiles, search=self.search, **self.gptq_kw)
-            q, s = r.q, r.scale
+            q, s, chosen = r.q, r.scale, r.percentile
             g["matrices"] += 1
             g["damping_retries"] += r.retries
             g["h_error"] += hessian_error(t, q, s, hessian) / max(float(torch.diag(hessian.float()).sum()), 1e-30)
         else:
             if self.method == "gptq":
                 g["fallbacks"] += 1
-            q, s = search_clip(t, qmax, self.percentiles, per_row=self.search == "row")
+            q, s, chosen = search_clip(t, qmax, self.percentiles, per_row=self.search == "row")
+        rows = out.stats["clip_rows"]
+        for pct, n in zip(*torch.unique(chosen.cpu(), return_counts=True)):
+            key = f"{float(pct):g}"
+            rows[key] = rows.get(key, 0) + int(n)
+        self._count_floor(out, s, qmax)
         out.add_quantized(name, "per_row", q.cpu(), s.cpu(), t.dtype, b)
         out.stats["quantized_params"] += t.numel()
         out.stats["bits"][str(b)] = out.stats["bits"].get(str(b), 0) + t.numel()

@@ -76,8 +76,12 @@ def quantize(run: Run) -> None:
         g = st.get("gptq") or {}
         gptq = (f", GPTQ on {g['matrices']} matrices ({g['fallbacks']} fell back to RTN, {g['damping_retries']} "
                 f"damping retries)") if g.get("matrices") else ""
+        rows = st.get("clip_rows") or {}
+        clip = f"; clip percentile chosen by rows {', '.join(f'{k}: {n:,}' for k, n in sorted(rows.items()))}" if rows else ""
+        if st.get("floor_rows"):
+            clip += f"; scale at the grid's floor 1/qmax in {st['floor_rows']:,} of {st['matrix_rows']:,} matrix rows"
         run.log(f"quantize: {st['method']}, {st['quantized_params']:,} of {st['params']:,} parameters in "
-                f"{st['seconds']:.1f}s, {st['payload_bytes']:,} B before compression{gptq}")
+                f"{st['seconds']:.1f}s, {st['payload_bytes']:,} B before compression{gptq}{clip}")
 
 
 def compress(run: Run) -> None:
