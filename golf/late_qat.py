@@ -81,6 +81,11 @@ class LateQAT:
             self.start_step, self.start_ms, self.start_lr_mult = step, elapsed_ms, lr_mult
             self.switch(True)
             log(f"qat: {c.mode} int{c.bits} on at step {step} (lr_mult {lr_mult:.3f}, {elapsed_ms / 1000:.1f}s)")
+            if step <= 1 and c.last_fraction is None:
+                log(f"qat: warning: the LR multiplier starts below train.qat.lr_below={c.lr_below}: the warmdown "
+                    "covers the whole run, so the model trains fake-quantized from its first step. The records' "
+                    "own late QAT never ran under torch.compile; to train as they did, set train.qat.mode=none, "
+                    "or shorten schedule.warmdown_iters for a short run.")
         if c.mode == "soft_round":
             if cap_ms is not None:
                 progress = (elapsed_ms - self.start_ms) / max(cap_ms - self.start_ms, 1e-9)

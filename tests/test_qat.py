@@ -79,6 +79,10 @@ def test_late_qat_switches_on_below_the_lr_threshold_and_ramps_alpha():
     assert not by_time.active
     by_time.before_step(6, 1.0, 85_000.0, 100_000.0, 10**6, logs.append)
     assert by_time.active
+    # The H100 run of experiment=pr1019 at 180 s: warmdown 4000 steps x 0.69 s > 180 s, lr_mult 0.065 at step 1
+    early, logs = LateQAT(QATConfig(mode="ste"), GPT(**SMALL).qat), []
+    early.before_step(1, 0.065, 700.0, 180_000.0, 10**6, logs.append)
+    assert early.active and len(logs) == 2 and "train.qat.mode=none" in logs[1] and "warmdown" in logs[1]
     with pytest.raises(ValueError, match="train.qat.mode"):
         QATConfig(mode="off")
     with pytest.raises(ValueError, match="train.qat.bits"):
