@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from golf.calibration.generate import generate_batch, generate_by_recomputation
+from golf.calibration.generate import generate, generate_batch, generate_by_recomputation
 from golf.calibration.hessians import collect_hessians
 from golf.calibration.sources import AutoRegressive, CalibrationContext, RandomTokens, TrainBatches, ValBatches
 from golf.models.gpt import GPT
@@ -52,6 +52,31 @@ def test_ar_generation_with_the_cache_gives_the_tokens_of_recomputation():
     assert torch.equal(cached, recomputed)
     assert cached.shape == (4, 40) and int(cached.max()) < 64
     assert not torch.equal(cached, generate_batch(m, 4, 40, 0.8, seed=8, batch_index=3, device=torch.device("cpu")))
+
+
+@pytest.mark.parametrize("extra", [{}, {"bigram_buckets": 0, "engram_buckets": 16}])
+def test_static_decoding_samples_the_tokens_of_eager_decoding(extra):
+    """The fixed-shape decoding step (the one captured in a CUDA graph): cache written at a device position,
+    every slot attended under a mask, hash/smear context updated in place. Same seed, fp32: the same tokens
+    as eager decoding, through every model feature, and for several batches decoded together."""
+    m = _model(**extra)
+    cpu = torch.device("cpu")
+    eager = generate(m, [(0, 3), (5, 2)], 40, 0.8, seed=7, device=cpu, mode="eager")
+    static = generate(m, [(0, 3), (5, 2)], 40, 0.8, seed=7, device=cpu, mode="static")
+    assert torch.equal(static, eager)
+    assert torch.equal(generate(m, [(0, 3)], 3, 0.8, seed=7, device=cpu, mode="static"), eager[:3, :3])
+    with pytest.raises(ValueError, match="calibration.decode=graph needs a CUDA device"):
+        generate(m, [(0, 3)], 8, 0.8, seed=7, device=cpu, mode="graph")
+    with pytest.raises(ValueError, match="calibration.decode must be one of"):
+        AutoRegressive(decode="cuda_graphs")
+
+
+def test_a_static_state_needs_two_positions_first():
+    m = _model().eval()
+    state = m.decode_state(8)
+    m.decode(torch.zeros(2, 1, dtype=torch.long), state)
+    with pytest.raises(ValueError, match="two positions"):
+        state.make_static()
 
 
 def test_hessians_equal_a_direct_computation():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from golf.calibration.generate import generate_batch
+from golf.calibration.generate import generate, generate_batch
 from golf.quant.fit import ByteBudget, allocate_bits
 from golf.quant.quantizer import Quantizer
 from tests.test_calibration import _model, check_hessians_exact_under_bf16
@@ -23,6 +23,17 @@ def test_ar_generation_runs_through_a_cudnn_model_in_bf16():
     a = generate_batch(m, 4, 64, 0.8, seed=7, batch_index=0, device=CUDA, autocast_dtype=torch.bfloat16)
     b = generate_batch(m, 4, 64, 0.8, seed=7, batch_index=0, device=CUDA, autocast_dtype=torch.bfloat16)
     assert a.shape == (4, 64) and int(a.max()) < 64 and torch.equal(a, b)
+
+
+def test_graph_decoding_replays_the_static_step():
+    """One static step captured in a CUDA graph and replayed gives the tokens of running that step eagerly
+    (fp32, same seed), and decoding in bf16 through the graph runs."""
+    m = _model().to(CUDA)
+    static = generate(m, [(0, 4), (3, 4)], 96, 0.8, seed=7, device=CUDA, mode="static")
+    graph = generate(m, [(0, 4), (3, 4)], 96, 0.8, seed=7, device=CUDA, mode="graph")
+    assert torch.equal(graph, static)
+    bf16 = generate(m, [(0, 8)], 96, 0.8, seed=7, device=CUDA, autocast_dtype=torch.bfloat16, mode="graph")
+    assert bf16.shape == (8, 96) and int(bf16.max()) < 64
 
 
 def test_hessians_are_float32_under_bf16_autocast():

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from golf.calibration.generate import generate
+from golf.calibration.generate import DECODE_MODES, generate
 
 
 @dataclass
@@ -121,11 +121,13 @@ class AutoRegressive(Calibration):
     name = "ar"
 
     def __init__(self, *, sequences: int = 64, seq_len: int | None = 2048, batch_seqs: int = 8, temperature: float = 0.8,
-                 seed: int | None = None):
+                 seed: int | None = None, decode: str = "auto"):
         super().__init__(sequences=sequences, seq_len=seq_len, batch_seqs=batch_seqs, seed=seed)
         if temperature <= 0:
             raise ValueError(f"calibration.temperature must be > 0, got {temperature}")
-        self.temperature = temperature
+        if decode not in DECODE_MODES:
+            raise ValueError(f"calibration.decode must be one of {DECODE_MODES}, got {decode!r}")
+        self.temperature, self.decode = temperature, decode
         self.generate_seconds: float | None = None
 
     def check(self, model: Any, train_cap_seconds: float | None) -> None:
@@ -143,14 +145,14 @@ class AutoRegressive(Calibration):
             torch.cuda.synchronize(ctx.device)
         t0 = time.perf_counter()
         tokens = generate(ctx.model, shares, self.seq_len or ctx.seq_len, self.temperature, seed, ctx.device,
-                          ctx.autocast_dtype)
+                          ctx.autocast_dtype, self.decode)
         if ctx.device.type == "cuda":
             torch.cuda.synchronize(ctx.device)
         self.generate_seconds = round(time.perf_counter() - t0, 3)
         yield from tokens.split(self.batch_seqs)
 
     def describe(self) -> dict:
-        out = {**super().describe(), "temperature": self.temperature}
+        out = {**super().describe(), "temperature": self.temperature, "decode": self.decode}
         if self.generate_seconds is not None:
             out["generate_seconds"] = self.generate_seconds  # this rank's decoding alone (the Hessians come after)
         return out

@@ -92,11 +92,14 @@ def attend_last(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
 
 class KVCache:
     """One layer's keys and values for incremental decoding: [B, capacity, Hkv, D] (allocated at the first
-    append, in the keys' dtype), filled up to ``length``."""
+    append, in the keys' dtype), filled up to ``length``. In static mode (``pos`` set, a device tensor [1]) a
+    step writes its position in place and attends to every slot under a mask, so its shapes never change and
+    one step can be captured in a CUDA graph."""
 
     def __init__(self, capacity: int):
         self.capacity, self.length = capacity, 0
         self.k = self.v = None
+        self.pos: Tensor | None = None
 
     def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         n = k.size(1)
@@ -109,6 +112,23 @@ class KVCache:
         self.v[:, self.length : self.length + n] = v
         self.length += n
         return self.k[:, : self.length], self.v[:, : self.length]
+
+    def write(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Static mode: store one position at ``pos``; every slot's K and V, and the mask of those filled."""
+        self.k.index_copy_(1, self.pos, k.to(self.k.dtype))
+        self.v.index_copy_(1, self.pos, v.to(self.v.dtype))
+        return self.k, self.v, torch.arange(self.capacity, device=k.device) <= self.pos
+
+
+def attend_masked(q: Tensor, k: Tensor, v: Tensor, valid: Tensor) -> Tensor:
+    """``attend_last`` over a fixed number of slots, of which ``valid`` [S] are filled (static decoding)."""
+    qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+    mask = valid.view(1, 1, 1, -1)
+    gqa = k.size(2) != q.size(2)
+    if not q.is_cuda:
+        return F.scaled_dot_product_attention(qt, kt, vt, attn_mask=mask, enable_gqa=gqa).transpose(1, 2)
+    with sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
+        return F.scaled_dot_product_attention(qt, kt, vt, attn_mask=mask, enable_gqa=gqa).transpose(1, 2)
 
 
 def exclusive(y: Tensor, v: Tensor) -> Tensor:
@@ -170,6 +190,8 @@ class CausalSelfAttention(nn.Module):
         q = q * self.q_gain.to(q.dtype)[None, None, :, None]
         if cache is None:
             y = attend(q, k, v, self.kernel)
+        elif cache.pos is not None:
+            y = attend_masked(q, *cache.write(k, v))
         else:
             ks, vs = cache.append(k, v)
             y = attend(q, ks, vs, self.kernel) if ks.size(1) == T > 1 else attend_last(q, ks, vs)

@@ -68,17 +68,38 @@ class Block(nn.Module):
 @dataclass
 class DecodeState:
     """What incremental decoding carries between calls: each layer's K/V, the last two token ids (hash
-    embeddings) and the last normalised embedding (SmearGate); RoPE uses the base of ``capacity`` positions."""
+    embeddings) and the last normalised embedding (SmearGate); RoPE uses the base of ``capacity`` positions.
+    After ``make_static`` the position is the device tensor ``pos`` and every buffer is updated in place."""
 
     caches: list[KVCache]
     capacity: int
     prev_ids: Tensor | None = None
     prev_x: Tensor | None = None
     rope: tuple[Tensor, Tensor] | None = None  # cos/sin of every position up to capacity
+    pos: Tensor | None = None                   # static mode: the next position, [1] on the device
 
     @property
     def length(self) -> int:
         return self.caches[0].length
+
+    def make_static(self) -> Tensor:
+        """Switch to fixed shapes (for one decoding step captured in a CUDA graph and replayed); returns ``pos``,
+        which the caller advances in place after each step. Needs two decoded positions (the hash embeddings
+        then see a context of fixed width)."""
+        if self.prev_ids is None or self.prev_ids.size(1) < 2 or self.rope is None:
+            raise ValueError("a static decode state needs two positions decoded first")
+        self.pos = torch.tensor([self.length], device=self.prev_ids.device)
+        for c in self.caches:
+            c.pos = self.pos
+        self.prev_ids, self.prev_x = self.prev_ids.clone(), self.prev_x.clone()
+        return self.pos
+
+    def remember(self, ids: Tensor, x: Tensor) -> None:
+        if self.pos is None:
+            self.prev_ids, self.prev_x = ids, x
+        else:
+            self.prev_ids.copy_(ids)
+            self.prev_x.copy_(x)
 
 
 class GPT(nn.Module):
@@ -220,10 +241,10 @@ class GPT(nn.Module):
             if extra is not None:
                 x = x + extra(ctx)[:, -T:]
         x = rms_norm(x)
-        before = None if state is None else state.prev_x
+        out = self.smear(x, None if state is None else state.prev_x) if self.smear is not None else x
         if state is not None:
-            state.prev_ids, state.prev_x = ctx[:, -2:], x[:, -1:]
-        return self.smear(x, before) if self.smear is not None else x
+            state.remember(ctx[:, -2:], x[:, -1:])
+        return out
 
     def hidden(self, input_ids: Tensor, state: DecodeState | None = None, rope_len: int | None = None) -> Tensor:
         """Final hidden states. ``state``: decode incrementally after the positions already cached. RoPE's
@@ -235,7 +256,10 @@ class GPT(nn.Module):
         x = x0 = self.embed(input_ids, state)
         T = input_ids.size(1)
         cos, sin = self._rope(start + T, rope_len or (state.capacity if state is not None else T), input_ids.device, state)
-        cos, sin = cos[start : start + T], sin[start : start + T]
+        if state is not None and state.pos is not None:
+            cos, sin = cos.index_select(0, state.pos), sin.index_select(0, state.pos)
+        else:
+            cos, sin = cos[start : start + T], sin[start : start + T]
         ve_base = self.ve(input_ids) if self.ve is not None else None
         skips: list[Tensor] = []
         v0 = None
