@@ -274,17 +274,20 @@ def main(argv: list[str] | None = None) -> None:
         r = rows[a.record_label] = run_record(a.record, record_env(a), a.out / a.record_label, a.record_timeout,
                                               to_exit=bool(a.budget) and a.record_until == "exit",
                                               scan_final=bool(a.budget))
+        r["seed"] = a.seed
         print(f"{a.record_label}: {r['seconds']}s exit {r['exit']}, median {median_from(r['step_ms'], a.from_step)} ms",
               flush=True)
     for spec in a.golf:
         label, _, ov = spec.partition(":")
         r = rows[label] = run_golf(golf_overrides(a, ov), a.out / label, a.golf_timeout)
+        r["seed"] = a.seed
         print(f"{label}: {r['seconds']}s exit {r['exit']}, median {median_from(r['step_ms'], a.from_step)} ms", flush=True)
     for r in rows.values():
         r["median_ms"] = median_from(r["step_ms"], a.from_step)
     (a.out / "vs_record.json").write_text(json.dumps(rows, indent=1))
     if a.budget:
-        print(f"\nwhole pipelines at a {a.budget:g} s training cap, seed {a.seed}\n{BUDGET_HEADER}")
+        seeds = sorted({str(r["seed"]) if "seed" in r else "not recorded" for r in rows.values()})
+        print(f"\nwhole pipelines at a {a.budget:g} s training cap, seed {', '.join(seeds)}\n{BUDGET_HEADER}")
         for k, r in rows.items():
             print(budget_row(k, r))
     else:

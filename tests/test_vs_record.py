@@ -89,7 +89,7 @@ def test_merge_joins_rows_from_separate_calls(tmp_path, capsys):
     """One side per device call: --merge puts earlier calls' rows into one table."""
     vs = _vs_record()
     a, b = tmp_path / "a.json", tmp_path / "b.json"
-    a.write_text(json.dumps({"record_1089": {"steps_done": 233, "step_avg_ms": 712.88, "step_ms": [], "losses": [],
+    a.write_text(json.dumps({"record_1089": {"seed": 1337, "steps_done": 233, "step_avg_ms": 712.88, "step_ms": [], "losses": [],
                                              "bytes": {"total": 15993413}, "gptq_seconds": 7.162,
                                              "final": {"sliding": {"val_bpb": 1.10903637, "eval_seconds": 87.666}}}}))
     b.write_text(json.dumps({"golf_pr1089": {"steps_done": 240, "step_avg_ms": 700.0, "step_ms": [], "losses": [],
@@ -98,5 +98,6 @@ def test_merge_joins_rows_from_separate_calls(tmp_path, capsys):
     vs.main(["--budget", "180", "--skip-record", "--out", str(tmp_path / "m"), "--merge", str(a), str(b)])
     out = capsys.readouterr().out
     assert "| record_1089 | 233 | 712.9 | - | - | 1.1090 | 15,993,413 | 7.2 |" in out
+    assert "training cap, seed 1337, not recorded" in out  # the rows' own seeds, not this call's --seed
     assert "| golf_pr1089 | 240 | 700.0 | 1.5000 | 1.5100 | - | 15,990,000 | 6.0 | 20.0 |" in out
     assert set(json.loads((tmp_path / "m" / "vs_record.json").read_text())) == {"record_1089", "golf_pr1089"}
