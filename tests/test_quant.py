@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from golf.quant.format import QuantizedState, dequantize_state
-from golf.quant.gptq import gptq, hessian_error, inverse_cholesky
+from golf.quant.gptq import gptq, gptq_sweep, hessian_error, inverse_cholesky
 from golf.quant.grid import dequantize_rows, qmax_for, quantize_rows, row_clip, search_clip
 from golf.quant.none import NoQuant
 from golf.quant.quantizer import Quantizer, matrix_group
@@ -153,6 +153,18 @@ def test_treatment_rules_by_class():
     assert out.stats["classes"]["matrix"] == 512 * 512 + 512 * 1536
     assert out.stats["bits"] == {"6": 512 * 512, "5": 512 * 1536, "8": 3072 * 112 + 1024 * 128 + 80_000}
     assert matrix_group("blocks.10.mlp.fc.weight") == "layer10.mlp" and matrix_group("tok_emb.weight") is None
+
+
+def test_one_sweep_over_stacked_candidates_equals_a_sweep_per_candidate():
+    """search=matrix sweeps every clip candidate at once (rows are independent in GPTQ): each candidate's
+    integers equal those of sweeping it alone."""
+    g = torch.Generator().manual_seed(5)
+    W, X = torch.randn(48, 200, generator=g), torch.randn(1000, 200, generator=g)
+    U = inverse_cholesky(X.T @ X / 1000, 0.01)[0]
+    scales = [quantize_rows(W, row_clip(W, p), 31)[1] for p in (0.999, 0.9999, 1.0)]
+    stacked = gptq_sweep(W.repeat(3, 1), U, torch.cat(scales), 31, block=64).view(3, 48, 200)
+    for j, s in enumerate(scales):
+        assert torch.equal(stacked[j], gptq_sweep(W, U, s, 31, block=64))
 
 
 def test_gptq_without_a_hessian_falls_back_to_lite():

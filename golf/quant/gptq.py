@@ -7,10 +7,11 @@ factor of H⁻¹, so the layer's output error tr(E H Eᵀ) stays low:
   act-order: columns by decreasing diag(H); U = chol(chol_inverse(chol(H)))ᵀ (upper);
   per block of ``block`` columns, per column i: q_i = Q(w_i), e = (w_i - q_i s) / U_ii,
   w_{i:block end} -= e U_{i, i:block end}; after the block, the rest of W -= E_block U_{block, rest}.
-Per-row scales come from the clip search: ``search="matrix"`` runs the sweep once per candidate percentile
-and keeps the lowest weight-space MSE (#593/#1019); ``search="row"`` picks each row's percentile by plain
-rounding first and sweeps once (#1089's single pass). A Hessian that is not positive definite after damping
-is retried with ten times the damping (up to ``retries`` times) and the attempts are reported.
+Per-row scales come from the clip search: ``search="matrix"`` quantizes with every candidate percentile
+(one sweep over the stacked candidates) and keeps the lowest weight-space MSE (#593/#1019); ``search="row"``
+picks each row's percentile by plain rounding first and sweeps once (#1089's single pass). A Hessian that
+is not positive definite after damping is retried with ten times the damping (up to ``retries`` times) and
+the attempts are reported.
 """
 
 from __future__ import annotations
@@ -98,10 +99,12 @@ def gptq(weight: Tensor, hessian: Tensor, qmax: int, *, percentiles=PERCENTILES,
         s, out.percentile = search_clip(W0, qmax, percentiles, per_row=True)[1:]
         out.q, out.scale = gptq_sweep(W, U, s, qmax, block)[:, inv].contiguous(), s
         return out
+    # Every candidate in one sweep: rows are independent in GPTQ (each propagates only its own error through
+    # U), so stacking the candidates' copies of W quantizes each exactly as alone, with 1/P of the launches.
+    scales = [quantize_rows(W0, row_clip(W0, pct), qmax)[1] for pct in percentiles]
+    Qs = gptq_sweep(W.repeat(len(scales), 1), U, torch.cat(scales), qmax, block).view(len(scales), *W.shape)
     best = None
-    for pct in percentiles:
-        s = quantize_rows(W0, row_clip(W0, pct), qmax)[1]
-        Q = gptq_sweep(W, U, s, qmax, block)
+    for Q, s, pct in zip(Qs, scales, percentiles):
         mse = float((W - dequantize_rows(Q, s)).pow(2).mean())
         if best is None or mse < best[0]:
             best = (mse, Q, s, pct)
