@@ -190,7 +190,7 @@ def test_averaging_candidates_are_scored_and_the_chosen_one_exported(smoke_dir, 
     monkeypatch.setenv("GOLF_CACHE_DIR", str(smoke_dir.parent))
     r = run_in_process([*FAST, "logger=none", "train.iterations=8", "train.ema.decay=0.9", "train.swa.every=2",
                         "train.swa.lr_below=1.01", "train.export=swa", "train.qat.mode=ste", "train.qat.lr_below=0.6",
-                        "schedule.warmdown_iters=4"], tmp_path)
+                        "schedule.warmdown_iters=4", "train.save_weights=true"], tmp_path)
     a = r["averaging"]
     assert a["requested"] == a["exported"] == "swa" and a["swa_snapshots"] == 4 and a["swa_first_step"] == 2
     assert set(a["candidates"]) == {"raw", "ema", "swa"} and a["note"] is None
@@ -198,6 +198,11 @@ def test_averaging_candidates_are_scored_and_the_chosen_one_exported(smoke_dir, 
     assert len({c["val_bpb"] for c in a["candidates"].values()}) == 3
     assert r["qat"]["mode"] == "ste" and r["qat"]["start_step"] is not None and r["qat"]["start_lr_mult"] < 0.6
     assert "average" in r["stages_s"] and "qat: ste int6 on at step" in (tmp_path / "train.log").read_text()
+    # Fake quantization acts in training mode only: the pre-quant score is the float model's, equal to scoring the
+    # saved weights in a fresh model (a requantize run, where QAT never switched on).
+    again = run_in_process([*FAST, "logger=none", "train.iterations=0", f"train.load_weights={tmp_path / 'weights.safetensors'}"],
+                           tmp_path / "again")
+    assert again["val"]["prequant"]["val_bpb"] == r["val"]["prequant"]["val_bpb"]
 
     best = run_in_process([*FAST, "logger=none", "train.iterations=4", "train.ema.decay=0.9", "train.export=best",
                            "train.swa.every=50"], tmp_path / "best")
