@@ -28,6 +28,12 @@ def _generator(seed: int, batch_index: int, device: torch.device) -> torch.Gener
 DECODE_MODES = ("auto", "eager", "static", "graph")
 
 
+def check_decode_mode(mode: str) -> str:
+    if mode not in DECODE_MODES:
+        raise ValueError(f"calibration.decode must be one of {DECODE_MODES}, got {mode!r}")
+    return mode
+
+
 def _sampler(tokens: Tensor, gens: list[torch.Generator], bounds: list[int], temperature: float):
     def sample(t: int, logits: Tensor) -> None:
         """Position t+1 of every sequence from position t's logits, each batch from its own generator."""
@@ -49,9 +55,7 @@ def generate(model: nn.Module, shares: list[tuple[int, int]], seq_len: int, temp
     CUDA, else eager."""
     if temperature <= 0:
         raise ValueError(f"calibration.temperature must be > 0, got {temperature}")
-    if mode not in DECODE_MODES:
-        raise ValueError(f"calibration.decode must be one of {DECODE_MODES}, got {mode!r}")
-    if mode == "graph" and device.type != "cuda":
+    if check_decode_mode(mode) == "graph" and device.type != "cuda":
         raise ValueError(f"calibration.decode=graph needs a CUDA device, not {device}; use auto, eager or static")
     mode = ("graph" if device.type == "cuda" else "eager") if mode == "auto" else mode
     gens = [_generator(seed, b, device) for b, _ in shares]

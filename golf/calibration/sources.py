@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from golf.calibration.generate import DECODE_MODES, generate
+from golf.calibration.generate import check_decode_mode, generate
 
 
 @dataclass
@@ -125,9 +125,7 @@ class AutoRegressive(Calibration):
         super().__init__(sequences=sequences, seq_len=seq_len, batch_seqs=batch_seqs, seed=seed)
         if temperature <= 0:
             raise ValueError(f"calibration.temperature must be > 0, got {temperature}")
-        if decode not in DECODE_MODES:
-            raise ValueError(f"calibration.decode must be one of {DECODE_MODES}, got {decode!r}")
-        self.temperature, self.decode = temperature, decode
+        self.temperature, self.decode = temperature, check_decode_mode(decode)
         self.generate_seconds: float | None = None
 
     def check(self, model: Any, train_cap_seconds: float | None) -> None:
