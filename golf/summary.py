@@ -218,11 +218,14 @@ def write_summary(out_dir: str | Path, groups: dict[str, Group], problems: list[
     return md
 
 
+def shared_overrides(names: list[str]) -> set[str]:
+    """The overrides every group has (none when there is a single group: its label keeps them all)."""
+    return set.intersection(*(set(n.split(",")) for n in names)) if len(names) > 1 else set()
+
+
 def short_labels(names: list[str]) -> list[str]:
     """Each group's overrides that not every group shares, one per line (the shared ones go in the title)."""
-    if len(names) < 2:
-        return [n.replace(",", "\n") for n in names]
-    common = set.intersection(*(set(n.split(",")) for n in names))
+    common = shared_overrides(names)
     return ["\n".join(p for p in n.split(",") if p not in common) or "(base)" for n in names]
 
 
@@ -242,7 +245,7 @@ def plot(groups: dict[str, Group], path: str | Path, metric: str = "val_bpb") ->
             ax.hlines(statistics.fmean(vals), i - 0.25, i + 0.25, color="k")
     ax.set_xticks(range(len(names)), short_labels(names), fontsize=8)
     ax.set_ylabel("headline val_bpb (TTT, else sliding, else round trip)" if metric == "val_bpb" else metric, fontsize=8)
-    common = set.intersection(*(set(n.split(",")) for n in names)) if len(names) > 1 else set()
+    common = shared_overrides(names)
     if common:
         ax.set_title("all with " + ", ".join(sorted(common)), fontsize=7, wrap=True)
     ax.grid(axis="y", alpha=0.3)
