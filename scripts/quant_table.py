@@ -20,6 +20,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from golf.results import write_json_atomic  # noqa: E402
 
 
 def golf(overrides: list[str], run_dir: Path, timeout: float) -> dict:
@@ -39,7 +42,6 @@ def applicable(recipe: list[str], preset: str, overrides: list[str]) -> tuple[li
     preset calibrates), and the ones left out."""
     from omegaconf import OmegaConf
 
-    sys.path.insert(0, str(ROOT))
     from scripts.bench import compose
 
     cfg = compose([*recipe, f"quant={preset}"])
@@ -83,13 +85,13 @@ def main(argv: list[str] | None = None) -> None:
         weights = a.out / "train" / r["weights"]
         rows.append({**row("trained (" + str((r.get('bytes') or {}).get('codec')) + ")", r), "steps": r.get("steps"),
                      "step_avg_ms": r.get("step_avg_ms"), "seconds": round(time.perf_counter() - t0, 1)})
-        table_path.write_text(json.dumps(rows, indent=1))
+        write_json_atomic(table_path, rows)
     for preset in a.presets.split(","):
         extra, skipped = applicable(recipe, preset, shlex.split(a.quant_overrides))
         r = golf([*recipe, "train.iterations=0", f"train.load_weights={weights}", f"quant={preset}", *extra],
                  a.out / preset, a.timeout)
         rows.append({**row(preset, r), "overrides_not_applicable": skipped})
-        table_path.write_text(json.dumps(rows, indent=1))
+        write_json_atomic(table_path, rows)
         print(f"{preset}: {rows[-1]['status']} gap {rows[-1]['gap']}", flush=True)
     print("\n| quant | calibration | pre-quant val_bpb | round trip | gap | model bytes | total bytes | calibrate s | "
           "quantize s | compress s |\n|---|---|---|---|---|---|---|---|---|---|")

@@ -41,6 +41,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from golf.results import write_json_atomic  # noqa: E402
 
 FA3_STAND_IN = '''"""Stand-in for FlashAttention-3's flash_attn_func: SDPA's flash kernel (forced inside the call, which a
 compiled graph honours) with K/V repeated to the query heads."""
@@ -284,7 +287,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{label}: {r['seconds']}s exit {r['exit']}, median {median_from(r['step_ms'], a.from_step)} ms", flush=True)
     for r in rows.values():
         r["median_ms"] = median_from(r["step_ms"], a.from_step)
-    (a.out / "vs_record.json").write_text(json.dumps(rows, indent=1))
+    write_json_atomic(a.out / "vs_record.json", rows)
     if a.budget:
         seeds = sorted({str(r["seed"]) if "seed" in r else "not recorded" for r in rows.values()})
         print(f"\nwhole pipelines at a {a.budget:g} s training cap, seed {', '.join(seeds)}\n{BUDGET_HEADER}")
