@@ -159,7 +159,7 @@ class Quantizer:
         """Rows whose scale is the grid's floor 1/qmax (every |w| in the row below 1): there the clip percentile
         cannot change anything, and the grid is coarser than the row's range (#414-#1089's int6 format)."""
         out.stats["matrix_rows"] += s.numel()
-        out.stats["floor_rows"] += int((s.float() <= row_scales(torch.zeros(1), qmax).float()).sum())
+        out.stats["floor_rows"] += int((s.float() <= row_scales(torch.zeros(1, device=s.device), qmax).float()).sum())
 
     def _matrix(self, out: QuantizedState, name: str, t: Tensor, b: int, hessian: Tensor | None) -> None:
         qmax = qmax_for(b)
