@@ -10,10 +10,12 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+import torch.nn.functional as F
 
 from golf.calibration.generate import generate, generate_batch, generate_by_recomputation
 from golf.calibration.hessians import collect_hessians
 from golf.calibration.sources import AutoRegressive, CalibrationContext, RandomTokens, TrainBatches, ValBatches
+from golf.models.attention import attend_masked
 from golf.models.gpt import GPT
 from tests.helpers import free_port
 
@@ -69,6 +71,18 @@ def test_static_decoding_samples_the_tokens_of_eager_decoding(extra):
         generate(m, [(0, 3)], 8, 0.8, seed=7, device=cpu, mode="graph")
     with pytest.raises(ValueError, match="calibration.decode must be one of"):
         AutoRegressive(decode="cuda_graphs")
+
+
+def test_masked_grouped_attention_equals_sdpa_over_the_filled_slots():
+    """The static step's attention (grouped matmuls over head-major K/V, never repeated) equals SDPA with
+    grouped K/V over just the filled prefix."""
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(3, 1, 8, 16, generator=g)
+    k, v = torch.randn(3, 2, 32, 16, generator=g), torch.randn(3, 2, 32, 16, generator=g)
+    for filled in (1, 17, 32):
+        valid = torch.arange(32) < filled
+        ref = F.scaled_dot_product_attention(q.transpose(1, 2), k[:, :, :filled], v[:, :, :filled], enable_gqa=True)
+        torch.testing.assert_close(attend_masked(q, k, v, valid), ref.transpose(1, 2), rtol=1e-6, atol=1e-6)
 
 
 def test_a_static_state_needs_two_positions_first():

@@ -36,10 +36,14 @@ def check_decode_mode(mode: str) -> str:
 
 def _sampler(tokens: Tensor, gens: list[torch.Generator], bounds: list[int], temperature: float):
     def sample(t: int, logits: Tensor) -> None:
-        """Position t+1 of every sequence from position t's logits, each batch from its own generator."""
+        """Position t+1 of every sequence from position t's logits, each batch from its own generator:
+        argmax(p / e), e ~ Exp(1), which is how ``torch.multinomial`` draws one sample (same generator calls,
+        same tokens) without its two host-synchronising validity checks per call."""
         probs = torch.softmax(logits.float() / temperature, dim=-1)
+        e = torch.empty_like(probs)
         for g, lo, hi in zip(gens, bounds, bounds[1:]):
-            tokens[lo:hi, t + 1] = torch.multinomial(probs[lo:hi], 1, generator=g).squeeze(1)
+            e[lo:hi].exponential_(generator=g)
+        tokens[:, t + 1] = (probs / e).argmax(dim=-1)
     return sample
 
 

@@ -91,10 +91,10 @@ def attend_last(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
 
 
 class KVCache:
-    """One layer's keys and values for incremental decoding: [B, capacity, Hkv, D] (allocated at the first
-    append, in the keys' dtype), filled up to ``length``. In static mode (``pos`` set, a device tensor [1]) a
-    step writes its position in place and attends to every slot under a mask, so its shapes never change and
-    one step can be captured in a CUDA graph."""
+    """One layer's keys and values for incremental decoding, stored head-major [B, Hkv, capacity, D] (the
+    layout attention reads; allocated at the first append, in the keys' dtype), filled up to ``length``. In
+    static mode (``pos`` set, a device tensor [1]) a step writes its position in place and attends to every
+    slot under a mask, so its shapes never change and one step can be captured in a CUDA graph."""
 
     def __init__(self, capacity: int):
         self.capacity, self.length = capacity, 0
@@ -102,33 +102,37 @@ class KVCache:
         self.pos: Tensor | None = None
 
     def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Store k, v [B, n, Hkv, D]; every filled position's K and V as [B, length, Hkv, D] views."""
         n = k.size(1)
         if self.k is None:
-            self.k = k.new_zeros(k.size(0), self.capacity, *k.shape[2:])
-            self.v = v.new_zeros(v.size(0), self.capacity, *v.shape[2:])
+            self.k = k.new_zeros(k.size(0), k.size(2), self.capacity, k.size(3))
+            self.v = v.new_zeros(v.size(0), v.size(2), self.capacity, v.size(3))
         if self.length + n > self.capacity:
             raise ValueError(f"KV cache of {self.capacity} positions is full")
-        self.k[:, self.length : self.length + n] = k
-        self.v[:, self.length : self.length + n] = v
+        self.k[:, :, self.length : self.length + n] = k.transpose(1, 2)
+        self.v[:, :, self.length : self.length + n] = v.transpose(1, 2)
         self.length += n
-        return self.k[:, : self.length], self.v[:, : self.length]
+        return self.k[:, :, : self.length].transpose(1, 2), self.v[:, :, : self.length].transpose(1, 2)
 
     def write(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Static mode: store one position at ``pos``; every slot's K and V, and the mask of those filled."""
-        self.k.index_copy_(1, self.pos, k.to(self.k.dtype))
-        self.v.index_copy_(1, self.pos, v.to(self.v.dtype))
+        """Static mode: store one position at ``pos``; every slot's K and V [B, Hkv, capacity, D], and the
+        mask of those filled."""
+        self.k.index_copy_(2, self.pos, k.transpose(1, 2).to(self.k.dtype))
+        self.v.index_copy_(2, self.pos, v.transpose(1, 2).to(self.v.dtype))
         return self.k, self.v, torch.arange(self.capacity, device=k.device) <= self.pos
 
 
 def attend_masked(q: Tensor, k: Tensor, v: Tensor, valid: Tensor) -> Tensor:
-    """``attend_last`` over a fixed number of slots, of which ``valid`` [S] are filled (static decoding)."""
-    qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-    mask = valid.view(1, 1, 1, -1)
-    gqa = k.size(2) != q.size(2)
-    if not q.is_cuda:
-        return F.scaled_dot_product_attention(qt, kt, vt, attn_mask=mask, enable_gqa=gqa).transpose(1, 2)
-    with sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
-        return F.scaled_dot_product_attention(qt, kt, vt, attn_mask=mask, enable_gqa=gqa).transpose(1, 2)
+    """``attend_last`` over a fixed number of slots (static decoding): q [B, 1, H, D] over head-major k, v
+    [B, Hkv, S, D] of which ``valid`` [S] are filled. Two batched matmuls per KV group, so each cached K and V
+    is read once: SDPA with a mask and grouped K/V falls back to its math path, which repeats K and V to
+    every query head (for the #1019 model, 64 sequences x 2048 slots, most of a decoding step's time)."""
+    B, _, H, D = q.shape
+    hkv = k.size(1)
+    qg = q.reshape(B, hkv, H // hkv, D)
+    scores = torch.matmul(qg, k.transpose(-1, -2)).float() * D ** -0.5
+    probs = torch.softmax(scores.masked_fill(~valid, float("-inf")), dim=-1)
+    return torch.matmul(probs.to(v.dtype), v).reshape(B, 1, H, D)
 
 
 def exclusive(y: Tensor, v: Tensor) -> Tensor:
