@@ -21,6 +21,8 @@ from golf.averaging import EXPORTS, EMAConfig, SWAConfig, WeightAverager
 from golf.dist import DistInfo, reduce_step
 from golf.late_qat import LateQAT, QATConfig
 
+COMPILE_MODES = ("default", "max-autotune-no-cudagraphs", "max-autotune", "reduce-overhead")
+
 
 @dataclass
 class TrainConfig:
@@ -35,6 +37,8 @@ class TrainConfig:
     val_every: int = 0                   # periodic validation every N steps (0: only at the end)
     log_every: int = 200
     compile: bool | str = "auto"         # auto: on CUDA only
+    compile_mode: str = "default"        # torch.compile mode: default | max-autotune-no-cudagraphs | max-autotune | reduce-overhead
+    inductor: dict = field(default_factory=dict)  # torch._inductor.config settings, e.g. {coordinate_descent_tuning: true}
     device: str = "auto"
     precision: str = "auto"              # bf16 | fp32 | auto (bf16 on CUDA, fp32 on CPU)
     tf32: bool = True
@@ -56,6 +60,14 @@ class TrainConfig:
             raise ValueError("train.export=ema needs train.ema.decay > 0 (the records: 0.997)")
         if self.export == "swa" and self.swa.every <= 0:
             raise ValueError("train.export=swa needs train.swa.every > 0 (the records: 50)")
+        if self.compile_mode not in COMPILE_MODES:
+            raise ValueError(f"train.compile_mode must be one of {COMPILE_MODES}, got {self.compile_mode!r}")
+        import torch._inductor.config as inductor_config
+
+        unknown = [k for k in self.inductor if not hasattr(inductor_config, k)]
+        if unknown:
+            raise ValueError(f"train.inductor: {unknown} are not torch._inductor.config settings (torch "
+                             f"{torch.__version__}); see torch/_inductor/config.py for the names")
         if self.iterations < 0 or (self.iterations == 0 and not self.load_weights):
             raise ValueError(f"train.iterations must be >= 1 (0 only with train.load_weights), got {self.iterations}")
 

@@ -46,6 +46,7 @@ def build_on_cuda(overrides: list[str]) -> SimpleNamespace:
     from golf.data.loader import SequentialLoader
     from golf.dist import seed_all
     from golf.pipeline import configure_backends
+    from golf.stages.training import compile_model
     from golf.worker import build
 
     cfg = compose(overrides)
@@ -61,7 +62,7 @@ def build_on_cuda(overrides: list[str]) -> SimpleNamespace:
     opt = parts["optimizer_factory"](model)
     opt.compile()
     return SimpleNamespace(cfg=cfg, parts=parts, tc=tc, device=device, model=model, autocast=autocast, optimizer=opt,
-                           compiled=torch.compile(model, dynamic=False, fullgraph=True),
+                           compiled=compile_model(model, tc),
                            loader=SequentialLoader(paths.train_pattern, device=device))
 
 

@@ -352,3 +352,23 @@ def test_quant_presets_choose_their_calibration_and_codec(compose):
     assert m.calibration._target_.endswith("TrainBatches")
     lite = instantiate(compose(["quant=int6_gptq_lite"]).quant, _convert_="all")
     assert (lite.method, lite.matrix_bits, lite.search, lite.keep_fp32_patterns) == ("lite", 6, "matrix", ())
+
+
+def test_compile_mode_and_inductor_settings_are_checked_and_applied():
+    import torch._inductor.config as inductor_config
+
+    from golf.stages.training import compile_model
+    from golf.trainer import TrainConfig
+
+    with pytest.raises(ValueError, match="train.compile_mode must be one of"):
+        TrainConfig(compile_mode="fastest")
+    with pytest.raises(ValueError, match=r"train.inductor: \['coordinate_descent_tunning'\] are not"):
+        TrainConfig(inductor={"coordinate_descent_tunning": True})
+    before = inductor_config.coordinate_descent_tuning
+    try:
+        cfg = TrainConfig(compile_mode="max-autotune-no-cudagraphs", inductor={"coordinate_descent_tuning": not before})
+        compiled = compile_model(torch.nn.Linear(2, 2), cfg)
+        assert inductor_config.coordinate_descent_tuning is (not before)
+        assert isinstance(compiled, torch._dynamo.eval_frame.OptimizedModule)
+    finally:
+        inductor_config.coordinate_descent_tuning = before

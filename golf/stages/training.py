@@ -33,6 +33,16 @@ def configure_backends(cfg: TrainConfig, device: torch.device) -> torch.dtype | 
     return torch.bfloat16 if precision == "bf16" else None
 
 
+def compile_model(model: nn.Module, cfg: TrainConfig) -> nn.Module:
+    """``torch.compile`` of the training forward+backward with ``train.compile_mode`` and the inductor
+    settings of ``train.inductor`` (applied process-wide: a run is one process per rank)."""
+    import torch._inductor.config as inductor_config
+
+    for key, value in cfg.inductor.items():
+        setattr(inductor_config, key, value)
+    return torch.compile(model, dynamic=False, fullgraph=True, mode=cfg.compile_mode)
+
+
 def _want_compile(cfg: TrainConfig, device: torch.device) -> bool:
     if cfg.compile == "auto":
         return device.type == "cuda"
@@ -72,7 +82,7 @@ def build(run: Run) -> None:
     train_model: nn.Module = model
     if compiled:
         run.optimizer.compile()
-        train_model = torch.compile(model, dynamic=False, fullgraph=True)
+        train_model = compile_model(model, cfg)
     if run.dist.distributed and not getattr(run.optimizer, "syncs_gradients", False):
         ids = [device.index] if device.type == "cuda" else None
         train_model = nn.parallel.DistributedDataParallel(train_model, device_ids=ids, broadcast_buffers=False)
@@ -80,6 +90,7 @@ def build(run: Run) -> None:
     accum = cfg.grad_accum(run.dist.world_size)
     kernel = getattr(model, "attention_kernel", None) if device.type == "cuda" else "sdpa (cpu)"
     run.results.update(grad_accum=accum, compiled=compiled, precision=str(run.autocast_dtype or "float32"),
+                       compile_mode=cfg.compile_mode if compiled else None, inductor=dict(cfg.inductor),
                        attention_kernel=kernel, optimizer_syncs_gradients=bool(getattr(run.optimizer, "syncs_gradients", False)))
     run.log(f"model {type(model).__name__} params {run.results['model_params']:,} | vocab {model.vocab_size} | batch "
             f"{cfg.batch_tokens:,} tokens x seq {cfg.seq_len} | grad_accum {accum} | compile {compiled} | precision "
