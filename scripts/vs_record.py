@@ -226,7 +226,7 @@ def golf_overrides(a: argparse.Namespace, ov: str) -> list[str]:
     if a.budget:
         return [*common, f"train.max_wallclock_seconds={a.budget:g}", "train.log_every=50"]
     return [*common, f"train.iterations={a.steps}", "train.max_wallclock_seconds=0", f"train.warmup_steps={a.warmup}",
-            f"train.batch_tokens={a.batch_tokens}", f"train.seq_len={a.seq_len}", "train.log_every=25"]
+            f"train.batch_tokens={a.batch_tokens}", f"train.seq_len={a.seq_len}", "train.log_every=1"]
 
 
 def print_steps_table(a: argparse.Namespace, rows: dict) -> None:
