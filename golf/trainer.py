@@ -38,7 +38,7 @@ class TrainConfig:
     log_every: int = 200
     compile: bool | str = "auto"         # auto: on CUDA only
     compile_mode: str = "default"        # torch.compile mode: default | max-autotune-no-cudagraphs | max-autotune | reduce-overhead
-    inductor: dict = field(default_factory=dict)  # torch._inductor.config settings, e.g. {coordinate_descent_tuning: true}
+    inductor: dict | None = None         # torch._inductor.config settings, e.g. {coordinate_descent_tuning: true}
     device: str = "auto"
     precision: str = "auto"              # bf16 | fp32 | auto (bf16 on CUDA, fp32 on CPU)
     tf32: bool = True
@@ -64,6 +64,7 @@ class TrainConfig:
             raise ValueError(f"train.compile_mode must be one of {COMPILE_MODES}, got {self.compile_mode!r}")
         import torch._inductor.config as inductor_config
 
+        self.inductor = dict(self.inductor or {})
         unknown = [k for k in self.inductor if not hasattr(inductor_config, k)]
         if unknown:
             raise ValueError(f"train.inductor: {unknown} are not torch._inductor.config settings (torch "

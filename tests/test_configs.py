@@ -354,7 +354,7 @@ def test_quant_presets_choose_their_calibration_and_codec(compose):
     assert (lite.method, lite.matrix_bits, lite.search, lite.keep_fp32_patterns) == ("lite", 6, "matrix", ())
 
 
-def test_compile_mode_and_inductor_settings_are_checked_and_applied():
+def test_compile_mode_and_inductor_settings_are_checked_and_applied(compose):
     import torch._inductor.config as inductor_config
 
     from golf.stages.training import compile_model
@@ -364,6 +364,9 @@ def test_compile_mode_and_inductor_settings_are_checked_and_applied():
         TrainConfig(compile_mode="fastest")
     with pytest.raises(ValueError, match=r"train.inductor: \['coordinate_descent_tunning'\] are not"):
         TrainConfig(inductor={"coordinate_descent_tunning": True})
+    cfg = compose(["train.inductor={coordinate_descent_tuning:true}", "train.compile_mode=max-autotune"])
+    assert instantiate(cfg.train).inductor == {"coordinate_descent_tuning": True}
+    assert instantiate(compose([]).train).inductor == {}
     before = inductor_config.coordinate_descent_tuning
     try:
         cfg = TrainConfig(compile_mode="max-autotune-no-cudagraphs", inductor={"coordinate_descent_tuning": not before})
