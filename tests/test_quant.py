@@ -197,6 +197,36 @@ def test_lite_reports_the_clip_each_row_chose():
     assert torch.equal(lite_small.tensors["blocks.0.mlp.fc.weight.q"], rtn_small.tensors["blocks.0.mlp.fc.weight.q"])
 
 
+def test_scale_floor_zero_lets_the_grid_follow_small_rows():
+    """quant.scale_floor=0 on init-scale weights: each row's scale is its clip / qmax (closed form), no row sits
+    at the floor, the reconstruction error of RTN, lite and GPTQ drops far below the records' floored grid, and
+    lite's clip search matters again (it differs from RTN)."""
+    g = torch.Generator().manual_seed(4)
+    W = torch.randn(64, 256, generator=g) * 0.02
+    X = torch.randn(2048, 256, generator=g)
+    H = X.T @ X / X.shape[0]
+    name = "blocks.0.mlp.fc.weight"
+
+    def run(method: str, floor):
+        q = Quantizer(matrix_bits=6, method=method, keep_float_max_numel=0, scale_floor=floor)
+        out = q.quantize({name: W}, hessians={name: H})
+        rebuilt = dequantize_rows(out.tensors[name + ".q"], out.tensors[name + ".scale"])
+        return out, float((W - rebuilt).pow(2).mean())
+
+    rtn0, err_rtn0 = run("rtn", 0.0)
+    expect = (W.abs().amax(dim=1) / 31).clamp_min(0.0).half()  # matrix_clip_percentile 0.9999984 of 256: the max
+    torch.testing.assert_close(rtn0.tensors[name + ".scale"], expect)
+    assert rtn0.stats["floor_rows"] == 0
+    for method in ("rtn", "lite", "gptq"):
+        floored, err_floored = run(method, None)
+        assert floored.stats["floor_rows"] == 64
+        assert run(method, 0.0)[1] < err_floored / 20
+    lite0, _ = run("lite", 0.0)
+    assert not torch.equal(lite0.tensors[name + ".q"], rtn0.tensors[name + ".q"])
+    with pytest.raises(ValueError, match="quant.scale_floor"):
+        Quantizer(scale_floor=1.5)
+
+
 def test_bad_options_name_the_key():
     with pytest.raises(ValueError, match="quant.method"):
         Quantizer(method="awq")

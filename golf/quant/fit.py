@@ -86,7 +86,8 @@ def allocate_bits(state: dict[str, Tensor], hessians: dict[str, Tensor], quantiz
     def group_proxy(g: str, b: int) -> int:
         tensors = {}
         for n in groups[g]:
-            q, s, _ = search_clip(state[n], qmax_for(b), quantizer.percentiles, per_row=quantizer.search == "row")
+            q, s, _ = search_clip(state[n], qmax_for(b), quantizer.percentiles, per_row=quantizer.search == "row",
+                                  floor=quantizer.scale_floor)
             tensors[n + ".q"], tensors[n + ".s"] = q, s
         return fast_bytes(tensors, budget.compressor)
 

@@ -1,11 +1,16 @@
 """The per-row symmetric integer grid every quantizer uses (RTN, clip search, GPTQ), for any bit width.
 
-Row r with clip value c_r gets scale s_r = max(c_r / qmax, 1 / qmax), stored as fp16, and
+Row r with clip value c_r gets scale s_r = max(c_r / qmax, floor), stored as fp16, and
 q = clamp(round(w / s_r), -qmax, qmax) with qmax = 2^(bits-1) - 1 (int5: 15, int6: 31, int8: 127), computed
 against the stored (fp16) scale, so q is the nearest point of the grid the model is rebuilt on. Weights are
 not clamped to c_r first: where the 1/qmax floor sets the scale an outlier above c_r still gets its nearest
 grid point (the baseline's int8 clamped it to c_r; this differs in 2 of 24,576 test-vector entries with a
 lower Hessian-weighted error).
+
+The floor is the records' 1/qmax unless ``floor`` is given (``quant.scale_floor``). Where every |w| of a row
+is below 1, as in a model trained for minutes on one GPU, 1/qmax sets the scale of every row: the grid is then
+coarser than the weights need and no clip percentile changes it. A lower floor lets the grid follow the row's
+range (more distinct values: more bytes after compression).
 """
 
 from __future__ import annotations
@@ -34,17 +39,26 @@ def row_clip(w: Tensor, percentile: float | None) -> Tensor:
     return torch.quantile(a, percentile, dim=1)
 
 
-def row_scales(clip: Tensor, qmax: int, dtype: torch.dtype = torch.float16) -> Tensor:
-    return (clip.float() / qmax).clamp_min(1.0 / qmax).to(dtype)
+MIN_SCALE = 1e-7  # the smallest floor: an all-zero row still gets a positive (fp16 subnormal) scale
+
+
+def scale_floor(qmax: int, floor: float | None = None) -> float:
+    """The smallest row scale: the records' 1/qmax, or ``floor`` (at least ``MIN_SCALE``)."""
+    return 1.0 / qmax if floor is None else max(float(floor), MIN_SCALE)
+
+
+def row_scales(clip: Tensor, qmax: int, dtype: torch.dtype = torch.float16, floor: float | None = None) -> Tensor:
+    return (clip.float() / qmax).clamp_min(scale_floor(qmax, floor)).to(dtype)
 
 
 def quantize_with_scales(w: Tensor, scales: Tensor, qmax: int) -> Tensor:
     return torch.clamp(torch.round(w.float() / scales.float()[:, None]), -qmax, qmax).to(torch.int8)
 
 
-def quantize_rows(w: Tensor, clip: Tensor, qmax: int, scale_dtype: torch.dtype = torch.float16) -> tuple[Tensor, Tensor]:
+def quantize_rows(w: Tensor, clip: Tensor, qmax: int, scale_dtype: torch.dtype = torch.float16,
+                  floor: float | None = None) -> tuple[Tensor, Tensor]:
     """Quantize 2-D ``w`` per row to int8 containers in [-qmax, qmax]; returns (q, scale)."""
-    s = row_scales(clip, qmax, scale_dtype)
+    s = row_scales(clip, qmax, scale_dtype, floor)
     return quantize_with_scales(w, s, qmax).contiguous(), s.contiguous()
 
 
@@ -54,13 +68,14 @@ class ClipSearch(NamedTuple):
     percentile: Tensor  # [rows] the candidate each row ended with
 
 
-def search_clip(w: Tensor, qmax: int, percentiles: Sequence[float] = PERCENTILES, per_row: bool = False) -> ClipSearch:
+def search_clip(w: Tensor, qmax: int, percentiles: Sequence[float] = PERCENTILES, per_row: bool = False,
+                floor: float | None = None) -> ClipSearch:
     """GPTQ-lite: among the candidate clip percentiles keep the one with the lowest reconstruction MSE, for the
     whole matrix (#414/#549/#1019) or row by row (#635, #1089)."""
     w32 = w.float()
     best_q = best_s = best_err = best_p = None
     for pct in percentiles:
-        q, s = quantize_rows(w32, row_clip(w32, pct), qmax)
+        q, s = quantize_rows(w32, row_clip(w32, pct), qmax, floor=floor)
         err = (w32 - dequantize_rows(q, s)).pow(2).mean(dim=1)
         p = torch.full_like(err, pct)
         if best_q is None:

@@ -65,6 +65,7 @@ class Quantizer:
         allocate_headroom: float = 0.02,
         prune_max_abs: int = 0,
         prune_real_checks: int = 6,
+        scale_floor: float | None = None,
     ):
         if method not in METHODS:
             raise ValueError(f"quant.method must be one of {METHODS}, got {method!r}")
@@ -94,6 +95,9 @@ class Quantizer:
         if prune_max_abs not in (0, 1, 2) or not 0 <= allocate_headroom < 0.5:
             raise ValueError(f"quant.prune_max_abs must be 0, 1 or 2 and quant.allocate_headroom in [0, 0.5), got "
                              f"{prune_max_abs}, {allocate_headroom}")
+        if scale_floor is not None and not 0 <= scale_floor < 1:
+            raise ValueError(f"quant.scale_floor must be null (the records' 1/qmax) or in [0, 1), got {scale_floor}")
+        self.scale_floor = scale_floor
         self.allocate_max_bits, self.allocate_headroom = allocate_max_bits, allocate_headroom
         self.prune_max_abs, self.prune_real_checks = prune_max_abs, prune_real_checks
 
@@ -146,7 +150,7 @@ class Quantizer:
     def _rtn(self, out: QuantizedState, name: str, t: Tensor, b: int, percentile: float) -> None:
         qmax = qmax_for(b)
         if t.ndim == 2:
-            q, s = quantize_rows(t, row_clip(t, percentile), qmax)
+            q, s = quantize_rows(t, row_clip(t, percentile), qmax, floor=self.scale_floor)
             out.add_quantized(name, "per_row", q.cpu(), s.cpu(), t.dtype, b)
         else:
             q, s = quantize_tensor(t, percentile, qmax)
@@ -154,12 +158,12 @@ class Quantizer:
         out.stats["quantized_params"] += t.numel()
         out.stats["bits"][str(b)] = out.stats["bits"].get(str(b), 0) + t.numel()
 
-    @staticmethod
-    def _count_floor(out: QuantizedState, s: Tensor, qmax: int) -> None:
-        """Rows whose scale is the grid's floor 1/qmax (every |w| in the row below 1): there the clip percentile
-        cannot change anything, and the grid is coarser than the row's range (#414-#1089's int6 format)."""
+    def _count_floor(self, out: QuantizedState, s: Tensor, qmax: int) -> None:
+        """Rows whose scale is the grid's floor (with the records' 1/qmax: every |w| in the row below 1): there
+        the clip percentile cannot change anything, and the grid may be coarser than the row's range."""
         out.stats["matrix_rows"] += s.numel()
-        out.stats["floor_rows"] += int((s.float() <= row_scales(torch.zeros(1, device=s.device), qmax).float()).sum())
+        floor = row_scales(torch.zeros(1, device=s.device), qmax, floor=self.scale_floor)
+        out.stats["floor_rows"] += int((s.float() <= floor.float()).sum())
 
     def _matrix(self, out: QuantizedState, name: str, t: Tensor, b: int, hessian: Tensor | None) -> None:
         qmax = qmax_for(b)
@@ -168,7 +172,8 @@ class Quantizer:
             self._rtn(out, name, t, b, self.matrix_clip)
             return self._count_floor(out, out.tensors[f"{name}.scale"], qmax)
         if self.method == "gptq" and hessian is not None:
-            r = gptq(t, hessian, qmax, percentiles=self.percentiles, search=self.search, **self.gptq_kw)
+            r = gptq(t, hessian, qmax, percentiles=self.percentiles, search=self.search, floor=self.scale_floor,
+                     **self.gptq_kw)
             q, s, chosen = r.q, r.scale, r.percentile
             g["matrices"] += 1
             g["damping_retries"] += r.retries
@@ -176,7 +181,7 @@ class Quantizer:
         else:
             if self.method == "gptq":
                 g["fallbacks"] += 1
-            q, s, chosen = search_clip(t, qmax, self.percentiles, per_row=self.search == "row")
+            q, s, chosen = search_clip(t, qmax, self.percentiles, per_row=self.search == "row", floor=self.scale_floor)
         rows = out.stats["clip_rows"]
         for pct, n in zip(*torch.unique(chosen.cpu(), return_counts=True)):
             key = f"{float(pct):g}"
