@@ -5,7 +5,8 @@ tabulate the quantization gap (round-trip val_bpb minus pre-quant), artifact byt
     python scripts/quant_table.py --recipe "model=xsa_all optimizer=parallel_muon data=enwiki_sp1024 ..." \
         --train-seconds 180 --presets gptq_ar,gptq,int6_gptq_lite,int6,mixed --out runs/quant
 
-``--weights FILE`` skips the training run. Every row is appended to ``quant_table.json`` as it finishes.
+``--weights FILE`` skips the training run. Every row is appended to ``quant_table.json`` as it finishes. A
+preset may carry its own overrides after a colon, as its own row: ``--presets "gptq_ar,gptq_ar:quant.scale_floor=0"``.
 """
 
 from __future__ import annotations
@@ -86,13 +87,15 @@ def main(argv: list[str] | None = None) -> None:
         rows.append({**row("trained (" + str((r.get('bytes') or {}).get('codec')) + ")", r), "steps": r.get("steps"),
                      "step_avg_ms": r.get("step_avg_ms"), "seconds": round(time.perf_counter() - t0, 1)})
         write_json_atomic(table_path, rows)
-    for preset in a.presets.split(","):
+    for i, entry in enumerate(a.presets.split(",")):
+        preset, _, own = entry.partition(":")
         extra, skipped = applicable(recipe, preset, shlex.split(a.quant_overrides))
-        r = golf([*recipe, "train.iterations=0", f"train.load_weights={weights}", f"quant={preset}", *extra],
-                 a.out / preset, a.timeout)
-        rows.append({**row(preset, r), "overrides_not_applicable": skipped})
+        run_name = preset if not own else f"{preset}_{i}"
+        r = golf([*recipe, "train.iterations=0", f"train.load_weights={weights}", f"quant={preset}", *extra,
+                  *shlex.split(own)], a.out / run_name, a.timeout)
+        rows.append({**row(entry, r), "overrides_not_applicable": skipped})
         write_json_atomic(table_path, rows)
-        print(f"{preset}: {rows[-1]['status']} gap {rows[-1]['gap']}", flush=True)
+        print(f"{entry}: {rows[-1]['status']} gap {rows[-1]['gap']}", flush=True)
     print("\n| quant | calibration | pre-quant val_bpb | round trip | gap | model bytes | total bytes | calibrate s | "
           "quantize s | compress s |\n|---|---|---|---|---|---|---|---|---|---|")
     for x in rows:
