@@ -27,6 +27,7 @@ from golf.results import write_json_atomic  # noqa: E402
 
 
 def golf(overrides: list[str], run_dir: Path, timeout: float) -> dict:
+    (run_dir / "results.json").unlink(missing_ok=True)  # a re-used --out must not report an earlier run's numbers
     cmd = [sys.executable, "-m", "golf.train", *overrides, "logger=none", f"hydra.run.dir={run_dir}"]
     with (run_dir.parent / f"{run_dir.name}.stdout.txt").open("w") as log:
         try:
