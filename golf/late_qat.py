@@ -26,6 +26,7 @@ class QATConfig:
     alpha_start: float = 1.0
     alpha_end: float = 16.0
     precompile: bool = True
+    scale_floor: float | None = None   # smallest row scale: null = the records' 1/qmax (conf: quant.scale_floor)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -55,7 +56,8 @@ class LateQAT:
 
     def switch(self, on: bool) -> None:
         c = self.cfg
-        self.fq.configure(mode=c.mode if on else "none", bits=c.bits, clip=c.clip, symmetric=c.symmetric)
+        self.fq.configure(mode=c.mode if on else "none", bits=c.bits, clip=c.clip, symmetric=c.symmetric,
+                          scale_floor=c.scale_floor)
         self.fq.alpha.fill_(c.alpha_start)
 
     def precompile(self, one_micro_step: Callable[[], None]) -> None:

@@ -34,6 +34,20 @@ def test_ste_values_lie_on_the_grid(bits, symmetric, lo, hi):
     torch.testing.assert_close(out, expect)
 
 
+def test_the_qat_grid_follows_the_export_floor():
+    """train.qat.scale_floor (from quant.scale_floor): with 0, rows of init scale get scale max|w| / qmax, the grid
+    the export then uses; with null, the records' 1/qmax floor sets every such row. The config carries the
+    export's floor into QAT, and stays null for quant=none."""
+    from tests.conftest import compose_config
+
+    w = torch.randn(16, 40) * 0.02
+    s = w.abs().amax(dim=1, keepdim=True) / 31
+    torch.testing.assert_close(_fq(scale_floor=0.0).scales(w), s)
+    torch.testing.assert_close(_fq().scales(w), torch.full_like(s, 1 / 31))
+    for overrides, floor in ((["quant=gptq_ar", "quant.scale_floor=0"], 0.0), (["quant=none"], None), ([], None)):
+        assert compose_config(overrides).train.qat.scale_floor == floor
+
+
 def test_ste_passes_the_gradient_straight_through():
     w = torch.randn(8, 16, requires_grad=True)
     g = torch.randn(8, 16)

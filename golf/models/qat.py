@@ -1,7 +1,8 @@
 """Fake quantization for quantization-aware training (techniques.md §3.8, §3.9).
 
 One ``FakeQuant`` module per model is shared by every matrix the export quantizes (the block matrices).
-Per row r of a weight W: s_r = max(clip * max_j |W_rj| / qmax, 1 / qmax), detached, then
+Per row r of a weight W: s_r = max(clip * max_j |W_rj| / qmax, floor), detached (floor: the records' 1/qmax,
+or ``scale_floor``, which follows ``quant.scale_floor`` so QAT trains on the grid the export uses), then
   ste:        W + stopgrad(clamp(round(W / s), qmin, qmax) * s - W)      (straight-through)
   soft_round: u = clamp(W / s, qmin, qmax); W_q = (floor(u) + sigmoid(alpha * (u - floor(u) - 1/2))) * s,
               gradients through the fractional part; alpha ramps 1 -> 16 while QAT runs (#1089).
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+
+from golf.quant.grid import scale_floor as scale_floor_for
 
 MODES = ("none", "ste", "soft_round")
 
@@ -34,19 +37,22 @@ class FakeQuant(nn.Module):
         self.mode = "none"
         self.bits, self.clip, self.symmetric = 6, 1.0, False
         self.qmin, self.qmax = qat_range(6, False)
+        self.floor = 1.0 / self.qmax
         self.register_buffer("alpha", torch.ones(()), persistent=False)
 
-    def configure(self, *, mode: str, bits: int = 6, clip: float = 1.0, symmetric: bool = False) -> None:
+    def configure(self, *, mode: str, bits: int = 6, clip: float = 1.0, symmetric: bool = False,
+                  scale_floor: float | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"train.qat.mode must be one of {MODES}, got {mode!r}")
         if not 0 < clip <= 1:
             raise ValueError(f"train.qat.clip must be in (0, 1], got {clip}")
         self.qmin, self.qmax = qat_range(bits, symmetric)
         self.mode, self.bits, self.clip, self.symmetric = mode, bits, clip, symmetric
+        self.floor = scale_floor_for(self.qmax, scale_floor)
 
     def scales(self, w: Tensor) -> Tensor:
         w32 = w.detach().float()
-        return (w32.abs().amax(dim=-1, keepdim=True) * self.clip / self.qmax).clamp_min(1.0 / self.qmax)
+        return (w32.abs().amax(dim=-1, keepdim=True) * self.clip / self.qmax).clamp_min(self.floor)
 
     def forward(self, w: Tensor) -> Tensor:
         s = self.scales(w)
