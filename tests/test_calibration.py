@@ -46,6 +46,20 @@ def test_cached_decoding_equals_the_full_forward(extra):
         m.decode(ids[:, :1], state)
 
 
+@pytest.mark.parametrize("extra", [{}, {"bigram_buckets": 0, "engram_buckets": 16, "ve_layers": [3]}])
+def test_last_positions_only_equal_the_full_forward(extra):
+    """hidden(last=k), whose last block computes queries, MLP and output for k positions (the sliding eval's
+    scored ones), equals the last k rows of the full forward: XSA, value embedding and value residual in that
+    block included."""
+    m = _model(**extra).eval()
+    ids = torch.randint(0, 64, (3, 24), generator=torch.Generator().manual_seed(2))
+    full = m.hidden(ids)
+    for k in (1, 5, 24):
+        torch.testing.assert_close(m.hidden(ids, last=k), full[:, -k:], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="last=25"):
+        m.hidden(ids, last=25)
+
+
 def test_ar_generation_with_the_cache_gives_the_tokens_of_recomputation():
     """Same seed, fp32: the KV-cached generator samples exactly the tokens of recomputing every prefix."""
     m = _model()

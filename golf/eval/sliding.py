@@ -6,7 +6,9 @@ window k >= 1 scores targets [W + (k-1) s, min(W + k s, N)) and ends with them, 
 [end - W, end): every window is full length (no padding) and the scored ranges partition the targets.
 ``reproduce_record_tail`` instead uses the records' windows (starts 0, s, 2s, ... while < N, the short tail
 windows padded, each scoring its last s): their final windows score the last targets again, up to W/s times.
-Only the scored positions go through the head; NLL and bytes accumulate in float64; windows are split over
+Only the scored positions go through the head, and in batches whose windows all score their last ``stride``
+targets also through the last block (its keys and values still cover the window: exact, about 1/L of the
+forward saved); NLL and bytes accumulate in float64; windows are split over
 ranks in contiguous ranges and batched ``batch_windows`` at a time in one static shape (the last batch is
 padded with repeats that are masked out), so a compiled model compiles once.
 """
@@ -91,7 +93,11 @@ class SlidingEvaluator:
             chunk = val[torch.clamp(s[:, None] + offsets[None, :], max=n)].long()
             x, y = chunk[:, lo:-1], chunk[:, lo + 1 :]
             with ctx:
-                logits = model._project(hidden(chunk[:, :-1])[:, lo:], None)
+                # Batches whose windows all score their last ``stride`` targets (all but the first and the
+                # records' tail) run the last block for those positions only: two compiled shapes in all.
+                tail = W - lo == self.stride and lo > 0
+                h = hidden(chunk[:, :-1], last=self.stride) if tail else hidden(chunk[:, :-1])[:, lo:]
+                logits = model._project(h, None)
             nll = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none").view(B, -1)
             # Multiplying by the mask (not indexing with it) keeps every shape static: no host sync per batch.
             mask = ((pos[:, lo:] >= f[:, None]) & (pos[:, lo:] < e[:, None])).double()

@@ -122,17 +122,32 @@ class KVCache:
         return self.k, self.v, torch.arange(self.capacity, device=k.device) <= self.pos
 
 
-def attend_masked(q: Tensor, k: Tensor, v: Tensor, valid: Tensor) -> Tensor:
-    """``attend_last`` over a fixed number of slots (static decoding): q [B, 1, H, D] over head-major k, v
-    [B, Hkv, S, D] of which ``valid`` [S] are filled. Two batched matmuls per KV group, so each cached K and V
-    is read once: SDPA with a mask and grouped K/V falls back to its math path, which repeats K and V to
-    every query head (for the #1019 model, 64 sequences x 2048 slots, most of a decoding step's time)."""
-    B, _, H, D = q.shape
+def attend_grouped(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor) -> Tensor:
+    """Attention of q [B, Tq, H, D] over head-major k, v [B, Hkv, S, D] where ``allowed`` [Tq, S] says which
+    key each query may see; two batched matmuls per KV group, so each K and V is read once, never repeated to
+    the query heads. For the few queries of static decoding and of the sliding eval's last block, where SDPA
+    has no fused kernel for an explicit mask with grouped K/V (its math path repeats K and V: for the #1019
+    model decoding 64 x 2048 tokens, most of a step's time)."""
+    B, Tq, H, D = q.shape
     hkv = k.size(1)
-    qg = q.reshape(B, hkv, H // hkv, D)
+    g = H // hkv
+    qg = q.reshape(B, Tq, hkv, g, D).permute(0, 2, 3, 1, 4).reshape(B, hkv, g * Tq, D)
     scores = torch.matmul(qg, k.transpose(-1, -2)).float() * D ** -0.5
-    probs = torch.softmax(scores.masked_fill(~valid, float("-inf")), dim=-1)
-    return torch.matmul(probs.to(v.dtype), v).reshape(B, 1, H, D)
+    probs = torch.softmax(scores.masked_fill(~allowed.repeat(g, 1), float("-inf")), dim=-1)
+    y = torch.matmul(probs.to(v.dtype), v)
+    return y.view(B, hkv, g, Tq, D).permute(0, 3, 1, 2, 4).reshape(B, Tq, H, D)
+
+
+def attend_masked(q: Tensor, k: Tensor, v: Tensor, valid: Tensor) -> Tensor:
+    """Static decoding: q [B, 1, H, D] over a fixed number of head-major slots, of which ``valid`` [S] are filled."""
+    return attend_grouped(q, k, v, valid[None, :])
+
+
+def attend_tail(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """Causal attention of the last Tq positions q [B, Tq, H, D] over all S positions k, v [B, S, Hkv, D]."""
+    tq, s = q.size(1), k.size(1)
+    allowed = torch.arange(s, device=q.device)[None, :] <= torch.arange(s - tq, s, device=q.device)[:, None]
+    return attend_grouped(q, k.transpose(1, 2), v.transpose(1, 2), allowed)
 
 
 def exclusive(y: Tensor, v: Tensor) -> Tensor:
@@ -174,11 +189,15 @@ class CausalSelfAttention(nn.Module):
         self.vr_lambda = nn.Parameter(torch.tensor([0.5, 0.5])) if value_residual else None
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, ve: Tensor | None = None,
-                v0: Tensor | None = None, cache: KVCache | None = None) -> tuple[Tensor, Tensor | None]:
+                v0: Tensor | None = None, cache: KVCache | None = None, q_from: int = 0) -> tuple[Tensor, Tensor | None]:
         """Returns the output and, with value residual on, this layer's own V (layer 0's becomes v0). With a
-        ``cache`` the positions of ``x`` follow the cached ones (cos/sin are theirs), and attend to them too."""
+        ``cache`` the positions of ``x`` follow the cached ones (cos/sin are theirs), and attend to them too.
+        ``q_from`` > 0: outputs for positions q_from.. only (their queries over every key; the sliding eval's
+        last block, where only the scored positions are needed)."""
         B, T, D = x.shape
-        q = self.c_q(x).reshape(B, T, self.num_heads, self.head_dim)
+        xq = x[:, q_from:] if q_from else x
+        Tq = T - q_from
+        q = self.c_q(xq).reshape(B, Tq, self.num_heads, self.head_dim)
         k = self.c_k(x).reshape(B, T, self.num_kv_heads, self.head_dim)
         v = self.c_v(x)
         if ve is not None:
@@ -189,10 +208,12 @@ class CausalSelfAttention(nn.Module):
             lam = self.vr_lambda.to(v.dtype)
             v = lam[0] * v0 + lam[1] * v
         cos, sin = cos[:, None, :], sin[:, None, :]  # broadcast over heads in [B, T, H, D]
-        q = apply_rotary(rms_norm(q), cos, sin)
+        q = apply_rotary(rms_norm(q), cos[q_from:], sin[q_from:])
         k = apply_rotary(rms_norm(k), cos, sin)
         q = q * self.q_gain.to(q.dtype)[None, None, :, None]
-        if cache is None:
+        if q_from:
+            y = attend_tail(q, k, v)
+        elif cache is None:
             y = attend(q, k, v, self.kernel)
         elif cache.pos is not None:
             y = attend_masked(q, *cache.write(k, v))
@@ -200,7 +221,7 @@ class CausalSelfAttention(nn.Module):
             ks, vs = cache.append(k, v)
             y = attend(q, ks, vs, self.kernel) if ks.size(1) == T > 1 else attend_last(q, ks, vs)
         if self.xsa:
-            y = exclusive(y, v)
+            y = exclusive(y, v[:, q_from:] if q_from else v)
         if self.attn_gate is not None:
-            y = y * torch.sigmoid(self.attn_gate(x)).unsqueeze(-1)
-        return self.proj(y.reshape(B, T, D)), raw_v
+            y = y * torch.sigmoid(self.attn_gate(xq)).unsqueeze(-1)
+        return self.proj(y.reshape(B, Tq, D)), raw_v

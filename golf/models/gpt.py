@@ -57,11 +57,12 @@ class Block(nn.Module):
         return rms_norm(x) * self.ln_scale if self.ln_scale != 1.0 else rms_norm(x)
 
     def forward(self, x: Tensor, x0: Tensor, cos: Tensor, sin: Tensor, ve: Tensor | None = None,
-                v0: Tensor | None = None, cache: KVCache | None = None) -> tuple[Tensor, Tensor | None]:
+                v0: Tensor | None = None, cache: KVCache | None = None, q_from: int = 0) -> tuple[Tensor, Tensor | None]:
+        """``q_from`` > 0: the output of positions q_from.. only (see ``CausalSelfAttention.forward``)."""
         mix = self.resid_mix.to(x.dtype)
         x = mix[0] * x + mix[1] * x0
-        a, raw_v = self.attn(self.norm(x), cos, sin, ve, v0, cache)
-        x = x + self.attn_scale.to(x.dtype) * a
+        a, raw_v = self.attn(self.norm(x), cos, sin, ve, v0, cache, q_from)
+        x = (x[:, q_from:] if q_from else x) + self.attn_scale.to(x.dtype) * a
         return x + self.mlp_scale.to(x.dtype) * self.mlp(self.norm(x)), raw_v
 
 
@@ -246,11 +247,15 @@ class GPT(nn.Module):
             state.remember(ctx[:, -2:], x[:, -1:])
         return out
 
-    def hidden(self, input_ids: Tensor, state: DecodeState | None = None, rope_len: int | None = None) -> Tensor:
+    def hidden(self, input_ids: Tensor, state: DecodeState | None = None, rope_len: int | None = None,
+               last: int | None = None) -> Tensor:
         """Final hidden states. ``state``: decode incrementally after the positions already cached. RoPE's
         (NTK-rescaled) base is that of ``rope_len`` positions (default: this call's length, or the state's
-        capacity)."""
+        capacity). ``last``: only the last ``last`` positions' states; the last block then computes its
+        queries, MLP and output for those alone (exact: every earlier layer still sees every position)."""
         start = 0 if state is None else state.length
+        if last is not None and (state is not None or not 0 < last <= input_ids.size(1)):
+            raise ValueError(f"hidden(last={last}) needs 1 <= last <= {input_ids.size(1)} positions and no decode state")
         if state is not None and start + input_ids.size(1) > state.capacity:
             raise ValueError(f"decode state is full: {start} of {state.capacity} positions used")
         x = x0 = self.embed(input_ids, state)
@@ -271,7 +276,8 @@ class GPT(nn.Module):
             ve = None
             if ve_base is not None and i in self.ve_layers:
                 ve = ve_base * self.ve_layer_scales[self.ve_layers.index(i)].to(ve_base.dtype)
-            x, raw_v = block(x, x0, cos, sin, ve, v0, None if state is None else state.caches[i])
+            q_from = input_ids.size(1) - last if last is not None and i == len(self.blocks) - 1 else 0
+            x, raw_v = block(x, x0, cos, sin, ve, v0, None if state is None else state.caches[i], q_from)
             if v0 is None:
                 v0 = raw_v
             if i < self.num_encoder_layers:
