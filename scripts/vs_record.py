@@ -6,7 +6,7 @@ seed on the same data, one after the other on this machine, and compare step tim
         --golf "model=xsa_all optimizer=parallel_muon schedule=warmdown_3500 schedule.warmdown_iters=100" \
         --data data/enwiki_sp1024 --out runs/vs1019
 
-The record runs under ``torchrun --standalone --nproc_per_node=1`` with ITERATIONS=steps, no wallclock cap,
+The record runs under ``torchrun --standalone --nproc_per_node=N`` (``--nproc``, default 1) with ITERATIONS=steps, no wallclock cap,
 a log line per step, in its own directory; it is stopped once it has printed its post-EMA diagnostic (later
 stages, e.g. its AR calibration, are not compared here). Without FlashAttention-3 a stand-in
 ``flash_attn_interface`` runs SDPA's flash kernel with K/V repeated to the query heads (as
@@ -101,7 +101,7 @@ def scan_final_line(line: str, out: dict, t: float) -> None:
 
 
 def run_record(script: Path, env: dict[str, str], workdir: Path, timeout: float, to_exit: bool = False,
-               scan_final: bool = False) -> dict:
+               scan_final: bool = False, nproc: int = 1) -> dict:
     """Run the record under torchrun and parse its log as it arrives: up to its post-EMA diagnostic, or with
     ``to_exit`` through its final evals to its exit; ``scan_final`` also parses its stop, bytes and final lines."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -112,7 +112,7 @@ def run_record(script: Path, env: dict[str, str], workdir: Path, timeout: float,
         (workdir / "flash_attn_interface.py").write_text(FA3_STAND_IN)
         stand_in = True
     full_env = dict(os.environ, PYTHONPATH=f"{workdir}:{os.environ.get('PYTHONPATH', '')}", PYTHONUNBUFFERED="1", **env)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1", str(script.resolve())]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", str(script.resolve())]
     log = (workdir / "stdout.txt").open("w")
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=workdir, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -254,6 +254,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--seed", type=int, default=314)
+    p.add_argument("--nproc", type=int, default=1, help="the record's torchrun processes (golf: launcher=torchrun "
+                   "launcher.nproc_per_node=N in --golf)")
     p.add_argument("--batch-tokens", type=int, default=786_432)
     p.add_argument("--seq-len", type=int, default=2048)
     p.add_argument("--from-step", type=int, default=25)
@@ -276,8 +278,8 @@ def main(argv: list[str] | None = None) -> None:
     if not a.skip_record:
         r = rows[a.record_label] = run_record(a.record, record_env(a), a.out / a.record_label, a.record_timeout,
                                               to_exit=bool(a.budget) and a.record_until == "exit",
-                                              scan_final=bool(a.budget))
-        r["seed"] = a.seed
+                                              scan_final=bool(a.budget), nproc=a.nproc)
+        r["seed"], r["nproc"] = a.seed, a.nproc
         print(f"{a.record_label}: {r['seconds']}s exit {r['exit']}, median {median_from(r['step_ms'], a.from_step)} ms",
               flush=True)
     for spec in a.golf:
