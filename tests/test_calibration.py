@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from golf.calibration.generate import generate, generate_batch, generate_by_recomputation
 from golf.calibration.hessians import collect_hessians
 from golf.calibration.sources import AutoRegressive, CalibrationContext, RandomTokens, TrainBatches, ValBatches
-from golf.models.attention import attend_masked
+from golf.models.attention import attend_masked, attend_tail
 from golf.models.gpt import GPT
 from tests.helpers import free_port
 
@@ -97,6 +97,21 @@ def test_masked_grouped_attention_equals_sdpa_over_the_filled_slots():
         valid = torch.arange(32) < filled
         ref = F.scaled_dot_product_attention(q.transpose(1, 2), k[:, :, :filled], v[:, :, :filled], enable_gqa=True)
         torch.testing.assert_close(attend_masked(q, k, v, valid), ref.transpose(1, 2), rtol=1e-6, atol=1e-6)
+
+
+def test_few_query_attention_keeps_fp32_scores_under_bf16_autocast():
+    """attend_tail (the sliding eval's last block) under bf16 autocast, with logits up to ~18: within 0.02 of an
+    fp32 reference on the same bf16 inputs. Scores rounded to bf16 (what a bf16 matmul returns) miss by 0.034."""
+    g = torch.Generator().manual_seed(0)
+    q = (F.normalize(torch.randn(2, 16, 8, 64, generator=g), dim=-1) * 32).bfloat16()
+    k = (F.normalize(torch.randn(2, 48, 4, 64, generator=g), dim=-1) * 8).bfloat16()
+    v = torch.randn(2, 48, 4, 64, generator=g).bfloat16()
+    allowed = torch.arange(48)[None, :] <= torch.arange(32, 48)[:, None]
+    ref = F.scaled_dot_product_attention(*(t.float().transpose(1, 2) for t in (q, k, v)), attn_mask=allowed,
+                                         enable_gqa=True).transpose(1, 2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = attend_tail(q, k, v)
+    assert (out.float() - ref).abs().max() < 0.02
 
 
 def test_a_static_state_needs_two_positions_first():

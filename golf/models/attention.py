@@ -132,7 +132,8 @@ def attend_grouped(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor) -> Tensor:
     hkv = k.size(1)
     g = H // hkv
     qg = q.reshape(B, Tq, hkv, g, D).permute(0, 2, 3, 1, 4).reshape(B, hkv, g * Tq, D)
-    scores = torch.matmul(qg, k.transpose(-1, -2)).float() * D ** -0.5
+    with torch.autocast(q.device.type, enabled=False):  # scores in fp32, as flash keeps them: bf16 logits of
+        scores = torch.matmul(qg.float(), k.float().transpose(-1, -2)) * D ** -0.5  # ~30 would be off by ~0.1
     probs = torch.softmax(scores.masked_fill(~allowed.repeat(g, 1), float("-inf")), dim=-1)
     y = torch.matmul(probs.to(v.dtype), v)
     return y.view(B, hkv, g, Tq, D).permute(0, 3, 1, 2, 4).reshape(B, Tq, H, D)
