@@ -62,13 +62,14 @@ class TrainConfig:
             raise ValueError("train.export=swa needs train.swa.every > 0 (the records: 50)")
         if self.compile_mode not in COMPILE_MODES:
             raise ValueError(f"train.compile_mode must be one of {COMPILE_MODES}, got {self.compile_mode!r}")
-        import torch._inductor.config as inductor_config
-
         self.inductor = dict(self.inductor or {})
-        unknown = [k for k in self.inductor if not hasattr(inductor_config, k)]
-        if unknown:
-            raise ValueError(f"train.inductor: {unknown} are not torch._inductor.config settings (torch "
-                             f"{torch.__version__}); see torch/_inductor/config.py for the names")
+        if self.inductor:  # inductor's config module is imported only when settings are given
+            import torch._inductor.config as inductor_config
+
+            unknown = [k for k in self.inductor if not hasattr(inductor_config, k)]
+            if unknown:
+                raise ValueError(f"train.inductor: {unknown} are not torch._inductor.config settings (torch "
+                                 f"{torch.__version__}); see torch/_inductor/config.py for the names")
         if self.iterations < 0 or (self.iterations == 0 and not self.load_weights):
             raise ValueError(f"train.iterations must be >= 1 (0 only with train.load_weights), got {self.iterations}")
 

@@ -4,8 +4,8 @@ profile of the graph-replayed step's kernels, so the 10 s goal of issue 6 can be
     python scripts/bench_decode.py "experiment=pr1019 data=enwiki_sp1024" --modes graph,eager [--weights w.safetensors]
 
 Weights do not change decoding time; random initial weights decode the same shapes. Each mode runs the full
-decode once (``--sequences`` x ``--seq-len``) and reports seconds and ms per position; the graph mode's
-tokens are compared with the static mode's over the first ``--check`` positions (same seed: they must agree).
+decode once (``--sequences`` x ``--seq-len``) and reports seconds and ms per position; when both run, the
+graph mode's sequences are compared with the static mode's (same seed; in bf16 a near-tie can flip a sample).
 """
 
 from __future__ import annotations

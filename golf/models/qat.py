@@ -37,7 +37,7 @@ class FakeQuant(nn.Module):
         self.mode = "none"
         self.bits, self.clip, self.symmetric = 6, 1.0, False
         self.qmin, self.qmax = qat_range(6, False)
-        self.floor = 1.0 / self.qmax
+        self.floor = scale_floor_for(self.qmax)
         self.register_buffer("alpha", torch.ones(()), persistent=False)
 
     def configure(self, *, mode: str, bits: int = 6, clip: float = 1.0, symmetric: bool = False,

@@ -79,9 +79,10 @@ def quantize(run: Run) -> None:
         rows = st.get("clip_rows") or {}
         clip = f"; clip percentile chosen by rows {', '.join(f'{k}: {n:,}' for k, n in sorted(rows.items()))}" if rows else ""
         if st.get("floor_rows"):
-            floor = "1/qmax" if getattr(q, "scale_floor", None) is None else f"{q.scale_floor:g} (quant.scale_floor)"
+            set_floor = getattr(q, "scale_floor", None)
+            floor = "1/qmax" if set_floor is None else f"{set_floor:g} (quant.scale_floor)"
             clip += f"; scale at the grid's floor {floor} in {st['floor_rows']:,} of {st['matrix_rows']:,} matrix rows"
-            if getattr(q, "scale_floor", None) is None and st["floor_rows"] == st["matrix_rows"]:
+            if set_floor is None and st["floor_rows"] == st["matrix_rows"]:
                 clip += (": every row's grid is set by the floor, not by its weights (quant.scale_floor=0 lets it "
                          "follow them, at more bytes)")
         run.log(f"quantize: {st['method']}, {st['quantized_params']:,} of {st['params']:,} parameters in "
