@@ -74,3 +74,24 @@ def test_the_allocator_takes_cuda_tensors():
     gpu_bits, _ = allocate_bits({n: t.to(CUDA) for n, t in state.items()}, {n: h.to(CUDA) for n, h in hessians.items()},
                                 quantizer, budget, base_bits=5, max_bits=7, headroom=0.0)
     assert gpu_bits == cpu_bits
+
+
+def test_few_query_scores_are_fp32_from_bf16_operands_on_cuda():
+    """The fp32-output bmm (eager and CUDA-graph decoding) and the upcast matmul (inside torch.compile) agree
+    with an fp32 reference within 0.02 at logits up to ~18, head-major and token-major K/V alike."""
+    from golf.models.attention import attend_masked, attend_tail
+    g = torch.Generator().manual_seed(0)
+    q = (torch.nn.functional.normalize(torch.randn(2, 16, 8, 64, generator=g), dim=-1) * 32).bfloat16().to(CUDA)
+    k = (torch.nn.functional.normalize(torch.randn(2, 48, 4, 64, generator=g), dim=-1) * 8).bfloat16().to(CUDA)
+    v = torch.randn(2, 48, 4, 64, generator=g).bfloat16().to(CUDA)
+    allowed = torch.arange(48, device=CUDA)[None, :] <= torch.arange(32, 48, device=CUDA)[:, None]
+    ref = torch.nn.functional.scaled_dot_product_attention(
+        *(t.float().transpose(1, 2) for t in (q, k, v)), attn_mask=allowed, enable_gqa=True).transpose(1, 2)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        eager = attend_tail(q, k, v)
+        compiled = torch.compile(attend_tail, dynamic=False)(q, k, v)
+        one = attend_masked(q[:, -1:], k.transpose(1, 2).contiguous(), v.transpose(1, 2).contiguous(),
+                            torch.ones(48, dtype=torch.bool, device=CUDA))
+    for out in (eager, compiled):
+        assert (out.float() - ref).abs().max() < 0.02
+    assert (one.float() - ref[:, -1:]).abs().max() < 0.02
