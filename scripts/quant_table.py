@@ -63,6 +63,20 @@ def row(preset: str, r: dict) -> dict:
             "allocate_s": ((r.get("fitting") or {}).get("allocation") or {}).get("seconds")}
 
 
+def fitting_summary(x: dict) -> str:
+    """What fitting did, in a table cell: the floor's fraction, the promoted bit widths, the entries pruned."""
+    fit, parts = x.get("fitting") or {}, []
+    if "scale_floor" in fit:
+        parts.append(f"floor x{fit['scale_floor']['fraction']:.3g}")
+    if "allocation" in fit:
+        parts.append(", ".join(f"int{b}: {n} groups" for b, n in fit["allocation"]["bits_histogram"].items()))
+    if fit.get("pruning", {}).get("pruned"):
+        parts.append(f"{fit['pruning']['pruned']:,} pruned")
+    if x.get("status") != "ok":
+        parts.append(str(x.get("status")).upper())
+    return ", ".join(parts) or "-"
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", required=True, help="golf overrides of the trained model (one string)")
@@ -98,14 +112,14 @@ def main(argv: list[str] | None = None) -> None:
         write_json_atomic(table_path, rows)
         print(f"{entry}: {rows[-1]['status']} gap {rows[-1]['gap']}", flush=True)
     print("\n| quant | calibration | pre-quant val_bpb | round trip | gap | model bytes | total bytes | calibrate s | "
-          "quantize s | compress s |\n|---|---|---|---|---|---|---|---|---|---|")
+          "quantize s | compress s | fitting |\n|---|---|---|---|---|---|---|---|---|---|---|")
     for x in rows:
         f = lambda v, fmt: "-" if v is None else format(v, fmt)  # noqa: E731
         calib = f(x['calibrate_s'], '.1f') + (f" (AR decoding {x['decode_s']:.1f})" if x.get("decode_s") is not None else "")
         quant = f(x['quantize_s'], '.1f') + (f" (allocation {x['allocate_s']:.1f})" if x.get("allocate_s") is not None else "")
         print(f"| {x['preset']} | {x['calibration'] or '-'} | {f(x['prequant'], '.4f')} | {f(x['roundtrip'], '.4f')} | "
               f"{f(x['gap'], '+.4f')} | {f(x['model_bytes'], ',')} | {f(x['total_bytes'], ',')} | {calib} | "
-              f"{quant} | {f(x['compress_s'], '.1f')} |")
+              f"{quant} | {f(x['compress_s'], '.1f')} | {fitting_summary(x)} |")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from golf.compress.codecs import Codec, Lzma
-from golf.quant.fit import ByteBudget, allocate_bits, prune_to_fit, sensitivities
+from golf.quant.fit import ByteBudget, allocate_bits, fit_floor, prune_to_fit, sensitivities
 from golf.quant.quantizer import Quantizer
 
 
@@ -93,3 +93,34 @@ def test_fitting_options_are_checked():
     with pytest.raises(ValueError, match="quant.prune_max_abs"):
         Quantizer(prune_max_abs=3)
     assert Quantizer(matrix_bits=5, method="lite", allocate_max_bits=7).needs_hessians
+    with pytest.raises(ValueError, match="quant.fit_scale_floor and quant.allocate_max_bits both spend"):
+        Quantizer(matrix_bits=5, allocate_max_bits=7, fit_scale_floor=True)
+
+
+def test_floor_fitting_lowers_the_floor_as_far_as_the_budget_allows():
+    """Every row of _state is under the records' floor (|w| < 1). With a limit halfway between the artifact at
+    the full floor and without one, the fitted fraction lands strictly inside, its artifact under the limit,
+    and a floor 10% lower would not have fitted the target; the rows' scales are the fitted floor."""
+    state = _state(width=256)
+    quantizer = Quantizer(matrix_bits=6, method="lite", keep_float_max_numel=0)
+    codec = Lzma(preset=6)
+    sizes = [ByteBudget(10**9, 0, codec).model_bytes(quantizer.with_floor_fraction(f).quantize(state)) for f in (0, 1)]
+    assert sizes[0] > 1.3 * sizes[1]
+    budget = ByteBudget(1000 + (sizes[0] + sizes[1]) // 2, 1000, codec)
+    fraction, info = fit_floor(state, quantizer, budget, headroom=0.02)
+    assert 0 < fraction < 1 and info["fraction"] == fraction and info["probes"] == 12
+    fitted = quantizer.with_floor_fraction(fraction).quantize(state)
+    assert budget.total(fitted) <= budget.limit
+    assert info["estimated_model_bytes"] == pytest.approx(budget.model_bytes(fitted), rel=0.01)
+    target = 0.98 * budget.limit - budget.code_bytes
+    assert budget.model_bytes(quantizer.with_floor_fraction(0.9 * fraction).quantize(state)) > target
+    scales = torch.cat([fitted.tensors[m["scale"]].float() for m in fitted.meta.values()])
+    assert torch.allclose(scales.min(), torch.tensor(fraction / 31).half().float())
+    assert quantizer.floor_fraction == 1.0  # the configured quantizer is left as it was
+
+
+def test_floor_fitting_keeps_the_ends_when_the_budget_decides():
+    state, quantizer, codec = _state(), Quantizer(matrix_bits=6, method="lite", keep_float_max_numel=0), Lzma(preset=6)
+    assert fit_floor(state, quantizer, ByteBudget(10**9, 0, codec))[0] == 0.0  # no floor needed
+    fraction, info = fit_floor(state, quantizer, ByteBudget(1000, 0, codec))  # even the full floor is over: pruning's
+    assert fraction == 1.0 and info["estimated_model_bytes"] == info["model_bytes_full_floor"] > 1000

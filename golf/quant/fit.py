@@ -14,6 +14,15 @@ boundary (below a fit in steps of 1, 2, 4, ... entries; above an overshoot in st
 doubling) and bisects it with the real checks left. Real
 compressed sizes are not monotone in the count at a fine scale (zeroing 2,000 entries grew an lzma artifact
 by 624 bytes), so the count is the fewest the real checks found, exactly the fewest for a monotone codec.
+Floor fitting (``quant.fit_scale_floor``): a row whose clip / qmax is below the grid's floor gets the floor as
+its scale; the records' floor 1/qmax sets every row of a model trained for minutes (all |w| < 1), a grid far
+coarser than its weights need. Fitting scales every floor by the smallest fraction in [0, 1] whose artifact
+is estimated within the limit less ``headroom``: one real size at each end of the range (the rows'
+own grids, then the records' floor), the fast sibling's size mapped affinely between them, bisection on the
+fraction. The probes round without Hessians (RTN or the clip search: GPTQ's codes compress alike); pruning
+absorbs what the estimate missed. A uniform step for every row at the floor is what rate-distortion theory
+asks of a uniform quantizer under an entropy budget (equal distortion slopes), where pruning zeroes only
+the smallest codes.
 """
 
 from __future__ import annotations
@@ -87,7 +96,7 @@ def allocate_bits(state: dict[str, Tensor], hessians: dict[str, Tensor], quantiz
         tensors = {}
         for n in groups[g]:
             q, s, _ = search_clip(state[n], qmax_for(b), quantizer.percentiles, per_row=quantizer.search == "row",
-                                  floor=quantizer.scale_floor)
+                                  floor=quantizer.floor_for(qmax_for(b)))
             tensors[n + ".q"], tensors[n + ".s"] = q, s
         return fast_bytes(tensors, budget.compressor)
 
@@ -111,6 +120,35 @@ def allocate_bits(state: dict[str, Tensor], hessians: dict[str, Tensor], quantiz
             "groups": {g: {"bits": bits[g], "sensitivity": sens.get(g)} for g in order}, "promoted": log,
             "bits_histogram": {str(b): sum(1 for g in order if bits[g] == b) for b in sorted(set(bits.values()))}}
     return per_matrix, info
+
+
+# ---------------------------------------------------------------------------------------- floor fitting
+
+
+def fit_floor(state: dict[str, Tensor], quantizer, budget: ByteBudget, *, headroom: float = 0.02,
+              steps: int = 10) -> tuple[float, dict]:
+    """The fraction of the grid floors to quantize with, and a record of the search (module docstring)."""
+    target = (1.0 - headroom) * budget.limit - budget.code_bytes
+
+    def probe(fraction: float) -> QuantizedState:
+        return quantizer.with_floor_fraction(fraction).quantize(state)
+
+    ends = {f: probe(f) for f in (0.0, 1.0)}
+    real = {f: budget.model_bytes(q) for f, q in ends.items()}
+    info = {"target_model_bytes": round(target), "headroom": headroom, "model_bytes_no_floor": real[0.0],
+            "model_bytes_full_floor": real[1.0], "real_compressions": 2, "probes": 2}
+    if real[0.0] <= target or real[1.0] > target:  # the rows' own grids fit, or even the full floor needs pruning
+        f = 0.0 if real[0.0] <= target else 1.0
+        return f, {**info, "fraction": f, "estimated_model_bytes": real[f]}
+    fast = {f: fast_bytes(q.tensors, budget.compressor) for f, q in ends.items()}
+    slope = (real[0.0] - real[1.0]) / (fast[0.0] - fast[1.0]) if fast[0.0] != fast[1.0] else 1.0
+    lo, hi, est_hi = 0.0, 1.0, float(real[1.0])  # estimate(lo) > target >= estimate(hi)
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        est = real[1.0] + slope * (fast_bytes(probe(mid).tensors, budget.compressor) - fast[1.0])
+        info["probes"] += 1
+        lo, hi, est_hi = (lo, mid, est) if est <= target else (mid, hi, est_hi)
+    return hi, {**info, "fraction": hi, "estimated_model_bytes": round(est_hi)}
 
 
 # --------------------------------------------------------------------------------------------- pruning

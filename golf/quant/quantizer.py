@@ -15,11 +15,13 @@ search, ``search`` matrix | row) or gptq (needs Hessians; a matrix without one f
 A per-matrix bit width (``bits``, from the mixed-precision allocator) overrides ``matrix_bits``.
 Fitting the budget (``golf.quant.fit``): ``allocate_max_bits`` > 0 promotes the most Hessian-sensitive layer
 groups above ``matrix_bits`` while the estimate fits (keeping ``allocate_headroom``); ``prune_max_abs`` 1 or 2
-zeroes the cheapest +-1 (+-2) entries when the artifact would be over the limit.
+zeroes the cheapest +-1 (+-2) entries when the artifact would be over the limit; ``fit_scale_floor`` lowers every
+per-row grid's floor (``scale_floor``; null: the records' 1/qmax) as far as the byte budget allows.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -29,7 +31,7 @@ from torch import Tensor
 
 from golf.quant.format import QuantizedState
 from golf.quant.gptq import gptq, hessian_error
-from golf.quant.grid import PERCENTILES, qmax_for, quantize_rows, quantize_tensor, row_clip, row_scales, search_clip
+from golf.quant.grid import PERCENTILES, qmax_for, quantize_rows, quantize_tensor, row_clip, row_scales, scale_floor, search_clip
 
 MATRIX = re.compile(r"^blocks\.(\d+)\.(attn\.(c_q|c_k|c_v|proj)|mlp\.(fc|proj))\.weight$")
 METHODS = ("rtn", "lite", "gptq")
@@ -66,6 +68,7 @@ class Quantizer:
         prune_max_abs: int = 0,
         prune_real_checks: int = 6,
         scale_floor: float | None = None,
+        fit_scale_floor: bool = False,
     ):
         if method not in METHODS:
             raise ValueError(f"quant.method must be one of {METHODS}, got {method!r}")
@@ -97,9 +100,22 @@ class Quantizer:
                              f"{prune_max_abs}, {allocate_headroom}")
         if scale_floor is not None and not 0 <= scale_floor < 1:
             raise ValueError(f"quant.scale_floor must be null (the records' 1/qmax) or in [0, 1), got {scale_floor}")
-        self.scale_floor = scale_floor
+        if fit_scale_floor and allocate_max_bits:
+            raise ValueError("quant.fit_scale_floor and quant.allocate_max_bits both spend the byte budget: choose one "
+                             "(set quant.allocate_max_bits=0 or quant.fit_scale_floor=false)")
+        self.scale_floor, self.fit_scale_floor, self.floor_fraction = scale_floor, fit_scale_floor, 1.0
         self.allocate_max_bits, self.allocate_headroom = allocate_max_bits, allocate_headroom
         self.prune_max_abs, self.prune_real_checks = prune_max_abs, prune_real_checks
+
+    def floor_for(self, qmax: int) -> float:
+        """The smallest row scale of a ``qmax`` grid: ``floor_fraction`` of ``scale_floor`` (null: 1/qmax)."""
+        return scale_floor(qmax, self.scale_floor) * self.floor_fraction
+
+    def with_floor_fraction(self, fraction: float) -> Quantizer:
+        """This quantizer with its floors scaled by ``fraction`` in [0, 1] (what floor fitting chose)."""
+        out = copy.copy(self)
+        out.floor_fraction = float(fraction)
+        return out
 
     @property
     def needs_hessians(self) -> bool:
@@ -150,7 +166,7 @@ class Quantizer:
     def _rtn(self, out: QuantizedState, name: str, t: Tensor, b: int, percentile: float) -> None:
         qmax = qmax_for(b)
         if t.ndim == 2:
-            q, s = quantize_rows(t, row_clip(t, percentile), qmax, floor=self.scale_floor)
+            q, s = quantize_rows(t, row_clip(t, percentile), qmax, floor=self.floor_for(qmax))
             out.add_quantized(name, "per_row", q.cpu(), s.cpu(), t.dtype, b)
         else:
             q, s = quantize_tensor(t, percentile, qmax)
@@ -162,7 +178,7 @@ class Quantizer:
         """Rows whose scale is the grid's floor (with the records' 1/qmax: every |w| in the row below 1): there
         the clip percentile cannot change anything, and the grid may be coarser than the row's range."""
         out.stats["matrix_rows"] += s.numel()
-        floor = row_scales(torch.zeros(1, device=s.device), qmax, floor=self.scale_floor)
+        floor = row_scales(torch.zeros(1, device=s.device), qmax, floor=self.floor_for(qmax))
         out.stats["floor_rows"] += int((s.float() <= floor.float()).sum())
 
     def _matrix(self, out: QuantizedState, name: str, t: Tensor, b: int, hessian: Tensor | None) -> None:
@@ -172,7 +188,7 @@ class Quantizer:
             self._rtn(out, name, t, b, self.matrix_clip)
             return self._count_floor(out, out.tensors[f"{name}.scale"], qmax)
         if self.method == "gptq" and hessian is not None:
-            r = gptq(t, hessian, qmax, percentiles=self.percentiles, search=self.search, floor=self.scale_floor,
+            r = gptq(t, hessian, qmax, percentiles=self.percentiles, search=self.search, floor=self.floor_for(qmax),
                      **self.gptq_kw)
             q, s, chosen = r.q, r.scale, r.percentile
             g["matrices"] += 1
@@ -181,7 +197,8 @@ class Quantizer:
         else:
             if self.method == "gptq":
                 g["fallbacks"] += 1
-            q, s, chosen = search_clip(t, qmax, self.percentiles, per_row=self.search == "row", floor=self.scale_floor)
+            q, s, chosen = search_clip(t, qmax, self.percentiles, per_row=self.search == "row",
+                                       floor=self.floor_for(qmax))
         rows = out.stats["clip_rows"]
         for pct, n in zip(*torch.unique(chosen.cpu(), return_counts=True)):
             key = f"{float(pct):g}"

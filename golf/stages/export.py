@@ -13,7 +13,7 @@ from golf.compress.artifact import code_bytes, code_digest, code_files, read_art
 from golf.compress.code_size import shipped_bytes
 from golf.dist import seed_all
 from golf.numerics import exact_fp32
-from golf.quant.fit import ByteBudget, allocate_bits, prune_to_fit
+from golf.quant.fit import ByteBudget, allocate_bits, fit_floor, prune_to_fit
 from golf.quant.format import dequantize_state
 from golf.run_state import ARTIFACT_NAME, Run
 from golf.stages.training import calibrating
@@ -61,6 +61,8 @@ def quantize(run: Run) -> None:
     state = model.export_state_dict() if hasattr(model, "export_state_dict") else model.state_dict()
     hessians, bits = run.extras.pop("hessians", None), None
     with exact_fp32(run.device.type):  # GPTQ's and the allocator's float32 matmuls without TF32
+        if getattr(q, "fit_scale_floor", False):
+            q = _fitted_floor(run, q, state)
         if getattr(q, "allocate_max_bits", 0):
             t0 = time.perf_counter()
             bits, info = allocate_bits(state, hessians, q, byte_budget(run), base_bits=q.matrix_bits,
@@ -81,12 +83,26 @@ def quantize(run: Run) -> None:
         if st.get("floor_rows"):
             set_floor = getattr(q, "scale_floor", None)
             floor = "1/qmax" if set_floor is None else f"{set_floor:g} (quant.scale_floor)"
+            if getattr(q, "floor_fraction", 1.0) != 1.0:
+                floor = f"{q.floor_fraction:.4g} x {floor} (fitted)"
             clip += f"; scale at the grid's floor {floor} in {st['floor_rows']:,} of {st['matrix_rows']:,} matrix rows"
-            if set_floor is None and st["floor_rows"] == st["matrix_rows"]:
-                clip += (": every row's grid is set by the floor, not by its weights (quant.scale_floor=0 lets it "
-                         "follow them, at more bytes)")
+            if set_floor is None and st["floor_rows"] == st["matrix_rows"] and not getattr(q, "fit_scale_floor", False):
+                clip += (": every row's grid is set by the floor, not by its weights (quant.fit_scale_floor=true "
+                         "lowers it as far as the byte budget allows; quant.scale_floor=0 removes it)")
         run.log(f"quantize: {st['method']}, {st['quantized_params']:,} of {st['params']:,} parameters in "
                 f"{st['seconds']:.1f}s, {st['payload_bytes']:,} B before compression{gptq}{clip}")
+
+
+def _fitted_floor(run: Run, q, state):
+    """``q`` with its grid floors lowered as far as the byte budget allows (golf.quant.fit.fit_floor)."""
+    t0 = time.perf_counter()
+    fraction, info = fit_floor(state, q, byte_budget(run), headroom=q.allocate_headroom)
+    info["seconds"] = round(time.perf_counter() - t0, 3)
+    run.results.setdefault("fitting", {})["scale_floor"] = info
+    run.log(f"floor fitting: floors x {fraction:.4g} (estimated model {info['estimated_model_bytes']:,} B of "
+            f"{info['target_model_bytes']:,}; {info['model_bytes_no_floor']:,} B without a floor, "
+            f"{info['model_bytes_full_floor']:,} B at the full one) in {info['seconds']:.1f}s, {info['probes']} probes")
+    return q.with_floor_fraction(fraction)
 
 
 def compress(run: Run) -> None:
