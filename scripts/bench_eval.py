@@ -8,7 +8,9 @@ throughput (scored tokens per second).
 Same weights: both models are built from the same seed (golf's presets reproduce the records' initial weights
 bit for bit), or golf's saved weights (``train.save_weights``) are loaded and copied into the record's banks.
 golf is scored twice: exactly once per target, and with the records' windows (their tail re-scored), which is
-the number to put beside the record's.
+the number to put beside the record's. ``--compile-modes default,max-autotune-no-cudagraphs`` adds a row per
+further torch.compile mode (``eval.sliding.compile_mode``); ``--profile N`` then prints GPU time by kernel family
+over N batches of the first mode.
 """
 
 from __future__ import annotations
@@ -50,6 +52,19 @@ def timed(fn) -> tuple[float, object]:
     return time.perf_counter() - t0, out
 
 
+def profile_batches(g, val_t: torch.Tensor, lut, a, mode: str) -> None:
+    """GPU time by kernel family over ``a.profile`` batches of golf's sliding eval (after one warm-up call)."""
+    from golf.eval.sliding import SlidingEvaluator
+    from scripts.profile_step import report
+
+    n = a.window + a.stride * (a.batch_windows * a.profile - 1)
+    ev = SlidingEvaluator(window=a.window, stride=a.stride, batch_windows=a.batch_windows, compile_mode=mode)
+    ev.evaluate(g.model, val_t[: n + 1], lut, autocast_dtype=g.autocast)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        ev.evaluate(g.model, val_t[: n + 1], lut, autocast_dtype=g.autocast)
+    report(prof, {}, a.profile, 20, a.batch_windows * a.window, 1)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--record", type=Path, required=True)
@@ -60,6 +75,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--stride", type=int, default=64)
     p.add_argument("--batch-windows", type=int, default=32)
     p.add_argument("--val-tokens", type=int, default=0, help="score only this many targets (0: all)")
+    p.add_argument("--compile-modes", default="default",
+                   help="golf's torch.compile modes to time, comma-separated (eval.sliding.compile_mode)")
+    p.add_argument("--profile", type=int, default=0, help="then profile this many batches of golf's first mode")
     a = p.parse_args(argv)
     from golf.data.shards import read_shard, shard_files
     from golf.data.tokenizer import byte_lut, load_sentencepiece
@@ -80,15 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     val_t = torch.from_numpy(val[: n + 1].astype(np.int32)).to(g.device)
     sp = load_sentencepiece(paths.tokenizer)
     lut = LutOnDevice(byte_lut(sp, g.model.vocab_size), g.device)
-    rows = {}
-    for label, tail in (("golf (every target once)", False), ("golf (the records' windows)", True)):
-        ev = SlidingEvaluator(window=a.window, stride=a.stride, batch_windows=a.batch_windows, reproduce_record_tail=tail)
-        t1, r1 = timed(lambda ev=ev: ev.evaluate(g.model, val_t, lut, autocast_dtype=g.autocast))
-        t2, r2 = timed(lambda ev=ev: ev.evaluate(g.model, val_t, lut, autocast_dtype=g.autocast))
-        # Both golf rows run the same compiled hidden() at the same shape: only the first pays for compiling.
-        rows[label] = (t1 - t2 if not rows else None, r2.tokens / t2, r2.val_bpb, r2.tokens, t2)
-        print(f"{label}: first {t1:.1f}s, second {t2:.1f}s, {r2.tokens / t2:,.0f} tokens/s, val_bpb {r2.val_bpb:.6f}", flush=True)
-
+    # The record first: the reference every golf mode is set beside.
     mod = import_record(a.record, dict(e.split("=", 1) for e in a.record_env))
     args = mod.Hyperparameters()
     ref = record_model(mod, int(g.cfg.seed))
@@ -112,7 +122,22 @@ def main(argv: list[str] | None = None) -> None:
     windows = len(range(0, n, a.stride))
     print(f"record: first {t1:.1f}s, second {t2:.1f}s, val_bpb {bpb:.6f}", flush=True)
     label = "record's eval_val_sliding" + (" (FA3 stand-in: SDPA flash, K/V repeated)" if mod.GOLF_FA3_STAND_IN else " (FA3)")
-    rows[label] = (t1 - t2, None, bpb, None, t2)
+    record_row = (label, (t1 - t2, None, bpb, None, t2))
+    rows, modes = {}, a.compile_modes.split(",")
+    runs = [("golf (every target once)", False, modes[0]), ("golf (the records' windows)", True, modes[0])]
+    runs += [(f"golf (every target once, compile_mode={m})", False, m) for m in modes[1:]]
+    for i, (label, tail, mode) in enumerate(runs):
+        ev = SlidingEvaluator(window=a.window, stride=a.stride, batch_windows=a.batch_windows, reproduce_record_tail=tail,
+                              compile_mode=mode)
+        if i and mode != runs[i - 1][2]:
+            torch._dynamo.reset()  # a new mode compiles afresh; the same mode reuses the compiled hidden()
+        t1, r1 = timed(lambda ev=ev: ev.evaluate(g.model, val_t, lut, autocast_dtype=g.autocast))
+        t2, r2 = timed(lambda ev=ev: ev.evaluate(g.model, val_t, lut, autocast_dtype=g.autocast))
+        rows[label] = (t1 - t2 if not i or mode != runs[i - 1][2] else None, r2.tokens / t2, r2.val_bpb, r2.tokens, t2)
+        print(f"{label}: first {t1:.1f}s, second {t2:.1f}s, {r2.tokens / t2:,.0f} tokens/s, val_bpb {r2.val_bpb:.6f}", flush=True)
+    if a.profile:
+        profile_batches(g, val_t, lut, a, modes[0])
+    rows[record_row[0]] = record_row[1]
     print(f"\n{torch.cuda.get_device_name(0)}; {n:,} targets, window {a.window}, stride {a.stride}, {a.batch_windows} windows per batch")
     print("| evaluator | compile s (1st - 2nd call) | eval s | scored tokens/s | val_bpb |\n|---|---|---|---|---|")
     for k, (comp, tps, bpb_, _tok, t) in rows.items():

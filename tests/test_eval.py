@@ -191,3 +191,5 @@ def test_bad_eval_options_name_the_key():
         SlidingEvaluator(window=64, stride=100)
     with pytest.raises(ValueError, match="eval.ttt.chunk_tokens"):
         TTTEvaluator(chunk_tokens=16, seq_len=32)
+    with pytest.raises(ValueError, match="eval.sliding.compile_mode must be one of"):
+        SlidingEvaluator(compile_mode="fast")

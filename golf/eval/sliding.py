@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from golf.eval.bpb import EvalResult, LutOnDevice, bits_per_byte
+from golf.trainer import COMPILE_MODES
 
 
 def golf_windows(n: int, window: int, stride: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -46,12 +47,14 @@ def record_windows(n: int, window: int, stride: int) -> tuple[Tensor, Tensor, Te
 
 class SlidingEvaluator:
     def __init__(self, *, window: int = 2048, stride: int = 64, batch_windows: int = 32, reproduce_record_tail: bool = False,
-                 compile: bool | str = "auto"):
+                 compile: bool | str = "auto", compile_mode: str = "default"):
         if not 0 < stride <= window:
             raise ValueError(f"eval.sliding: stride must be in 1..window={window}, got {stride}")
         if batch_windows < 1:
             raise ValueError(f"eval.sliding.batch_windows must be >= 1, got {batch_windows}")
-        self.window, self.stride, self.batch_windows = window, stride, batch_windows
+        if compile_mode not in COMPILE_MODES:
+            raise ValueError(f"eval.sliding.compile_mode must be one of {COMPILE_MODES}, got {compile_mode!r}")
+        self.window, self.stride, self.batch_windows, self.compile_mode = window, stride, batch_windows, compile_mode
         self.reproduce_record_tail, self.compile = reproduce_record_tail, compile
         self._compiled = {}
 
@@ -64,7 +67,7 @@ class SlidingEvaluator:
             return model.hidden
         key = id(model)
         if key not in self._compiled:
-            self._compiled = {key: torch.compile(model.hidden, dynamic=False)}
+            self._compiled = {key: torch.compile(model.hidden, dynamic=False, mode=self.compile_mode)}
         return self._compiled[key]
 
     @torch.inference_mode()
