@@ -122,5 +122,12 @@ def test_floor_fitting_lowers_the_floor_as_far_as_the_budget_allows():
 def test_floor_fitting_keeps_the_ends_when_the_budget_decides():
     state, quantizer, codec = _state(), Quantizer(matrix_bits=6, method="lite", keep_float_max_numel=0), Lzma(preset=6)
     assert fit_floor(state, quantizer, ByteBudget(10**9, 0, codec))[0] == 0.0  # no floor needed
-    fraction, info = fit_floor(state, quantizer, ByteBudget(1000, 0, codec))  # even the full floor is over: pruning's
-    assert fraction == 1.0 and info["estimated_model_bytes"] == info["model_bytes_full_floor"] > 1000
+    full = ByteBudget(10**9, 0, codec).model_bytes(quantizer.quantize(state))
+    coarser = ByteBudget(int(0.8 * full), 0, codec)  # the records' floor is over: a coarser grid fits
+    factor, info = fit_floor(state, quantizer, coarser, headroom=0.0)
+    assert 1 < factor <= 64 and info["model_bytes_full_floor"] == full
+    assert coarser.model_bytes(quantizer.with_floor_fraction(factor).quantize(state)) <= coarser.limit * 1.01
+    factor, info = fit_floor(state, quantizer, ByteBudget(50, 0, codec))  # nothing fits: pruning's turn
+    assert factor == 64 and info["estimated_model_bytes"] > 50
+    with pytest.raises(ValueError, match="quant.scale_floor=0 sets none"):
+        Quantizer(scale_floor=0, fit_scale_floor=True)

@@ -16,13 +16,14 @@ compressed sizes are not monotone in the count at a fine scale (zeroing 2,000 en
 by 624 bytes), so the count is the fewest the real checks found, exactly the fewest for a monotone codec.
 Floor fitting (``quant.fit_scale_floor``): a row whose clip / qmax is below the grid's floor gets the floor as
 its scale; the records' floor 1/qmax sets every row of a model trained for minutes (all |w| < 1), a grid far
-coarser than its weights need. Fitting scales every floor by the smallest fraction in [0, 1] whose artifact
-is estimated within the limit less ``headroom``: one real size at each end of the range (the rows'
-own grids, then the records' floor), the fast sibling's size mapped affinely between them, bisection on the
-fraction. The probes round without Hessians (RTN or the clip search: GPTQ's codes compress alike); pruning
-absorbs what the estimate missed. A uniform step for every row at the floor is what rate-distortion theory
-asks of a uniform quantizer under an entropy budget (equal distortion slopes), where pruning zeroes only
-the smallest codes.
+coarser than its weights need. Fitting scales every floor by the smallest factor in [0, 1] whose artifact is
+estimated within the limit less ``headroom``: one real size at each end (the rows' own grids, the records'
+floor), the fast sibling's size mapped affinely between them, bisection on the factor. Where the records'
+floor is still over, the factor doubles (up to 64) first, so a run with floor fitting ends within the limit
+whatever the model. The probes round without Hessians (RTN or the clip search: GPTQ's codes compress
+alike); pruning absorbs what the estimate missed. A uniform step for every row at the floor is what
+rate-distortion theory asks of a uniform quantizer under an entropy budget (equal distortion slopes), where
+pruning zeroes only the smallest codes.
 """
 
 from __future__ import annotations
@@ -126,29 +127,44 @@ def allocate_bits(state: dict[str, Tensor], hessians: dict[str, Tensor], quantiz
 # ---------------------------------------------------------------------------------------- floor fitting
 
 
+MAX_FLOOR_FACTOR = 64.0  # above the records' floor: a grid this coarse rounds nearly every weight to 0
+
+
 def fit_floor(state: dict[str, Tensor], quantizer, budget: ByteBudget, *, headroom: float = 0.02,
               steps: int = 8) -> tuple[float, dict]:
-    """The fraction of the grid floors to quantize with, and a record of the search (module docstring)."""
+    """The factor to scale the grid floors by, and a record of the search (module docstring). Where even the
+    records' floor is over, the factor doubles past 1 (a coarser grid) until the artifact fits."""
     target = (1.0 - headroom) * budget.limit - budget.code_bytes
 
-    def probe(fraction: float) -> QuantizedState:
-        return quantizer.with_floor_fraction(fraction).quantize(state)
+    def probe(factor: float) -> QuantizedState:
+        return quantizer.with_floor_fraction(factor).quantize(state)
 
-    ends = {f: probe(f) for f in (0.0, 1.0)}
+    def real_bytes(q: QuantizedState) -> int:
+        return len(encode_artifact(q.tensors, q.meta, budget.compressor))
+
+    qs = {f: probe(f) for f in (0.0, 1.0)}
     with ThreadPoolExecutor(2) as pool:  # the codecs release the GIL: both real sizes in the time of one
-        sizes = pool.map(lambda q: len(encode_artifact(q.tensors, q.meta, budget.compressor)), ends.values())
-        real = dict(zip(ends, sizes))
+        real = dict(zip(qs, pool.map(real_bytes, qs.values())))
     info = {"target_model_bytes": round(target), "headroom": headroom, "model_bytes_no_floor": real[0.0],
             "model_bytes_full_floor": real[1.0], "real_compressions": 2, "probes": 2}
-    if real[0.0] <= target or real[1.0] > target:  # the rows' own grids fit, or even the full floor needs pruning
-        f = 0.0 if real[0.0] <= target else 1.0
-        return f, {**info, "fraction": f, "estimated_model_bytes": real[f]}
-    fast = {f: fast_bytes(q.tensors, budget.compressor) for f, q in ends.items()}
-    slope = (real[0.0] - real[1.0]) / (fast[0.0] - fast[1.0]) if fast[0.0] != fast[1.0] else 1.0
-    lo, hi, est_hi = 0.0, 1.0, float(real[1.0])  # estimate(lo) > target >= estimate(hi)
+    if real[0.0] <= target:  # the rows' own grids fit
+        return 0.0, {**info, "fraction": 0.0, "estimated_model_bytes": real[0.0]}
+    hi = 1.0
+    while real[hi] > target and hi < MAX_FLOOR_FACTOR:
+        hi *= 2
+        qs[hi] = probe(hi)
+        real[hi] = real_bytes(qs[hi])
+        info["real_compressions"] += 1
+        info["probes"] += 1
+    if real[hi] > target:  # pruning's turn
+        return hi, {**info, "fraction": hi, "estimated_model_bytes": real[hi]}
+    lo = hi / 2 if hi > 1 else 0.0  # real(lo) > target >= real(hi): bisect on the fast codec, mapped affinely
+    fast = {f: fast_bytes(qs[f].tensors, budget.compressor) for f in (lo, hi)}
+    slope = (real[lo] - real[hi]) / (fast[lo] - fast[hi]) if fast[lo] != fast[hi] else 1.0
+    top, est_hi = hi, float(real[hi])
     for _ in range(steps):
         mid = (lo + hi) / 2
-        est = real[1.0] + slope * (fast_bytes(probe(mid).tensors, budget.compressor) - fast[1.0])
+        est = real[top] + slope * (fast_bytes(probe(mid).tensors, budget.compressor) - fast[top])
         info["probes"] += 1
         lo, hi, est_hi = (lo, mid, est) if est <= target else (mid, hi, est_hi)
     return hi, {**info, "fraction": hi, "estimated_model_bytes": round(est_hi)}

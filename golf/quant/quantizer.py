@@ -100,6 +100,9 @@ class Quantizer:
                              f"{prune_max_abs}, {allocate_headroom}")
         if scale_floor is not None and not 0 <= scale_floor < 1:
             raise ValueError(f"quant.scale_floor must be null (the records' 1/qmax) or in [0, 1), got {scale_floor}")
+        if fit_scale_floor and scale_floor == 0:
+            raise ValueError("quant.fit_scale_floor scales the grid floor, and quant.scale_floor=0 sets none: use "
+                             "quant.scale_floor=null (the records' 1/qmax) or a positive floor")
         if fit_scale_floor and allocate_max_bits:
             raise ValueError("quant.fit_scale_floor and quant.allocate_max_bits both spend the byte budget: choose one "
                              "(set quant.allocate_max_bits=0 or quant.fit_scale_floor=false)")

@@ -115,9 +115,9 @@ def compress(run: Run) -> None:
             if info["bytes_before"] <= budget.limit:
                 run.log(f"pruning: not needed, {info['bytes_after']:,} B total fits ({info['headroom']:,} B headroom)")
             else:
+                verdict = "fits" if info["fits"] else "STILL OVER: quant.fit_scale_floor=true coarsens the grid until it fits"
                 run.log(f"pruning: {info['pruned']:,} of {info['candidates']:,} entries with |q| <= {info['max_abs']} "
-                        f"zeroed, {info['bytes_after']:,} B total ({'fits' if info['fits'] else 'STILL OVER'}), "
-                        f"{info['real_compressions']} real compressions")
+                        f"zeroed, {info['bytes_after']:,} B total ({verdict}), {info['real_compressions']} real compressions")
         blob = budget.last[1] if budget.last is not None and budget.last[0] is qstate else None
         write_artifact(run.run_dir / ARTIFACT_NAME, qstate.tensors, qstate.meta, run.parts.compressor, blob)
     if run.dist.distributed:
