@@ -64,10 +64,10 @@ def row(preset: str, r: dict) -> dict:
 
 
 def fitting_summary(x: dict) -> str:
-    """What fitting did, in a table cell: the floor's fraction, the promoted bit widths, the entries pruned."""
+    """What fitting did, in a table cell: the floor's factor, the promoted bit widths, the entries pruned."""
     fit, parts = x.get("fitting") or {}, []
     if "scale_floor" in fit:
-        parts.append(f"floor x{fit['scale_floor']['fraction']:.3g}")
+        parts.append(f"floor x{fit['scale_floor']['factor']:.3g}")
     if "allocation" in fit:
         parts.append(", ".join(f"int{b}: {n} groups" for b, n in fit["allocation"]["bits_histogram"].items()))
     if fit.get("pruning", {}).get("pruned"):

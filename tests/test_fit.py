@@ -99,24 +99,24 @@ def test_fitting_options_are_checked():
 
 def test_floor_fitting_lowers_the_floor_as_far_as_the_budget_allows():
     """Every row of _state is under the records' floor (|w| < 1). With a limit halfway between the artifact at
-    the full floor and without one, the fitted fraction lands strictly inside, its artifact under the limit,
+    the full floor and without one, the fitted factor lands strictly inside, its artifact under the limit,
     and a floor 10% lower would not have fitted the target; the rows' scales are the fitted floor."""
     state = _state(width=256)
     quantizer = Quantizer(matrix_bits=6, method="lite", keep_float_max_numel=0)
     codec = Lzma(preset=6)
-    sizes = [ByteBudget(10**9, 0, codec).model_bytes(quantizer.with_floor_fraction(f).quantize(state)) for f in (0, 1)]
+    sizes = [ByteBudget(10**9, 0, codec).model_bytes(quantizer.with_floor_factor(f).quantize(state)) for f in (0, 1)]
     assert sizes[0] > 1.3 * sizes[1]
     budget = ByteBudget(1000 + (sizes[0] + sizes[1]) // 2, 1000, codec)
-    fraction, info = fit_floor(state, quantizer, budget, headroom=0.02)
-    assert 0 < fraction < 1 and info["fraction"] == fraction and info["probes"] == 10
-    fitted = quantizer.with_floor_fraction(fraction).quantize(state)
+    factor, info = fit_floor(state, quantizer, budget, headroom=0.02)
+    assert 0 < factor < 1 and info["factor"] == factor and info["probes"] == 10
+    fitted = quantizer.with_floor_factor(factor).quantize(state)
     assert budget.total(fitted) <= budget.limit
     assert info["estimated_model_bytes"] == pytest.approx(budget.model_bytes(fitted), rel=0.01)
     target = 0.98 * budget.limit - budget.code_bytes
-    assert budget.model_bytes(quantizer.with_floor_fraction(0.9 * fraction).quantize(state)) > target
+    assert budget.model_bytes(quantizer.with_floor_factor(0.9 * factor).quantize(state)) > target
     scales = torch.cat([fitted.tensors[m["scale"]].float() for m in fitted.meta.values()])
-    assert torch.allclose(scales.min(), torch.tensor(fraction / 31).half().float())
-    assert quantizer.floor_fraction == 1.0  # the configured quantizer is left as it was
+    assert torch.allclose(scales.min(), torch.tensor(factor / 31).half().float())
+    assert quantizer.floor_factor == 1.0  # the configured quantizer is left as it was
 
 
 def test_floor_fitting_keeps_the_ends_when_the_budget_decides():
@@ -126,7 +126,7 @@ def test_floor_fitting_keeps_the_ends_when_the_budget_decides():
     coarser = ByteBudget(int(0.8 * full), 0, codec)  # the records' floor is over: a coarser grid fits
     factor, info = fit_floor(state, quantizer, coarser, headroom=0.0)
     assert 1 < factor <= 64 and info["model_bytes_full_floor"] == full
-    assert coarser.model_bytes(quantizer.with_floor_fraction(factor).quantize(state)) <= coarser.limit * 1.01
+    assert coarser.model_bytes(quantizer.with_floor_factor(factor).quantize(state)) <= coarser.limit * 1.01  # pruning closes the rest
     factor, info = fit_floor(state, quantizer, ByteBudget(50, 0, codec))  # nothing fits: pruning's turn
     assert factor == 64 and info["estimated_model_bytes"] > 50
     with pytest.raises(ValueError, match="quant.scale_floor=0 sets none"):

@@ -273,19 +273,19 @@ def test_mixed_precision_fits_the_byte_budget_exactly(smoke_dir, tmp_path, monke
 
 
 def test_floor_fitting_spends_the_byte_budget_on_a_finer_grid(smoke_dir, tmp_path, monkeypatch):
-    """quant.fit_scale_floor: with room for the rows' own grids the floor goes (fraction 0, no row at it);
-    with a limit between the two ends, results.json carries the fitted fraction and the artifact fits."""
+    """quant.fit_scale_floor: with room for the rows' own grids the floor goes (factor 0, no row at it);
+    with a limit between the two ends, results.json carries the fitted factor and the artifact fits."""
     monkeypatch.setenv("GOLF_CACHE_DIR", str(smoke_dir.parent))
     common = [*FAST, "logger=none", "quant=int6", "quant.keep_float_max_numel=1000", "train.iterations=6",
               "quant.fit_scale_floor=true", "quant.prune_max_abs=1"]
     free = run_in_process(common, tmp_path / "free")
     f = free["fitting"]["scale_floor"]
-    assert free["status"] == "ok" and f["fraction"] == 0.0 and free["quant_stats"]["floor_rows"] == 0
+    assert free["status"] == "ok" and f["factor"] == 0.0 and free["quant_stats"]["floor_rows"] == 0
     assert f["model_bytes_no_floor"] > f["model_bytes_full_floor"]
     limit = free["bytes"]["code"] + (f["model_bytes_no_floor"] + f["model_bytes_full_floor"]) // 2
     tight = run_in_process([*common, f"budget.artifact_bytes={limit}"], tmp_path / "tight")
     t = tight["fitting"]["scale_floor"]
-    assert tight["status"] == "ok" and 0 < t["fraction"] < 1 and tight["bytes"]["total"] <= limit
+    assert tight["status"] == "ok" and 0 < t["factor"] < 1 and tight["bytes"]["total"] <= limit
     assert 0 < tight["quant_stats"]["floor_rows"] <= tight["quant_stats"]["matrix_rows"]
 
 

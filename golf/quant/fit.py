@@ -137,7 +137,7 @@ def fit_floor(state: dict[str, Tensor], quantizer, budget: ByteBudget, *, headro
     target = (1.0 - headroom) * budget.limit - budget.code_bytes
 
     def probe(factor: float) -> QuantizedState:
-        return quantizer.with_floor_fraction(factor).quantize(state)
+        return quantizer.with_floor_factor(factor).quantize(state)
 
     def real_bytes(q: QuantizedState) -> int:
         return len(encode_artifact(q.tensors, q.meta, budget.compressor))
@@ -148,7 +148,7 @@ def fit_floor(state: dict[str, Tensor], quantizer, budget: ByteBudget, *, headro
     info = {"target_model_bytes": round(target), "headroom": headroom, "model_bytes_no_floor": real[0.0],
             "model_bytes_full_floor": real[1.0], "real_compressions": 2, "probes": 2}
     if real[0.0] <= target:  # the rows' own grids fit
-        return 0.0, {**info, "fraction": 0.0, "estimated_model_bytes": real[0.0]}
+        return 0.0, {**info, "factor": 0.0, "estimated_model_bytes": real[0.0]}
     hi = 1.0
     while real[hi] > target and hi < MAX_FLOOR_FACTOR:
         hi *= 2
@@ -157,7 +157,7 @@ def fit_floor(state: dict[str, Tensor], quantizer, budget: ByteBudget, *, headro
         info["real_compressions"] += 1
         info["probes"] += 1
     if real[hi] > target:  # pruning's turn
-        return hi, {**info, "fraction": hi, "estimated_model_bytes": real[hi]}
+        return hi, {**info, "factor": hi, "estimated_model_bytes": real[hi]}
     lo = hi / 2 if hi > 1 else 0.0  # real(lo) > target >= real(hi): bisect on the fast codec, mapped affinely
     fast = {f: fast_bytes(qs[f].tensors, budget.compressor) for f in (lo, hi)}
     slope = (real[lo] - real[hi]) / (fast[lo] - fast[hi]) if fast[lo] != fast[hi] else 1.0
@@ -167,7 +167,7 @@ def fit_floor(state: dict[str, Tensor], quantizer, budget: ByteBudget, *, headro
         est = real[top] + slope * (fast_bytes(probe(mid).tensors, budget.compressor) - fast[top])
         info["probes"] += 1
         lo, hi, est_hi = (lo, mid, est) if est <= target else (mid, hi, est_hi)
-    return hi, {**info, "fraction": hi, "estimated_model_bytes": round(est_hi)}
+    return hi, {**info, "factor": hi, "estimated_model_bytes": round(est_hi)}
 
 
 # --------------------------------------------------------------------------------------------- pruning

@@ -15,8 +15,8 @@ search, ``search`` matrix | row) or gptq (needs Hessians; a matrix without one f
 A per-matrix bit width (``bits``, from the mixed-precision allocator) overrides ``matrix_bits``.
 Fitting the budget (``golf.quant.fit``): ``allocate_max_bits`` > 0 promotes the most Hessian-sensitive layer
 groups above ``matrix_bits`` while the estimate fits (keeping ``allocate_headroom``); ``prune_max_abs`` 1 or 2
-zeroes the cheapest +-1 (+-2) entries when the artifact would be over the limit; ``fit_scale_floor`` lowers every
-per-row grid's floor (``scale_floor``; null: the records' 1/qmax) as far as the byte budget allows.
+zeroes the cheapest +-1 (+-2) entries when the artifact would be over the limit; ``fit_scale_floor`` scales every
+per-row grid's floor (``scale_floor``; null: the records' 1/qmax) by the smallest factor whose artifact fits.
 """
 
 from __future__ import annotations
@@ -106,18 +106,18 @@ class Quantizer:
         if fit_scale_floor and allocate_max_bits:
             raise ValueError("quant.fit_scale_floor and quant.allocate_max_bits both spend the byte budget: choose one "
                              "(set quant.allocate_max_bits=0 or quant.fit_scale_floor=false)")
-        self.scale_floor, self.fit_scale_floor, self.floor_fraction = scale_floor, fit_scale_floor, 1.0
+        self.scale_floor, self.fit_scale_floor, self.floor_factor = scale_floor, fit_scale_floor, 1.0
         self.allocate_max_bits, self.allocate_headroom = allocate_max_bits, allocate_headroom
         self.prune_max_abs, self.prune_real_checks = prune_max_abs, prune_real_checks
 
     def floor_for(self, qmax: int) -> float:
-        """The smallest row scale of a ``qmax`` grid: ``floor_fraction`` of ``scale_floor`` (null: 1/qmax)."""
-        return scale_floor(qmax, self.scale_floor) * self.floor_fraction
+        """The smallest row scale of a ``qmax`` grid: ``floor_factor`` of ``scale_floor`` (null: 1/qmax)."""
+        return scale_floor(qmax, self.scale_floor) * self.floor_factor
 
-    def with_floor_fraction(self, fraction: float) -> Quantizer:
-        """This quantizer with its floors scaled by ``fraction`` in [0, 1] (what floor fitting chose)."""
+    def with_floor_factor(self, factor: float) -> Quantizer:
+        """This quantizer with its floors scaled by ``factor`` (what floor fitting chose: < 1 finer, > 1 coarser)."""
         out = copy.copy(self)
-        out.floor_fraction = float(fraction)
+        out.floor_factor = float(factor)
         return out
 
     @property

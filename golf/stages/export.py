@@ -83,8 +83,8 @@ def quantize(run: Run) -> None:
         if st.get("floor_rows"):
             set_floor = getattr(q, "scale_floor", None)
             floor = "1/qmax" if set_floor is None else f"{set_floor:g} (quant.scale_floor)"
-            if getattr(q, "floor_fraction", 1.0) != 1.0:
-                floor = f"{q.floor_fraction:.4g} x {floor} (fitted)"
+            if getattr(q, "floor_factor", 1.0) != 1.0:
+                floor = f"{q.floor_factor:.4g} x {floor} (fitted)"
             clip += f"; scale at the grid's floor {floor} in {st['floor_rows']:,} of {st['matrix_rows']:,} matrix rows"
             if set_floor is None and st["floor_rows"] == st["matrix_rows"] and not getattr(q, "fit_scale_floor", False):
                 clip += (": every row's grid is set by the floor, not by its weights (quant.fit_scale_floor=true "
@@ -94,15 +94,15 @@ def quantize(run: Run) -> None:
 
 
 def _fitted_floor(run: Run, q, state):
-    """``q`` with its grid floors lowered as far as the byte budget allows (golf.quant.fit.fit_floor)."""
+    """``q`` with its grid floors scaled by the smallest factor whose artifact fits (golf.quant.fit.fit_floor)."""
     t0 = time.perf_counter()
-    fraction, info = fit_floor(state, q, byte_budget(run), headroom=q.allocate_headroom)
+    factor, info = fit_floor(state, q, byte_budget(run), headroom=q.allocate_headroom)
     info["seconds"] = round(time.perf_counter() - t0, 3)
     run.results.setdefault("fitting", {})["scale_floor"] = info
-    run.log(f"floor fitting: floors x {fraction:.4g} (estimated model {info['estimated_model_bytes']:,} B of "
+    run.log(f"floor fitting: floors x {factor:.4g} (estimated model {info['estimated_model_bytes']:,} B of "
             f"{info['target_model_bytes']:,}; {info['model_bytes_no_floor']:,} B without a floor, "
             f"{info['model_bytes_full_floor']:,} B at the full one) in {info['seconds']:.1f}s, {info['probes']} probes")
-    return q.with_floor_fraction(fraction)
+    return q.with_floor_factor(factor)
 
 
 def compress(run: Run) -> None:
