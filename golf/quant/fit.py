@@ -17,11 +17,12 @@ by 624 bytes), so the count is the fewest the real checks found, exactly the few
 Floor fitting (``quant.fit_scale_floor``): a row whose clip / qmax is below the grid's floor gets the floor as
 its scale; the records' floor 1/qmax sets every row of a model trained for minutes (all |w| < 1), a grid far
 coarser than its weights need. Fitting scales every floor by the smallest factor in [0, 1] whose artifact is
-estimated within the limit less ``headroom``: one real size at each end (the rows' own grids, the records'
-floor), the fast sibling's size mapped affinely between them, bisection on the factor. Where the records'
-floor is still over, the factor doubles (up to 64) first, so a run with floor fitting ends within the limit
-whatever the model. The probes round without Hessians (RTN or the clip search: GPTQ's codes compress
-alike); pruning absorbs what the estimate missed. A uniform step for every row at the floor is what
+estimated within the limit less ``headroom``: real sizes at factors 0 (the rows' own grids), 1/4, 1/2 and 1
+(the records' floor), compressed in parallel; then bisection between the two measured factors that bracket the
+target, on zlib-1's size mapped affinely through theirs. Where the records' floor is still over, the factor
+doubles (up to 64) first, so a run with floor fitting ends within the limit whatever the model. The probes
+round without Hessians (RTN or the clip search: GPTQ's codes compress alike); pruning absorbs what the
+estimate missed. A uniform step for every row at the floor is what
 rate-distortion theory asks of a uniform quantizer under an entropy budget (equal distortion slopes), where
 pruning zeroes only the smallest codes.
 """
@@ -37,6 +38,7 @@ import torch
 from torch import Tensor
 
 from golf.compress.artifact import encode_artifact
+from golf.compress.codecs import Zlib
 from golf.quant.format import QuantizedState
 from golf.quant.grid import qmax_for, search_clip
 from golf.quant.quantizer import matrix_group
@@ -128,6 +130,7 @@ def allocate_bits(state: dict[str, Tensor], hessians: dict[str, Tensor], quantiz
 
 
 MAX_FLOOR_FACTOR = 64.0  # above the records' floor: a grid this coarse rounds nearly every weight to 0
+FLOOR_ANCHORS = (0.0, 0.25, 0.5, 1.0)  # factors whose real size is measured (in parallel) before bisecting
 
 
 def fit_floor(state: dict[str, Tensor], quantizer, budget: ByteBudget, *, headroom: float = 0.02,
@@ -135,6 +138,8 @@ def fit_floor(state: dict[str, Tensor], quantizer, budget: ByteBudget, *, headro
     """The factor to scale the grid floors by, and a record of the search (module docstring). Where even the
     records' floor is over, the factor doubles past 1 (a coarser grid) until the artifact fits."""
     target = (1.0 - headroom) * budget.limit - budget.code_bytes
+    # zlib-1 probes: 10x faster than lzma-1 on an int6 payload and as close once mapped (benchmarks.md)
+    probe_codec = Zlib(level=1, shuffle=getattr(budget.compressor, "shuffle", 0))
 
     def probe(factor: float) -> QuantizedState:
         return quantizer.with_floor_factor(factor).quantize(state)
@@ -142,11 +147,11 @@ def fit_floor(state: dict[str, Tensor], quantizer, budget: ByteBudget, *, headro
     def real_bytes(q: QuantizedState) -> int:
         return len(encode_artifact(q.tensors, q.meta, budget.compressor))
 
-    qs = {f: probe(f) for f in (0.0, 1.0)}
-    with ThreadPoolExecutor(2) as pool:  # the codecs release the GIL: both real sizes in the time of one
+    qs = {f: probe(f) for f in FLOOR_ANCHORS}
+    with ThreadPoolExecutor(len(qs)) as pool:  # the codecs release the GIL: all anchors in the time of one
         real = dict(zip(qs, pool.map(real_bytes, qs.values())))
     info = {"target_model_bytes": round(target), "headroom": headroom, "model_bytes_no_floor": real[0.0],
-            "model_bytes_full_floor": real[1.0], "real_compressions": 2, "probes": 2}
+            "model_bytes_full_floor": real[1.0], "real_compressions": len(qs), "probes": len(qs)}
     if real[0.0] <= target:  # the rows' own grids fit
         return 0.0, {**info, "factor": 0.0, "estimated_model_bytes": real[0.0]}
     hi = 1.0
@@ -158,13 +163,14 @@ def fit_floor(state: dict[str, Tensor], quantizer, budget: ByteBudget, *, headro
         info["probes"] += 1
     if real[hi] > target:  # pruning's turn
         return hi, {**info, "factor": hi, "estimated_model_bytes": real[hi]}
-    lo = hi / 2 if hi > 1 else 0.0  # real(lo) > target >= real(hi): bisect on the fast codec, mapped affinely
-    fast = {f: fast_bytes(qs[f].tensors, budget.compressor) for f in (lo, hi)}
+    hi = min(f for f in real if real[f] <= target)  # the bracket between neighbouring measured factors
+    lo = max(f for f in real if f < hi)
+    fast = {f: fast_bytes(qs[f].tensors, probe_codec) for f in (lo, hi)}
     slope = (real[lo] - real[hi]) / (fast[lo] - fast[hi]) if fast[lo] != fast[hi] else 1.0
     top, est_hi = hi, float(real[hi])
-    for _ in range(steps):
+    for _ in range(steps):  # bisection on the probe codec's size, mapped affinely through the bracket's real sizes
         mid = (lo + hi) / 2
-        est = real[top] + slope * (fast_bytes(probe(mid).tensors, budget.compressor) - fast[top])
+        est = real[top] + slope * (fast_bytes(probe(mid).tensors, probe_codec) - fast[top])
         info["probes"] += 1
         lo, hi, est_hi = (lo, mid, est) if est <= target else (mid, hi, est_hi)
     return hi, {**info, "factor": hi, "estimated_model_bytes": round(est_hi)}
