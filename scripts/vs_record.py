@@ -23,6 +23,13 @@ record's from its own eval_time fields and from when its log lines arrived). ``-
 ``--record-until diag`` stops the record after its post-EMA diagnostic (for one whose calibration cannot
 finish in the time at hand).
 
+Two golf runs and no record check a world size: ``--losses-against w1`` sets each run's first losses beside
+the 1-GPU run's and gives the step-time speed-up (Parallel Muon on 2 GPUs, issue 5):
+
+    python scripts/vs_record.py --skip-record --steps 40 --from-step 10 --losses-against w1 --out runs/world \
+        --golf "w1:experiment=pr1019 schedule.warmdown_iters=0 launcher=torchrun launcher.nproc_per_node=1" \
+        --golf "w2:experiment=pr1019 schedule.warmdown_iters=0 launcher=torchrun launcher.nproc_per_node=2"
+
     python scripts/vs_record.py --budget 180 --record .bench/r1019_train_gpt.py --record-env BIGRAM_VOCAB_SIZE=3072 \
         --record-env BIGRAM_DIM=112 --golf "golf:experiment=pr1019 data=enwiki_sp1024" --seed 314 --out runs/b1019
 """
@@ -239,6 +246,31 @@ def print_steps_table(a: argparse.Namespace, rows: dict) -> None:
         losses = " / ".join(f"{x:.4f}" for x in r["losses"][:3])
         val = r["val"]["val_bpb"] if r.get("val") else None
         print(f"| {k} | {r['median_ms']} | {tps} | {r['peak_mib']} | {losses} | {val} | {avg} |")
+    if a.losses_against:
+        print_losses_against(a, rows)
+
+
+def print_losses_against(a: argparse.Namespace, rows: dict) -> None:
+    """Each run's first ``--loss-steps`` losses beside the reference run's (e.g. golf on 2 GPUs against 1: the
+    same global batch at any world size, so the same losses up to bf16 reduction order), with the largest
+    relative difference and the step-time ratio."""
+    ref = rows.get(a.losses_against)
+    if ref is None or not ref["losses"]:
+        print(f"--losses-against {a.losses_against}: no such run with losses (runs: {', '.join(rows)})")
+        return
+    n = min(a.loss_steps, len(ref["losses"]))
+    print(f"\nlosses of steps 1-{n} against {a.losses_against}")
+    print("| run | max relative difference | at step | speed-up of the median step | " +
+          " | ".join(f"step {i + 1}" for i in range(n)) + " |")
+    print("|---|---|---|---|" + "---|" * n)
+    for k, r in rows.items():
+        if not r["losses"]:
+            continue
+        diffs = [abs(x - y) / abs(y) for x, y in zip(r["losses"][:n], ref["losses"][:n])]
+        worst = max(range(len(diffs)), key=diffs.__getitem__)
+        ratio = f"{ref['median_ms'] / r['median_ms']:.2f}x" if ref.get("median_ms") and r.get("median_ms") else "-"
+        print(f"| {k} | {diffs[worst]:.2e} | {worst + 1} | {ratio} | " +
+              " | ".join(f"{x:.4f}" for x in r["losses"][:n]) + " |")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -259,6 +291,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-tokens", type=int, default=786_432)
     p.add_argument("--seq-len", type=int, default=2048)
     p.add_argument("--from-step", type=int, default=25)
+    p.add_argument("--losses-against", default=None, help="label of a run whose per-step losses the others are "
+                   "compared with (step mode), e.g. golf on 1 GPU against golf on 2")
+    p.add_argument("--loss-steps", type=int, default=10, help="how many first steps --losses-against compares")
     p.add_argument("--data", type=Path, default=None,
                    help="token shards (default data/enwiki_sp1024 for the record; golf's data config otherwise)")
     p.add_argument("--tokenizer", type=Path, default=None)
