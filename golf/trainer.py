@@ -38,7 +38,8 @@ class TrainConfig:
     log_every: int = 200
     compile: bool | str = "auto"         # auto: on CUDA only
     compile_mode: str = "default"        # torch.compile mode: default | max-autotune-no-cudagraphs | max-autotune | reduce-overhead
-    inductor: dict | None = None         # torch._inductor.config settings, e.g. {coordinate_descent_tuning: true}
+    inductor: dict | None = None         # torch._inductor.config settings, e.g. {coordinate_descent_tuning: true};
+                                         # dotted keys reach its sub-configs: {triton.persistent_reductions: false}
     device: str = "auto"
     precision: str = "auto"              # bf16 | fp32 | auto (bf16 on CUDA, fp32 on CPU)
     tf32: bool = True
@@ -66,7 +67,7 @@ class TrainConfig:
         if self.inductor:  # inductor's config module is imported only when settings are given
             import torch._inductor.config as inductor_config
 
-            unknown = [k for k in self.inductor if not hasattr(inductor_config, k)]
+            unknown = [k for k in self.inductor if inductor_setting(inductor_config, k) is None]
             if unknown:
                 raise ValueError(f"train.inductor: {unknown} are not torch._inductor.config settings (torch "
                                  f"{torch.__version__}); see torch/_inductor/config.py for the names")
@@ -88,6 +89,16 @@ class TrainConfig:
             return 8 // world_size
         cap = max(self.max_micro_batch_tokens // self.seq_len, 1)
         return next(a for a in range(1, per_rank + 1) if per_rank % a == 0 and per_rank // a <= cap)
+
+
+def inductor_setting(config, key: str) -> tuple[object, str] | None:
+    """The object and attribute a (dotted) ``train.inductor`` key names in ``torch._inductor.config``, or None."""
+    *path, name = key.split(".")
+    for part in path:
+        config = getattr(config, part, None)
+        if config is None:
+            return None
+    return (config, name) if hasattr(config, name) else None
 
 
 @dataclass

@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--top", type=int, default=15)
     p.add_argument("--record", type=Path, help="also profile a record's own GPT (forward+backward) on the same batches")
     p.add_argument("--record-env", action="append", default=[], help="KEY=VALUE for the record's Hyperparameters")
+    p.add_argument("--dump-kernels", type=Path, help="write the Triton source of the slowest golf kernels here")
     a = p.parse_args(argv)
     from scripts.bench import build_on_cuda
 
@@ -60,6 +61,8 @@ def main(argv: list[str] | None = None) -> None:
     prof = run_profiled(step, a.warmup, a.steps, split)
     print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}; golf: {a.overrides}")
     report(prof, split, a.steps, a.top, tc.batch_tokens, accum)
+    if a.dump_kernels:
+        dump_kernels(prof, a.dump_kernels, a.top)
     if a.record:
         from scripts.compare_record import import_record, record_model
 
@@ -136,6 +139,25 @@ def report(prof, split: dict, steps: int, top: int, batch_tokens: int, accum: in
     print("\n| top kernels | ms per step | calls per step | family |\n|---|---|---|---|")
     for name, (us, n) in sorted(by_kernel.items(), key=lambda kv: -kv[1][0])[: a_top]:
         print(f"| {name[:150]} | {us / 1000 / a_steps:.2f} | {n // a_steps} | {family(name)} |")
+
+
+def dump_kernels(prof, out: Path, top: int) -> None:
+    """Copy the generated source of the ``top`` slowest Triton kernels out of inductor's cache (one file each,
+    named as the profiler names the kernel), to read what a slow fused kernel loads and how it is tiled."""
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+    times = defaultdict(float)
+    for ev in prof.events():
+        if ev.device_type == torch.autograd.DeviceType.CUDA and ev.name.startswith("triton_"):
+            times[ev.name] += ev.device_time if hasattr(ev, "device_time") else ev.cuda_time
+    wanted = {n for n, _ in sorted(times.items(), key=lambda kv: -kv[1])[:top]}
+    out.mkdir(parents=True, exist_ok=True)
+    for src in Path(cache_dir()).rglob("*.py"):
+        text = src.read_text(errors="replace")
+        for name in [n for n in wanted if f"def {n}(" in text]:
+            (out / f"{name[:120]}.py").write_text(f"# {src}\n{text}")
+            wanted.discard(name)
+    print(f"kernel sources in {out}" + (f"; not found in {cache_dir()}: {sorted(wanted)}" if wanted else ""))
 
 
 if __name__ == "__main__":

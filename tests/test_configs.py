@@ -367,11 +367,15 @@ def test_compile_mode_and_inductor_settings_are_checked_and_applied(compose):
     cfg = compose(["train.inductor={coordinate_descent_tuning:true}", "train.compile_mode=max-autotune"])
     assert instantiate(cfg.train).inductor == {"coordinate_descent_tuning": True}
     assert instantiate(compose([]).train).inductor == {}
-    before = inductor_config.coordinate_descent_tuning
+    with pytest.raises(ValueError, match=r"\['triton.persistent_reduction'\] are not"):
+        TrainConfig(inductor={"triton.persistent_reduction": False})
+    before = inductor_config.coordinate_descent_tuning, inductor_config.triton.persistent_reductions
     try:
-        cfg = TrainConfig(compile_mode="max-autotune-no-cudagraphs", inductor={"coordinate_descent_tuning": not before})
+        cfg = TrainConfig(compile_mode="max-autotune-no-cudagraphs", inductor={
+            "coordinate_descent_tuning": not before[0], "triton.persistent_reductions": not before[1]})
         compiled = compile_model(torch.nn.Linear(2, 2), cfg)
-        assert inductor_config.coordinate_descent_tuning is (not before)
+        assert inductor_config.coordinate_descent_tuning is (not before[0])
+        assert inductor_config.triton.persistent_reductions is (not before[1])
         assert isinstance(compiled, torch._dynamo.eval_frame.OptimizedModule)
     finally:
-        inductor_config.coordinate_descent_tuning = before
+        inductor_config.coordinate_descent_tuning, inductor_config.triton.persistent_reductions = before

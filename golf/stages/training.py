@@ -16,7 +16,7 @@ from golf.data.tokenizer import byte_lut, load_sentencepiece
 from golf.dist import seed_all
 from golf.eval.bpb import LutOnDevice, truncate_validation
 from golf.run_state import Parts, Run, VocabMismatch, fmt_eval
-from golf.trainer import TrainConfig, TrainOutcome, train
+from golf.trainer import TrainConfig, TrainOutcome, inductor_setting, train
 
 WEIGHTS_NAME = "weights.safetensors"
 
@@ -39,7 +39,7 @@ def compile_model(model: nn.Module, cfg: TrainConfig) -> nn.Module:
     import torch._inductor.config as inductor_config
 
     for key, value in cfg.inductor.items():
-        setattr(inductor_config, key, value)
+        setattr(*inductor_setting(inductor_config, key), value)
     return torch.compile(model, dynamic=False, fullgraph=True, mode=cfg.compile_mode)
 
 
