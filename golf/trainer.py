@@ -39,7 +39,7 @@ class TrainConfig:
     compile: bool | str = "auto"         # auto: on CUDA only
     compile_mode: str = "default"        # torch.compile mode: default | max-autotune-no-cudagraphs | max-autotune | reduce-overhead
     inductor: dict | None = None         # torch._inductor.config settings, e.g. {coordinate_descent_tuning: true};
-                                         # dotted keys reach its sub-configs: {triton.persistent_reductions: false}
+                                         # nested or dotted keys reach its sub-configs: {triton: {mix_order_reduction: false}}
     device: str = "auto"
     precision: str = "auto"              # bf16 | fp32 | auto (bf16 on CUDA, fp32 on CPU)
     tf32: bool = True
@@ -63,7 +63,7 @@ class TrainConfig:
             raise ValueError("train.export=swa needs train.swa.every > 0 (the records: 50)")
         if self.compile_mode not in COMPILE_MODES:
             raise ValueError(f"train.compile_mode must be one of {COMPILE_MODES}, got {self.compile_mode!r}")
-        self.inductor = dict(self.inductor or {})
+        self.inductor = _flatten(self.inductor or {})
         if self.inductor:  # inductor's config module is imported only when settings are given
             import torch._inductor.config as inductor_config
 
@@ -89,6 +89,18 @@ class TrainConfig:
             return 8 // world_size
         cap = max(self.max_micro_batch_tokens // self.seq_len, 1)
         return next(a for a in range(1, per_rank + 1) if per_rank % a == 0 and per_rank // a <= cap)
+
+
+def _flatten(settings: dict, prefix: str = "") -> dict:
+    """{triton: {mix_order_reduction: false}} -> {"triton.mix_order_reduction": False} (nested, so that a
+    command line can set one key: train.inductor.triton.mix_order_reduction=true)."""
+    out = {}
+    for key, value in dict(settings).items():
+        if hasattr(value, "items"):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def inductor_setting(config, key: str) -> tuple[object, str] | None:

@@ -367,6 +367,10 @@ def test_compile_mode_and_inductor_settings_are_checked_and_applied(compose):
     cfg = compose(["train.inductor={coordinate_descent_tuning:true}", "train.compile_mode=max-autotune"])
     assert instantiate(cfg.train).inductor == {"coordinate_descent_tuning": True}
     assert instantiate(compose([]).train).inductor == {}
+    assert TrainConfig(inductor={"triton": {"mix_order_reduction": False}}).inductor == {"triton.mix_order_reduction": False}
+    pr1019 = compose(["experiment=pr1019", "train.inductor.triton.mix_order_reduction=true"])
+    assert instantiate(pr1019.train).inductor == {"triton.mix_order_reduction": True}
+    assert instantiate(compose(["experiment=pr1019"]).train).inductor == {"triton.mix_order_reduction": False}
     with pytest.raises(ValueError, match=r"\['triton.persistent_reduction'\] are not"):
         TrainConfig(inductor={"triton.persistent_reduction": False})
     before = inductor_config.coordinate_descent_tuning, inductor_config.triton.persistent_reductions
