@@ -118,14 +118,20 @@ def run_profiled(step, warmup: int, steps: int, split: dict):
     return prof
 
 
-def report(prof, split: dict, steps: int, top: int, batch_tokens: int, accum: int) -> None:
-    by_family, by_kernel = defaultdict(float), defaultdict(lambda: [0.0, 0])
+def kernel_times(prof) -> dict[str, list]:
+    """GPU microseconds and calls of each CUDA kernel name over the profiled steps."""
+    by_kernel = defaultdict(lambda: [0.0, 0])
     for ev in prof.events():
         if ev.device_type == torch.autograd.DeviceType.CUDA:
-            us = ev.device_time if hasattr(ev, "device_time") else ev.cuda_time
-            by_family[family(ev.name)] += us
-            by_kernel[ev.name][0] += us
+            by_kernel[ev.name][0] += ev.device_time if hasattr(ev, "device_time") else ev.cuda_time
             by_kernel[ev.name][1] += 1
+    return by_kernel
+
+
+def report(prof, split: dict, steps: int, top: int, batch_tokens: int, accum: int) -> None:
+    by_kernel, by_family = kernel_times(prof), defaultdict(float)
+    for name, (us, _) in by_kernel.items():
+        by_family[family(name)] += us
     total = sum(by_family.values())
     a_steps, a_top = steps, top
     print(f"{steps} profiled steps of {batch_tokens:,} tokens (grad accum {accum}); peak "
@@ -146,11 +152,8 @@ def dump_kernels(prof, out: Path, top: int) -> None:
     named as the profiler names the kernel), to read what a slow fused kernel loads and how it is tiled."""
     from torch._inductor.runtime.cache_dir_utils import cache_dir
 
-    times = defaultdict(float)
-    for ev in prof.events():
-        if ev.device_type == torch.autograd.DeviceType.CUDA and ev.name.startswith("triton_"):
-            times[ev.name] += ev.device_time if hasattr(ev, "device_time") else ev.cuda_time
-    wanted = {n for n, _ in sorted(times.items(), key=lambda kv: -kv[1])[:top]}
+    triton = [(n, us) for n, (us, _) in kernel_times(prof).items() if n.startswith("triton_")]
+    wanted = {n for n, _ in sorted(triton, key=lambda kv: -kv[1])[:top]}
     out.mkdir(parents=True, exist_ok=True)
     for src in Path(cache_dir()).rglob("*.py"):
         text = src.read_text(errors="replace")

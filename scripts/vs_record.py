@@ -23,15 +23,15 @@ record's from its own eval_time fields and from when its log lines arrived). ``-
 ``--record-until diag`` stops the record after its post-EMA diagnostic (for one whose calibration cannot
 finish in the time at hand).
 
+    python scripts/vs_record.py --budget 180 --record .bench/r1019_train_gpt.py --record-env BIGRAM_VOCAB_SIZE=3072 \
+        --record-env BIGRAM_DIM=112 --golf "golf:experiment=pr1019 data=enwiki_sp1024" --seed 314 --out runs/b1019
+
 Two golf runs and no record check a world size: ``--losses-against w1`` sets each run's first losses beside
 the 1-GPU run's and gives the step-time speed-up (Parallel Muon on 2 GPUs, issue 5):
 
     python scripts/vs_record.py --skip-record --steps 40 --from-step 10 --losses-against w1 --out runs/world \
         --golf "w1:experiment=pr1019 schedule.warmdown_iters=0 launcher=torchrun launcher.nproc_per_node=1" \
         --golf "w2:experiment=pr1019 schedule.warmdown_iters=0 launcher=torchrun launcher.nproc_per_node=2"
-
-    python scripts/vs_record.py --budget 180 --record .bench/r1019_train_gpt.py --record-env BIGRAM_VOCAB_SIZE=3072 \
-        --record-env BIGRAM_DIM=112 --golf "golf:experiment=pr1019 data=enwiki_sp1024" --seed 314 --out runs/b1019
 """
 
 from __future__ import annotations
