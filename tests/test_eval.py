@@ -81,6 +81,29 @@ def test_sliding_equals_the_naive_reference_and_scores_every_target_once(n, W, s
     assert int((end - first).max()) <= max(s, min(W, n)) and int(starts.min()) >= 0
 
 
+def test_only_a_shape_that_recurs_is_compiled(monkeypatch):
+    """Window 0's batch (all 64 targets scored) runs eagerly; the tail shape, used by every later batch, is the
+    one compiled, and the score is the eager evaluator's."""
+    import golf.eval.sliding as sliding
+
+    calls: list[int | None] = []
+
+    def fake_compile(fn, **kw):
+        def compiled(ids, last=None):
+            calls.append(last)
+            return fn(ids, last=last)
+        return compiled
+
+    monkeypatch.setattr(sliding.torch, "compile", fake_compile)
+    model, val = _model(), _tokens(300)  # 16 windows in 4 batches: window 0's, then 3 of tail windows
+    got = SlidingEvaluator(window=64, stride=16, batch_windows=4, compile=True).evaluate(model, val, _lut())
+    want = SlidingEvaluator(window=64, stride=16, batch_windows=4, compile=False).evaluate(model, val, _lut())
+    assert calls == [16] * 3 and got.val_loss == pytest.approx(want.val_loss, rel=1e-9)
+    calls.clear()
+    SlidingEvaluator(window=64, stride=64, batch_windows=1, compile=True).evaluate(model, val[:257], _lut())
+    assert calls == [None] * 4  # stride = window: every batch is full length, so that shape is compiled
+
+
 def test_standard_equals_sliding_with_stride_equal_to_window():
     model, val = _model(), _tokens(64 * 7)
     std = Evaluator(batch_tokens=64 * 3, seq_len=64).evaluate(model, val, _lut())

@@ -9,8 +9,10 @@ windows padded, each scoring its last s): their final windows score the last tar
 Only the scored positions go through the head, and in batches whose windows all score their last ``stride``
 targets also through the last block (its keys and values still cover the window: exact, about 1/L of the
 forward saved); NLL and bytes accumulate in float64; windows are split over
-ranks in contiguous ranges and batched ``batch_windows`` at a time in one static shape (the last batch is
-padded with repeats that are masked out), so a compiled model compiles once.
+ranks in contiguous ranges and batched ``batch_windows`` at a time in static shapes (the last batch is
+padded with repeats that are masked out). Only a shape that at least ``COMPILE_MIN_BATCHES`` batches use is
+compiled; the one or two batches of another shape (window 0's, the records' tail) run eagerly: each would
+otherwise cost a whole second compilation (about 25 s for the #1019 model) to save well under a second.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from torch import Tensor
 
 from golf.eval.bpb import EvalResult, LutOnDevice, bits_per_byte
 from golf.trainer import COMPILE_MODES
+
+COMPILE_MIN_BATCHES = 3
 
 
 def golf_windows(n: int, window: int, stride: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -61,9 +65,10 @@ class SlidingEvaluator:
     def windows(self, n: int) -> tuple[Tensor, Tensor, Tensor]:
         return (record_windows if self.reproduce_record_tail else golf_windows)(n, self.window, self.stride)
 
-    def _hidden(self, model, device: torch.device):
+    def _hidden(self, model, device: torch.device, batches: int):
+        """The forward for a shape that ``batches`` batches use: compiled when compiling and there are enough."""
         want = self.compile if self.compile != "auto" else device.type == "cuda"
-        if not want:
+        if not want or batches < COMPILE_MIN_BATCHES:
             return model.hidden
         key = id(model)
         if key not in self._compiled:
@@ -80,26 +85,26 @@ class SlidingEvaluator:
         if starts.numel() == 0:
             return sums
         W, B = int(end.max()), self.batch_windows
-        hidden = self._hidden(model, device)
+        # Batches whose windows all score their last ``stride`` targets (all but the first and the records'
+        # tail) run the last block for those positions only: two shapes in all, ``tail`` or full.
+        los = [int(first[b : b + B].min()) for b in range(0, starts.numel(), B)]  # host copy: no device sync
+        tails = [W - lo == self.stride and lo > 0 for lo in los]
+        forward = {t: self._hidden(model, device, tails.count(t)) for t in (True, False)}
         ctx = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
         offsets = torch.arange(W + 1, device=device)
         val = val_tokens.to(device)
         n = val.numel() - 1
         on_device = [t.to(device) for t in (starts, first, end)]
         pos = torch.arange(W, device=device)[None, :]
-        for b in range(0, starts.numel(), B):
+        for b, lo, tail in zip(range(0, starts.numel(), B), los, tails):
             s, f, e = (t[b : b + B] for t in on_device)
             real = s.numel()
             if real < B:  # a static shape: repeat the last window, masked out below
                 s, f, e = (torch.cat((t, t[-1:].expand(B - real))) for t in (s, f, e))
-            lo = int(first[b : b + B].min())  # from the host copy: no device sync
             chunk = val[torch.clamp(s[:, None] + offsets[None, :], max=n)].long()
             x, y = chunk[:, lo:-1], chunk[:, lo + 1 :]
             with ctx:
-                # Batches whose windows all score their last ``stride`` targets (all but the first and the
-                # records' tail) run the last block for those positions only: two compiled shapes in all.
-                tail = W - lo == self.stride and lo > 0
-                h = hidden(chunk[:, :-1], last=self.stride) if tail else hidden(chunk[:, :-1])[:, lo:]
+                h = forward[tail](chunk[:, :-1], last=self.stride) if tail else forward[tail](chunk[:, :-1])[:, lo:]
                 logits = model._project(h, None)
             nll = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none").view(B, -1)
             # Multiplying by the mask (not indexing with it) keeps every shape static: no host sync per batch.
