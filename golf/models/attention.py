@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from golf.models.layers import CastedLinear, apply_rotary, rms_norm
+from golf.kernels.qk_norm_rope import check_mode, norm_rope
+from golf.models.layers import CastedLinear
 
 SDPA_BACKENDS = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
                  "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}
@@ -177,7 +178,7 @@ def exclusive(y: Tensor, v: Tensor) -> Tensor:
 class CausalSelfAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, num_kv_heads: int, qk_gain_init: float, *, xsa: bool = False,
                  gated: bool = False, gate_bias_init: float = 4.0, value_residual: bool = False,
-                 kernel: str = "flash", skip_init: bool = False):
+                 kernel: str = "flash", skip_init: bool = False, qk_norm_rope: str = "torch"):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"model_dim={dim} must be divisible by num_heads={num_heads}")
@@ -194,6 +195,7 @@ class CausalSelfAttention(nn.Module):
         self.proj = CastedLinear(dim, dim, zero_init=True, skip_init=skip_init)
         self.q_gain = nn.Parameter(torch.full((num_heads,), qk_gain_init, dtype=torch.float32))
         self.xsa, self.kernel = xsa, resolve_kernel(check_kernel(kernel))
+        self.qk_mode = check_mode(qk_norm_rope)
         self.attn_gate = None
         if gated:  # per-head output gate sigmoid(W x + b), W = 0, b = 4 (#635)
             self.attn_gate = CastedLinear(dim, num_heads, bias=True)
@@ -220,10 +222,9 @@ class CausalSelfAttention(nn.Module):
         if self.vr_lambda is not None and v0 is not None:
             lam = self.vr_lambda.to(v.dtype)
             v = lam[0] * v0 + lam[1] * v
-        cos, sin = cos[:, None, :], sin[:, None, :]  # broadcast over heads in [B, T, H, D]
-        q = apply_rotary(rms_norm(q), cos[q_from:], sin[q_from:])
-        k = apply_rotary(rms_norm(k), cos, sin)
-        q = q * self.q_gain.to(q.dtype)[None, None, :, None]
+        mode = self.qk_mode if cache is None else "torch"  # decoding keeps the reference: a few rows per call
+        q = norm_rope(q, cos[q_from:], sin[q_from:], self.q_gain, mode)
+        k = norm_rope(k, cos, sin, None, mode)
         if q_from:
             y = attend_tail(q, k, v)
         elif cache is None:

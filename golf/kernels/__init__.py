@@ -1,0 +1,1 @@
+"""Hand-written GPU kernels, each beside the PyTorch reference it is tested against."""

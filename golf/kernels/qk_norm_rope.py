@@ -1,0 +1,66 @@
+"""Query/key preparation in one pass: per-head RMSNorm, (partial) rotate-half RoPE and the query gain.
+
+What it computes, for x [B, T, H, D] (a head's row), cos/sin [T, R/2] and an optional gain [H]:
+    n = x * rsqrt(mean(x^2) + eps)            (F.rms_norm's eps: float32's, as inductor's lowering uses)
+    u = n with channels (i, i + R/2), i < R/2, rotated by the position's angle; channels >= R pass through
+    y = u * gain[h]
+Why a kernel of its own: in the #1019 step inductor (PyTorch 2.11) splits this into three kernels per tensor,
+a 64-wide statistics reduction over 786,432 rows, the rotated half and the pass-through half, and writes the
+result transposed for attention. On one H100 that came to about 60 ms of a 700 ms step for q alone, with
+the statistics kernel at about 210 GB/s (docs/benchmarks.md). Here one program reads a block of rows once,
+writes them once in attention's head-major layout [B, H, T, D], and the backward recomputes the statistics
+from x instead of saving them.
+
+``norm_rope`` is the one entry point: the Triton kernels on CUDA when asked and importable, else the PyTorch
+reference (``reference``), which is also what the tests hold the kernels to. Both return [B, T, H, D] (the
+kernel's as a view of its head-major tensor, so ``attend``'s transpose gives attention contiguous heads).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from golf.models.layers import apply_rotary, rms_norm
+
+MODES = ("auto", "triton", "torch")
+
+
+def reference(x: Tensor, cos: Tensor, sin: Tensor, gain: Tensor | None) -> Tensor:
+    """The PyTorch form: rms_norm, then RoPE on [T, R/2] tables broadcast over heads, then the gain."""
+    y = apply_rotary(rms_norm(x), cos[:, None, :], sin[:, None, :])
+    return y if gain is None else y * gain.to(y.dtype)[None, None, :, None]
+
+
+def _load_triton():
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return None
+    from golf.kernels import qk_norm_rope_triton
+
+    return qk_norm_rope_triton
+
+
+_TRITON = _load_triton()
+
+
+def triton_available() -> bool:
+    return _TRITON is not None
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"model.qk_norm_rope must be one of {MODES}, got {mode!r}")
+    if mode == "triton" and _TRITON is None:
+        raise ValueError("model.qk_norm_rope=triton but triton does not import; choose auto or torch")
+    return mode
+
+
+def norm_rope(x: Tensor, cos: Tensor, sin: Tensor, gain: Tensor | None, mode: str = "auto") -> Tensor:
+    """y [B, T, H, D] for x [B, T, H, D], cos/sin [T, R/2] (float32 tables: rounded to x's dtype, as the
+    reference does) and gain [H] or None. ``mode``: auto (the kernel on CUDA when triton imports), triton, torch."""
+    use = mode == "triton" or (mode == "auto" and _TRITON is not None)
+    if not (use and x.is_cuda) or x.size(-1) & (x.size(-1) - 1):
+        return reference(x, cos, sin, gain)
+    g = None if gain is None else gain.to(x.dtype)
+    return _TRITON.norm_rope(x.contiguous(), cos.to(x.dtype).contiguous(), sin.to(x.dtype).contiguous(), g).transpose(1, 2)

@@ -1,0 +1,119 @@
+"""The Triton kernels behind ``golf.kernels.qk_norm_rope`` (imported only where triton is), as the custom op
+``golf::qk_norm_rope`` with its backward, so ``torch.compile(fullgraph=True)`` keeps them in the graph.
+
+A program takes BLOCK rows (one head of one token each, D channels) of x [B, T, H, D] (contiguous). The forward
+writes head-major [B, H, T, D]; the backward reads the output gradient in whatever strides it comes, recomputes
+the row statistics from x and, with a gain, writes each row's share of the gain gradient (summed per head
+afterwards, a [rows] tensor: no atomics, so the result is deterministic). Row derivative of the norm:
+dx = rstd * (dn - n * mean(dn * n)); of the rotation: its transpose.
+"""
+
+from typing import Optional
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+from torch.library import triton_op, wrap_triton
+
+EPS = torch.finfo(torch.float32).eps
+TILE = 4096  # elements per program: 64 rows of a 64-wide head
+
+
+@triton.jit
+def _rows(X, COS, SIN, rows, T, H, D: tl.constexpr, HALF: tl.constexpr, BLOCK: tl.constexpr):
+    """This program's rows: indices, channels, partner channels, row mask, positions, x, x at the partner, and
+    the cos and signed sin each channel is multiplied by (1 and 0 past the rotated channels)."""
+    r = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    c = tl.arange(0, D)
+    live = r < rows
+    m = live[:, None]
+    first = c < HALF
+    rot = c < 2 * HALF
+    p = tl.where(first, c + HALF, tl.where(rot, c - HALF, c))
+    x = tl.load(X + r[:, None] * D + c[None, :], mask=m, other=0.0).to(tl.float32)
+    xp = tl.load(X + r[:, None] * D + p[None, :], mask=m, other=0.0).to(tl.float32)
+    t = (r // H) % T
+    j = tl.where(first, c, c - HALF)
+    tm = m & rot[None, :]
+    cs = tl.load(COS + t[:, None] * HALF + j[None, :], mask=tm, other=1.0).to(tl.float32)
+    sn = tl.load(SIN + t[:, None] * HALF + j[None, :], mask=tm, other=0.0).to(tl.float32)
+    sn = tl.where(first[None, :], sn, -sn)
+    return r, c, p, live, m, t, x, xp, cs, sn
+
+
+@triton.jit
+def _fwd_kernel(X, COS, SIN, G, Y, rows, T, H, eps, D: tl.constexpr, HALF: tl.constexpr, HAS_GAIN: tl.constexpr,
+                BLOCK: tl.constexpr):
+    r, c, p, live, m, t, x, xp, cs, sn = _rows(X, COS, SIN, rows, T, H, D, HALF, BLOCK)
+    rstd = tl.rsqrt(tl.sum(x * x, axis=1) / D + eps)
+    y = (x * cs + xp * sn) * rstd[:, None]
+    h = r % H
+    if HAS_GAIN:
+        y = y * tl.load(G + h, mask=live, other=0.0).to(tl.float32)[:, None]
+    out = (r // (T * H)) * (H * T * D) + h * (T * D) + t * D
+    tl.store(Y + out[:, None] + c[None, :], y.to(Y.dtype.element_ty), mask=m)
+
+
+@triton.jit
+def _bwd_kernel(DY, X, COS, SIN, G, DX, DG, rows, T, H, sb, sh, st, sd, eps, D: tl.constexpr, HALF: tl.constexpr,
+                HAS_GAIN: tl.constexpr, BLOCK: tl.constexpr):
+    r, c, p, live, m, t, x, xp, cs, sn = _rows(X, COS, SIN, rows, T, H, D, HALF, BLOCK)
+    rstd = tl.rsqrt(tl.sum(x * x, axis=1) / D + eps)
+    h = r % H
+    base = (r // (T * H)) * sb + h * sh + t * st
+    dy = tl.load(DY + base[:, None] + c[None, :] * sd, mask=m, other=0.0).to(tl.float32)
+    dyp = tl.load(DY + base[:, None] + p[None, :] * sd, mask=m, other=0.0).to(tl.float32)
+    if HAS_GAIN:
+        u = (x * cs + xp * sn) * rstd[:, None]
+        tl.store(DG + r, tl.sum(dy * u, axis=1), mask=live)
+        g = tl.load(G + h, mask=live, other=0.0).to(tl.float32)[:, None]
+        dy = dy * g
+        dyp = dyp * g
+    dn = dy * cs - dyp * sn
+    n = x * rstd[:, None]
+    dx = rstd[:, None] * (dn - n * (tl.sum(dn * n, axis=1) / D)[:, None])
+    tl.store(DX + r[:, None] * D + c[None, :], dx.to(DX.dtype.element_ty), mask=m)
+
+
+def _launch(x: Tensor, cos: Tensor) -> tuple[int, tuple[int], dict]:
+    B, T, H, D = x.shape
+    rows, block = B * T * H, max(1, TILE // D)
+    return rows, (triton.cdiv(rows, block),), dict(D=D, HALF=cos.size(-1), BLOCK=block, num_warps=4)
+
+
+@triton_op("golf::qk_norm_rope", mutates_args=())
+def norm_rope(x: Tensor, cos: Tensor, sin: Tensor, gain: Optional[Tensor]) -> Tensor:  # noqa: UP045 (the op's schema)
+    """y [B, H, T, D] for contiguous x [B, T, H, D], cos/sin [T, R/2] and gain [H] or None."""
+    B, T, H, D = x.shape
+    y = x.new_empty(B, H, T, D)
+    rows, grid, meta = _launch(x, cos)
+    wrap_triton(_fwd_kernel)[grid](x, cos, sin, x if gain is None else gain, y, rows, T, H, EPS,
+                                   HAS_GAIN=gain is not None, **meta)
+    return y
+
+
+@triton_op("golf::qk_norm_rope_backward", mutates_args=())
+def norm_rope_backward(dy: Tensor, x: Tensor, cos: Tensor, sin: Tensor, gain: Optional[Tensor]) -> tuple[Tensor, Tensor]:  # noqa: UP045, E501
+    """(dx [B, T, H, D], dgain [H], empty without a gain) for dy [B, H, T, D] in any strides."""
+    B, T, H, D = x.shape
+    dx = torch.empty_like(x)
+    rows, grid, meta = _launch(x, cos)
+    dg = torch.empty(rows if gain is not None else 0, device=x.device, dtype=torch.float32)
+    wrap_triton(_bwd_kernel)[grid](dy, x, cos, sin, x if gain is None else gain, dx, dg, rows, T, H, *dy.stride(), EPS,
+                                   HAS_GAIN=gain is not None, **meta)
+    return dx, (dg.view(-1, H).sum(0).to(gain.dtype) if gain is not None else dg)
+
+
+def _setup(ctx, inputs, output) -> None:
+    x, cos, sin, gain = inputs
+    ctx.save_for_backward(x, cos, sin, gain)
+
+
+def _backward(ctx, dy: Tensor):
+    x, cos, sin, gain = ctx.saved_tensors
+    dx, dg = norm_rope_backward(dy, x, cos, sin, gain)
+    return dx, None, None, (dg if gain is not None else None)
+
+
+norm_rope.register_autograd(_backward, setup_context=_setup)
