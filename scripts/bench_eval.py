@@ -53,16 +53,24 @@ def timed(fn) -> tuple[float, object]:
 
 
 def profile_batches(g, val_t: torch.Tensor, lut, a, mode: str) -> None:
-    """GPU time by kernel family over ``a.profile`` batches of golf's sliding eval (after one warm-up call)."""
+    """GPU time by kernel family over ``a.profile`` batches of golf's sliding eval, all of the compiled (tail)
+    shape: windows 1.. (window 0's batch runs eagerly), after a warm-up; then wall time per batch beside GPU
+    time per batch, whose difference is the GPU's idle time between kernels."""
     from golf.eval.sliding import SlidingEvaluator
-    from scripts.profile_step import report
+    from scripts.profile_step import kernel_times, report
 
-    n = a.window + a.stride * (a.batch_windows * a.profile - 1)
-    ev = SlidingEvaluator(window=a.window, stride=a.stride, batch_windows=a.batch_windows, compile_mode=mode)
-    ev.evaluate(g.model, val_t[: n + 1], lut, autocast_dtype=g.autocast)
+    B = a.golf_batch_windows or a.batch_windows
+    ev = SlidingEvaluator(window=a.window, stride=a.stride, batch_windows=B, compile_mode=mode)
+    starts, first, end = ev.windows(val_t.numel() - 1)
+    part = tuple(t[1 : 1 + B * a.profile] for t in (starts, first, end))
+    ev.score(g.model, val_t, lut, part, g.autocast)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        ev.evaluate(g.model, val_t[: n + 1], lut, autocast_dtype=g.autocast)
-    report(prof, {}, a.profile, 20, a.batch_windows * a.window, 1)
+        ev.score(g.model, val_t, lut, part, g.autocast)
+        torch.cuda.synchronize()
+    report(prof, {}, a.profile, 20, B * a.window, 1)
+    wall, _ = timed(lambda: ev.score(g.model, val_t, lut, part, g.autocast))
+    gpu_ms = sum(us for us, _ in kernel_times(prof).values()) / 1e3 / a.profile
+    print(f"per batch: wall {wall * 1e3 / a.profile:.2f} ms, GPU busy {gpu_ms:.2f} ms (unprofiled wall; profiled GPU)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -73,10 +81,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--weights", type=Path)
     p.add_argument("--window", type=int, default=2048)
     p.add_argument("--stride", type=int, default=64)
-    p.add_argument("--batch-windows", type=int, default=32)
+    p.add_argument("--batch-windows", type=int, default=32, help="windows per batch, the record's and golf's")
+    p.add_argument("--golf-batch-windows", type=int, default=0, help="golf's windows per batch (0: --batch-windows)")
     p.add_argument("--val-tokens", type=int, default=0, help="score only this many targets (0: all)")
     p.add_argument("--compile-modes", default="default",
                    help="golf's torch.compile modes to time, comma-separated (eval.sliding.compile_mode)")
+    p.add_argument("--records-windows-row", action=argparse.BooleanOptionalAction, default=True,
+                   help="also score golf with the records' windows (their tail re-scored)")
     p.add_argument("--profile", type=int, default=0, help="then profile this many batches of golf's first mode")
     a = p.parse_args(argv)
     from golf.data.shards import read_shard, shard_files
@@ -124,22 +135,30 @@ def main(argv: list[str] | None = None) -> None:
     label = "record's eval_val_sliding" + (" (FA3 stand-in: SDPA flash, K/V repeated)" if mod.GOLF_FA3_STAND_IN else " (FA3)")
     record_row = (label, (t1 - t2, None, bpb, None, t2))
     rows, modes = {}, a.compile_modes.split(",")
-    runs = [("golf (every target once)", False, modes[0]), ("golf (the records' windows)", True, modes[0])]
+    runs = [("golf (every target once)", False, modes[0])]
+    runs += [("golf (the records' windows)", True, modes[0])] if a.records_windows_row else []
     runs += [(f"golf (every target once, compile_mode={m})", False, m) for m in modes[1:]]
     for i, (label, tail, mode) in enumerate(runs):
-        ev = SlidingEvaluator(window=a.window, stride=a.stride, batch_windows=a.batch_windows, reproduce_record_tail=tail,
-                              compile_mode=mode)
+        ev = SlidingEvaluator(window=a.window, stride=a.stride, batch_windows=a.golf_batch_windows or a.batch_windows,
+                              reproduce_record_tail=tail, compile_mode=mode)
         fresh = i == 0 or mode != runs[i - 1][2]  # a new mode compiles afresh; the same mode reuses hidden()'s graph
         if fresh and i:
             torch._dynamo.reset()
-        t1, r1 = timed(lambda ev=ev: ev.evaluate(g.model, val_t, lut, autocast_dtype=g.autocast))
-        t2, r2 = timed(lambda ev=ev: ev.evaluate(g.model, val_t, lut, autocast_dtype=g.autocast))
+        try:
+            t1, r1 = timed(lambda ev=ev: ev.evaluate(g.model, val_t, lut, autocast_dtype=g.autocast))
+            t2, r2 = timed(lambda ev=ev: ev.evaluate(g.model, val_t, lut, autocast_dtype=g.autocast))
+        except Exception as e:  # a further mode that fails must not cost the rows and the profile before it
+            if mode == modes[0]:
+                raise
+            print(f"{label}: failed: {e!r}", flush=True)
+            continue
         rows[label] = (t1 - t2 if fresh else None, r2.tokens / t2, r2.val_bpb, r2.tokens, t2)
         print(f"{label}: first {t1:.1f}s, second {t2:.1f}s, {r2.tokens / t2:,.0f} tokens/s, val_bpb {r2.val_bpb:.6f}", flush=True)
-    if a.profile:
-        profile_batches(g, val_t, lut, a, modes[0])
+        if a.profile and mode == modes[0] and (i + 1 == len(runs) or runs[i + 1][2] != mode):
+            profile_batches(g, val_t, lut, a, mode)  # while the first mode's graph is still compiled
     rows[record_row[0]] = record_row[1]
-    print(f"\n{torch.cuda.get_device_name(0)}; {n:,} targets, window {a.window}, stride {a.stride}, {a.batch_windows} windows per batch")
+    print(f"\n{torch.cuda.get_device_name(0)}; {n:,} targets, window {a.window}, stride {a.stride}, windows per batch: "
+          f"record {a.batch_windows}, golf {a.golf_batch_windows or a.batch_windows}")
     print("| evaluator | compile s (1st - 2nd call) | eval s | scored tokens/s | val_bpb |\n|---|---|---|---|---|")
     for k, (comp, tps, bpb_, _tok, t) in rows.items():
         tps = tps if tps is not None else n / t  # the record scores every target (plus its tail again) per call

@@ -120,6 +120,6 @@ def test_compiled_model_runs_the_kernel_and_matches_the_reference():
                     torch.compile(m, fullgraph=True)(ids, ids).backward()
                 torch.cuda.synchronize()
             names = {e.key for e in prof.key_averages()}
-            assert any("_fwd_kernel" in n for n in names) and any("_bwd_kernel" in n for n in names), sorted(names)
+            assert any("_qk_norm_rope_fwd" in n for n in names) and any("_qk_norm_rope_bwd" in n for n in names), sorted(names)
     assert out["triton"][0] == pytest.approx(out["torch"][0], rel=1e-2)
     torch.testing.assert_close(out["triton"][1], out["torch"][1], rtol=5e-2, atol=5e-3)

@@ -17,7 +17,7 @@ from torch import Tensor
 from torch.library import triton_op, wrap_triton
 
 EPS = torch.finfo(torch.float32).eps
-TILE = 4096  # elements per program: 64 rows of a 64-wide head
+TILE, WARPS = 4096, 4  # elements per program (64 rows of a 64-wide head) and warps; scripts/bench_kernels.py sweeps them
 
 
 @triton.jit
@@ -43,7 +43,7 @@ def _rows(X, COS, SIN, rows, T, H, D: tl.constexpr, HALF: tl.constexpr, BLOCK: t
 
 
 @triton.jit
-def _fwd_kernel(X, COS, SIN, G, Y, rows, T, H, eps, D: tl.constexpr, HALF: tl.constexpr, HAS_GAIN: tl.constexpr,
+def _qk_norm_rope_fwd(X, COS, SIN, G, Y, rows, T, H, eps, D: tl.constexpr, HALF: tl.constexpr, HAS_GAIN: tl.constexpr,
                 BLOCK: tl.constexpr):
     r, c, p, live, m, t, x, xp, cs, sn = _rows(X, COS, SIN, rows, T, H, D, HALF, BLOCK)
     rstd = tl.rsqrt(tl.sum(x * x, axis=1) / D + eps)
@@ -56,7 +56,7 @@ def _fwd_kernel(X, COS, SIN, G, Y, rows, T, H, eps, D: tl.constexpr, HALF: tl.co
 
 
 @triton.jit
-def _bwd_kernel(DY, X, COS, SIN, G, DX, DG, rows, T, H, sb, sh, st, sd, eps, D: tl.constexpr, HALF: tl.constexpr,
+def _qk_norm_rope_bwd(DY, X, COS, SIN, G, DX, DG, rows, T, H, sb, sh, st, sd, eps, D: tl.constexpr, HALF: tl.constexpr,
                 HAS_GAIN: tl.constexpr, BLOCK: tl.constexpr):
     r, c, p, live, m, t, x, xp, cs, sn = _rows(X, COS, SIN, rows, T, H, D, HALF, BLOCK)
     rstd = tl.rsqrt(tl.sum(x * x, axis=1) / D + eps)
@@ -79,7 +79,7 @@ def _bwd_kernel(DY, X, COS, SIN, G, DX, DG, rows, T, H, sb, sh, st, sd, eps, D: 
 def _launch(x: Tensor, cos: Tensor) -> tuple[int, tuple[int], dict]:
     B, T, H, D = x.shape
     rows, block = B * T * H, max(1, TILE // D)
-    return rows, (triton.cdiv(rows, block),), dict(D=D, HALF=cos.size(-1), BLOCK=block, num_warps=4)
+    return rows, (triton.cdiv(rows, block),), dict(D=D, HALF=cos.size(-1), BLOCK=block, num_warps=WARPS)
 
 
 @triton_op("golf::qk_norm_rope", mutates_args=())
@@ -88,7 +88,7 @@ def norm_rope(x: Tensor, cos: Tensor, sin: Tensor, gain: Optional[Tensor]) -> Te
     B, T, H, D = x.shape
     y = x.new_empty(B, H, T, D)
     rows, grid, meta = _launch(x, cos)
-    wrap_triton(_fwd_kernel)[grid](x, cos, sin, x if gain is None else gain, y, rows, T, H, EPS,
+    wrap_triton(_qk_norm_rope_fwd)[grid](x, cos, sin, x if gain is None else gain, y, rows, T, H, EPS,
                                    HAS_GAIN=gain is not None, **meta)
     return y
 
@@ -100,7 +100,7 @@ def norm_rope_backward(dy: Tensor, x: Tensor, cos: Tensor, sin: Tensor, gain: Op
     dx = torch.empty_like(x)
     rows, grid, meta = _launch(x, cos)
     dg = torch.empty(rows if gain is not None else 0, device=x.device, dtype=torch.float32)
-    wrap_triton(_bwd_kernel)[grid](dy, x, cos, sin, x if gain is None else gain, dx, dg, rows, T, H, *dy.stride(), EPS,
+    wrap_triton(_qk_norm_rope_bwd)[grid](dy, x, cos, sin, x if gain is None else gain, dx, dg, rows, T, H, *dy.stride(), EPS,
                                    HAS_GAIN=gain is not None, **meta)
     return dx, (dg.view(-1, H).sum(0).to(gain.dtype) if gain is not None else dg)
 

@@ -1,0 +1,75 @@
+"""golf's Triton kernels at the #1019 shapes: each (tile, warps) setting's forward and backward time and
+bandwidth, beside inductor's compiled form of the PyTorch reference, forward+backward. One GPU:
+
+    python scripts/bench_kernels.py [--tiles 2048,4096,8192] [--warps 2,4,8]
+
+q is [48, 2048, 8, 64] with the query gain, k is [48, 2048, 4, 64] without; RoPE on 16 of 64 channels. The
+bandwidth counts the bytes a kernel must move (forward: x in, y out; backward: x and dy in, dx out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def median_ms(fn, reps: int = 40) -> float:
+    for _ in range(5):
+        fn()
+    times = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        torch.cuda.synchronize()
+        times.append(a.elapsed_time(b))
+    return sorted(times)[len(times) // 2]
+
+
+def bench_tensor(name: str, heads: int, gain: bool, tiles: list[int], warps: list[int]) -> None:
+    """One table row per (tile, warps) of the kernels, then inductor's compiled reference."""
+    from golf.kernels import qk_norm_rope_triton as k
+    from golf.kernels.qk_norm_rope import reference
+    from golf.models.layers import rotary_tables
+
+    cos, sin = (t.bfloat16() for t in rotary_tables(2048, 16, 22082.0, torch.device("cuda")))
+    x = torch.randn(48, 2048, heads, 64, device="cuda", dtype=torch.bfloat16)
+    g = torch.rand(heads, device="cuda", dtype=torch.bfloat16) + 0.5 if gain else None
+    dy = torch.randn(48, heads, 2048, 64, device="cuda", dtype=torch.bfloat16)
+    nbytes = x.numel() * 2
+    for tile in tiles:
+        for w in warps:
+            k.TILE, k.WARPS = tile, w
+            f = median_ms(lambda: k.norm_rope(x, cos, sin, g))
+            b = median_ms(lambda: k.norm_rope_backward(dy, x, cos, sin, g))
+            print(f"| {name} | triton | {tile} | {w} | {f:.3f} | {2 * nbytes / f / 1e6:,.0f} | {b:.3f} | "
+                  f"{3 * nbytes / b / 1e6:,.0f} | {f + b:.3f} |", flush=True)
+    xr = x.clone().requires_grad_()
+    gr = g.clone().requires_grad_() if gain else None
+    ref = torch.compile(lambda x_, g_: reference(x_, cos, sin, g_).transpose(1, 2).contiguous())
+    inputs = [xr] + ([gr] if gain else [])
+    ms = median_ms(lambda: torch.autograd.grad(ref(xr, gr), inputs, dy))
+    print(f"| {name} | inductor (reference, written head-major) | - | - | - | - | - | - | {ms:.3f} |", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tiles", default="2048,4096,8192")
+    p.add_argument("--warps", default="2,4,8")
+    a = p.parse_args(argv)
+    print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}")
+    print("| tensor | form | tile | warps | forward ms | GB/s | backward ms | GB/s | fwd+bwd ms |\n|---|---|---|---|---|---|---|---|---|")
+    tiles, warps = [int(t) for t in a.tiles.split(",")], [int(w) for w in a.warps.split(",")]
+    for name, heads, gain in (("q", 8, True), ("k", 4, False)):
+        bench_tensor(name, heads, gain, tiles, warps)
+
+
+if __name__ == "__main__":
+    main()
