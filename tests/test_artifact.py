@@ -206,3 +206,27 @@ def test_shipped_script_runs_the_minified_modules_from_memory(tmp_path):
     assert shipped_bytes(files) < 0.35 * code_bytes(files)
     assert module_name(files[0]) == ("golf", True)
     assert module_name(Path(golf.models.gpt.__file__)) == ("golf.models.gpt", False)
+
+
+def test_shipped_triton_kernels_run_from_memory(tmp_path):
+    """The kernels of golf/kernels, minified and imported from the script's payload, still compile and compute
+    what their references do (in Triton's interpreter, on the CPU)."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("triton")
+    import golf.models.gpt  # noqa: F401  (load what a GPU run loads: the model, its kernels)
+    from golf.compress.code_size import shipped_script
+
+    entry = ("import torch,golf.kernels.xsa_triton as k,golf.kernels.xsa as x,golf.kernels.qk_norm_rope_triton as q;"
+             "import golf.kernels.qk_norm_rope as r;from golf.models.layers import rotary_tables as t;"
+             "y=torch.randn(2,5,4,8);v=torch.randn(2,5,2,8);c,s=t(5,4,1e4,y.device);g=torch.rand(4);"
+             "print(k.__spec__.origin,float((k.xsa(y,v)-x.reference(y,v)).abs().max()),"
+             "float((q.norm_rope(y,c,s,g).transpose(1,2)-r.reference(y,c,s,g)).abs().max()))")
+    (tmp_path / "submission.py").write_text(shipped_script(code_files(), entry))
+    p = subprocess.run([sys.executable, "submission.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "TRITON_INTERPRET": "1"})
+    assert p.returncode == 0, p.stderr[-2000:]
+    origin, err_xsa, err_rope = p.stdout.split()
+    assert origin == "None" and float(err_xsa) < 1e-5 and float(err_rope) < 1e-5

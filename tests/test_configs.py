@@ -193,7 +193,8 @@ def test_baseline_experiment_numbers(compose):
     assert o["orthogonalize"] == {"_target_": "golf.optim.orthogonalize.Orthogonalizer", "schedule": "quintic", "steps": 5,
                                   "precondition": "frobenius", "post_norm": "none", "safety": 1.0}
     assert o["nesterov"] is True and list(o["adam_betas"]) == [0.9, 0.95] and o["parallel"] is False
-    assert m["attn_kernel"] == "flash" and m["init"] == "default" and m["xsa_last_n"] == 0 and m["bigram_buckets"] == 0
+    assert m["attn_kernel"] == "auto" and m["kernels"] == "auto"
+    assert m["init"] == "default" and m["xsa_last_n"] == 0 and m["bigram_buckets"] == 0
     assert t["ema"]["decay"] == 0.0 and t["swa"]["every"] == 0 and t["qat"]["mode"] == "none" and t["export"] == "raw"
     assert s["warmdown_iters"] == 1200
     assert (s["momentum_start"], s["momentum_end"], s["momentum_warmup_steps"]) == (0.85, 0.95, 500)

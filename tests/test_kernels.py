@@ -1,7 +1,9 @@
-"""The fused q/k RMSNorm + RoPE + gain kernel (golf/kernels) against its PyTorch reference: forward and both
-gradients, partial and full RoPE, with and without a gain, in fp32 (to float32 rounding) and bf16; compiled
-inside the model, where a profile must show the kernel running. Without a GPU the fp32 comparison runs the
-kernels in Triton's interpreter (TRITON_INTERPRET=1, a subprocess: the switch is read when kernels are defined)."""
+"""golf's Triton kernels (golf/kernels) against their PyTorch references: the q/k RMSNorm + RoPE + gain kernel
+(forward and both gradients, partial and full RoPE, with and without a gain) and the XSA kernel (forward, both
+gradients, 1 to 4 query heads per KV group, attention's head-major output strides, a zero value row), in fp32
+(to float32 rounding) and bf16; compiled inside the model, where a profile must show the kernels running.
+Without a GPU the fp32 comparison runs the kernels in Triton's interpreter (TRITON_INTERPRET=1, in a
+subprocess: the switch is read when kernels are defined)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from golf.kernels.qk_norm_rope import check_mode, norm_rope, reference, triton_available
+from golf.kernels import check_mode, triton_available
+from golf.kernels import xsa as xsa_ops
+from golf.kernels.qk_norm_rope import norm_rope, reference
 from golf.models.layers import rotary_tables
 
 needs_triton = pytest.mark.skipif(not (torch.cuda.is_available() and triton_available()),
@@ -21,7 +25,7 @@ needs_triton = pytest.mark.skipif(not (torch.cuda.is_available() and triton_avai
 
 
 def test_mode_is_checked():
-    with pytest.raises(ValueError, match="model.qk_norm_rope must be one of"):
+    with pytest.raises(ValueError, match="model.kernels must be one of"):
         check_mode("fused")
     if not triton_available():
         with pytest.raises(ValueError, match="triton does not import"):
@@ -54,9 +58,33 @@ def _run(fn, x, cos, sin, w, dy):
     return [y.float()] + [t.float() for t in grads]
 
 
+XSA_CASES = [(2, 50, 8, 4, 64), (3, 17, 4, 4, 32), (1, 33, 8, 2, 64)]  # B, T, H, Hkv, D
+
+
+def _xsa_case(B, T, H, J, D, dtype, device):
+    g = torch.Generator(device=device).manual_seed(1)
+    y = torch.randn(B, H, T, D, device=device, generator=g).to(dtype).transpose(1, 2).requires_grad_()  # head-major
+    v = torch.randn(B, T, J, D, device=device, generator=g).to(dtype)
+    v[0, 0, 0] = 0.0  # |v| below F.normalize's eps
+    return y, v.requires_grad_(), torch.randn(B, T, H, D, device=device, generator=g).to(dtype)
+
+
+def check_xsa_fp32(device: str) -> None:
+    from golf.kernels import xsa_triton as k
+
+    for case in XSA_CASES:
+        y, v, do = _xsa_case(*case, torch.float32, device)
+        got = [k.xsa(y, v), *torch.autograd.grad(k.xsa(y, v), [y, v], do)]
+        want = [xsa_ops.reference(y, v), *torch.autograd.grad(xsa_ops.reference(y, v), [y, v], do)]
+        for name, a, b in zip(("o", "dy", "dv"), got, want):
+            torch.testing.assert_close(a, b, rtol=2e-5, atol=2e-5, msg=f"{name} of XSA case {case}")
+
+
 def check_fp32(device: str) -> None:
-    """The kernels (forward, and backward through autograd) against the reference, fp32, on every case."""
+    """The kernels (forward, and backward through autograd) against the references, fp32, on every case."""
     from golf.kernels import qk_norm_rope_triton as k
+
+    check_xsa_fp32(device)
 
     def kernel(x, cos, sin, w):
         return k.norm_rope(x, cos, sin, w).transpose(1, 2)  # straight to the op: also off CUDA
@@ -85,15 +113,23 @@ def test_kernel_matches_the_reference_in_triton_interpreter():
 
 @pytest.mark.gpu
 @needs_triton
-def test_kernel_in_bf16_is_within_rounding_of_the_reference():
-    """bf16 in and out: the kernel rounds once, the reference after each op; against fp32 math the kernel is
-    no worse than the reference."""
+def test_kernels_in_bf16_are_within_rounding_of_the_references():
+    """bf16 in and out: the kernels round once, the references after each op; against fp32 math the kernels
+    are no worse than the references."""
     x, cos, sin, w, dy = _case(4, 256, 8, 64, 16, torch.bfloat16, True)
     exact = _run(reference, x.detach().float().requires_grad_(), cos, sin, w, dy.float())
     got = _run(lambda *a: norm_rope(*a, "triton"), x, cos, sin, w, dy)
     ref = _run(reference, x, cos, sin, w, dy)
     for a, b, e in zip(got, ref, exact):
         assert (a - e).abs().max() <= 1.05 * (b - e).abs().max() + 1e-3
+    y, v, do = _xsa_case(4, 256, 8, 4, 64, torch.bfloat16, "cuda")
+    yf, vf = y.detach().float().requires_grad_(), v.detach().float().requires_grad_()
+    exact = [xsa_ops.reference(yf, vf), *torch.autograd.grad(xsa_ops.reference(yf, vf), [yf, vf], do.float())]
+    errors = []
+    for fn in (lambda a, b: xsa_ops.exclusive(a, b, "triton"), xsa_ops.reference):
+        out = [fn(y, v), *torch.autograd.grad(fn(y, v), [y, v], do)]
+        errors.append([(a.float() - e).abs().max().item() for a, e in zip(out, exact)])
+    assert all(k <= 1.05 * r + 1e-3 for k, r in zip(*errors)), errors
 
 
 @pytest.mark.gpu
@@ -104,7 +140,7 @@ def test_compiled_model_runs_the_kernel_and_matches_the_reference():
     def model(mode):
         torch.manual_seed(0)
         return GPT(vocab_size=128, num_layers=2, model_dim=128, num_heads=4, num_kv_heads=2, rope_dims=16,
-                   xsa_last_n=1, attn_kernel="flash", qk_norm_rope=mode).cuda()
+                   xsa_last_n=1, attn_kernel="flash", kernels=mode).cuda()
 
     ids = torch.randint(0, 128, (2, 64), device="cuda")
     out = {}
@@ -120,6 +156,7 @@ def test_compiled_model_runs_the_kernel_and_matches_the_reference():
                     torch.compile(m, fullgraph=True)(ids, ids).backward()
                 torch.cuda.synchronize()
             names = {e.key for e in prof.key_averages()}
-            assert any("_qk_norm_rope_fwd" in n for n in names) and any("_qk_norm_rope_bwd" in n for n in names), sorted(names)
+            for kernel in ("_qk_norm_rope_fwd", "_qk_norm_rope_bwd", "_xsa_fwd", "_xsa_bwd"):
+                assert any(kernel in n for n in names), (kernel, sorted(names))
     assert out["triton"][0] == pytest.approx(out["torch"][0], rel=1e-2)
     torch.testing.assert_close(out["triton"][1], out["torch"][1], rtol=5e-2, atol=5e-3)

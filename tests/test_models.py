@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 
-from golf.models.attention import attend, check_kernel, exclusive, fa3_function, resolve_kernel
+from golf.kernels.xsa import exclusive
+from golf.models.attention import attend, check_kernel, fa3_function, resolve_kernel
 from golf.models.embeddings import SmearGate, bigram_index, engram_indices, trigram_index
 from golf.models.gpt import GPT
 from golf.models.layers import apply_rotary, rope_base_for, rotary_tables

@@ -5,6 +5,9 @@ A submission is one script. golf's is the golf modules a run loaded (``code_file
 kept for dataclasses), packed as a dict literal, LZMA2-compressed (raw stream, preset 9 extreme), base85
 encoded, and put behind a short bootstrap that serves the modules from memory to ``import``: #1089 shipped
 its train_gpt.py this way (146 KB -> 27 KB). ``shipped_script`` builds that script; its length is the count.
+Modules with Triton kernels keep their annotations (``tl.constexpr`` parameters, the custom ops' schemas) and
+their local names (the renamer binds a parameter used often to a short local, which Triton does not treat as a
+constant), and the bootstrap serves sources to ``inspect`` (``get_source``), from which ``triton.jit`` reads.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ class L(importlib.abc.MetaPathFinder,importlib.abc.Loader):
   return importlib.util.spec_from_loader(n,s,is_package=S[n][1])if n in S else None
  def exec_module(s,m):
   exec(compile(S[m.__name__][0],m.__name__,"exec"),m.__dict__)
+ def get_source(s,n):
+  return S[n][0]
 sys.meta_path.insert(0,L())
 {entry}
 """
@@ -43,7 +48,9 @@ def module_name(path: Path) -> tuple[str, bool]:
 
 
 def minify(source: str, filename: str = "<golf>") -> str:
-    return python_minifier.minify(source, filename=filename, remove_literal_statements=True, hoist_literals=False)
+    kernel = "import triton" in source  # constexpr parameters and op schemas live in annotations, and a local
+    return python_minifier.minify(source, filename=filename, remove_literal_statements=True, hoist_literals=False,
+                                  remove_annotations=not kernel, rename_locals=not kernel)  # alias of one is no constexpr
 
 
 def shipped_script(files: list[Path], entry: str = DEFAULT_ENTRY) -> str:

@@ -11,19 +11,21 @@ the statistics kernel at about 210 GB/s (docs/benchmarks.md). Here one program r
 writes them once in attention's head-major layout [B, H, T, D], and the backward recomputes the statistics
 from x instead of saving them.
 
-``norm_rope`` is the one entry point: the Triton kernels on CUDA when asked and importable, else the PyTorch
-reference (``reference``), which is also what the tests hold the kernels to. Both return [B, T, H, D] (the
-kernel's as a view of its head-major tensor, so ``attend``'s transpose gives attention contiguous heads).
+``norm_rope`` is the one entry point: the Triton kernels on CUDA tensors when ``model.kernels`` asks for them
+(golf.kernels), else the PyTorch reference (``reference``), which is also what the tests hold the kernels to.
+Both return [B, T, H, D] (the kernel's as a view of its head-major tensor, so ``attend``'s transpose gives
+attention contiguous heads).
 """
 
 from __future__ import annotations
 
 from torch import Tensor
 
+from golf.kernels import TRITON, use_triton
 from golf.models.layers import apply_rotary, rms_norm
 
-MODES = ("auto", "triton", "torch")
-
+if TRITON:
+    from golf.kernels import qk_norm_rope_triton as _k
 
 def reference(x: Tensor, cos: Tensor, sin: Tensor, gain: Tensor | None) -> Tensor:
     """The PyTorch form: rms_norm, then RoPE on [T, R/2] tables broadcast over heads, then the gain."""
@@ -31,36 +33,10 @@ def reference(x: Tensor, cos: Tensor, sin: Tensor, gain: Tensor | None) -> Tenso
     return y if gain is None else y * gain.to(y.dtype)[None, None, :, None]
 
 
-def _load_triton():
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return None
-    from golf.kernels import qk_norm_rope_triton
-
-    return qk_norm_rope_triton
-
-
-_TRITON = _load_triton()
-
-
-def triton_available() -> bool:
-    return _TRITON is not None
-
-
-def check_mode(mode: str) -> str:
-    if mode not in MODES:
-        raise ValueError(f"model.qk_norm_rope must be one of {MODES}, got {mode!r}")
-    if mode == "triton" and _TRITON is None:
-        raise ValueError("model.qk_norm_rope=triton but triton does not import; choose auto or torch")
-    return mode
-
-
 def norm_rope(x: Tensor, cos: Tensor, sin: Tensor, gain: Tensor | None, mode: str = "auto") -> Tensor:
     """y [B, T, H, D] for x [B, T, H, D], cos/sin [T, R/2] (float32 tables: rounded to x's dtype, as the
-    reference does) and gain [H] or None. ``mode``: auto (the kernel on CUDA when triton imports), triton, torch."""
-    use = mode == "triton" or (mode == "auto" and _TRITON is not None)
-    if not (use and x.is_cuda) or x.size(-1) & (x.size(-1) - 1):
+    reference does) and gain [H] or None; ``mode`` as ``model.kernels`` (golf.kernels)."""
+    if not use_triton(mode, x) or x.size(-1) & (x.size(-1) - 1):
         return reference(x, cos, sin, gain)
     g = None if gain is None else gain.to(x.dtype)
-    return _TRITON.norm_rope(x.contiguous(), cos.to(x.dtype).contiguous(), sin.to(x.dtype).contiguous(), g).transpose(1, 2)
+    return _k.norm_rope(x.contiguous(), cos.to(x.dtype).contiguous(), sin.to(x.dtype).contiguous(), g).transpose(1, 2)

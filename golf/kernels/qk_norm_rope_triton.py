@@ -17,7 +17,7 @@ from torch import Tensor
 from torch.library import triton_op, wrap_triton
 
 EPS = torch.finfo(torch.float32).eps
-TILE, WARPS = 4096, 4  # elements per program (64 rows of a 64-wide head) and warps; scripts/bench_kernels.py sweeps them
+TILE, WARPS = 4096, 8  # elements per program (64 rows of a 64-wide head) and warps; scripts/bench_kernels.py sweeps them
 
 
 @triton.jit

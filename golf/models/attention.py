@@ -16,7 +16,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from golf.kernels.qk_norm_rope import check_mode, norm_rope
+from golf.kernels import check_mode
+from golf.kernels.qk_norm_rope import norm_rope
+from golf.kernels.xsa import exclusive
 from golf.models.layers import CastedLinear
 
 SDPA_BACKENDS = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
@@ -164,21 +166,10 @@ def attend_tail(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     return attend_grouped(q, k.transpose(1, 2), v.transpose(1, 2), allowed)
 
 
-def exclusive(y: Tensor, v: Tensor) -> Tensor:
-    """XSA: remove from each head's output y [B, T, H, D] its component along the token's own value
-    v [B, T, Hkv, D] of its KV group: y - (y . v̂) v̂. The query heads of a group are viewed as
-    [B, T, Hkv, H/Hkv, D] so v is broadcast, never repeated."""
-    B, T, H, D = y.shape
-    hkv = v.size(2)
-    yg = y.reshape(B, T, hkv, H // hkv, D)
-    vn = F.normalize(v, dim=-1).unsqueeze(-2)
-    return (yg - (yg * vn).sum(dim=-1, keepdim=True) * vn).reshape(B, T, H, D)
-
-
 class CausalSelfAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, num_kv_heads: int, qk_gain_init: float, *, xsa: bool = False,
                  gated: bool = False, gate_bias_init: float = 4.0, value_residual: bool = False,
-                 kernel: str = "flash", skip_init: bool = False, qk_norm_rope: str = "torch"):
+                 kernel: str = "flash", skip_init: bool = False, kernels: str = "torch"):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"model_dim={dim} must be divisible by num_heads={num_heads}")
@@ -195,7 +186,7 @@ class CausalSelfAttention(nn.Module):
         self.proj = CastedLinear(dim, dim, zero_init=True, skip_init=skip_init)
         self.q_gain = nn.Parameter(torch.full((num_heads,), qk_gain_init, dtype=torch.float32))
         self.xsa, self.kernel = xsa, resolve_kernel(check_kernel(kernel))
-        self.qk_mode = check_mode(qk_norm_rope)
+        self.kernels = check_mode(kernels)
         self.attn_gate = None
         if gated:  # per-head output gate sigmoid(W x + b), W = 0, b = 4 (#635)
             self.attn_gate = CastedLinear(dim, num_heads, bias=True)
@@ -222,7 +213,7 @@ class CausalSelfAttention(nn.Module):
         if self.vr_lambda is not None and v0 is not None:
             lam = self.vr_lambda.to(v.dtype)
             v = lam[0] * v0 + lam[1] * v
-        mode = self.qk_mode if cache is None else "torch"  # decoding keeps the reference: a few rows per call
+        mode = self.kernels if cache is None else "torch"  # decoding keeps the references: a few rows per call
         q = norm_rope(q, cos[q_from:], sin[q_from:], self.q_gain, mode)
         k = norm_rope(k, cos, sin, None, mode)
         if q_from:
@@ -235,7 +226,7 @@ class CausalSelfAttention(nn.Module):
             ks, vs = cache.append(k, v)
             y = attend(q, ks, vs, self.kernel) if ks.size(1) == T > 1 else attend_last(q, ks, vs)
         if self.xsa:
-            y = exclusive(y, v[:, q_from:] if q_from else v)
+            y = exclusive(y, v[:, q_from:] if q_from else v, mode)
         if self.attn_gate is not None:
             y = y * torch.sigmoid(self.attn_gate(xq)).unsqueeze(-1)
         return self.proj(y.reshape(B, Tq, D)), raw_v

@@ -117,7 +117,7 @@ class GPT(nn.Module):
         ve_dim: int = 0, ve_layers: Sequence[int] = (9, 10), ve_scale_init: float = 0.1,
         value_residual: bool = False, gated_attention: bool = False, gate_bias_init: float = 4.0,
         skips: str = "plain", init: str = "default", ortho_proj_scale: bool = False, mimetic_vo_alpha: float = 0.0,
-        mtp_heads: int = 0, mtp_loss_weight: float = 0.2, attn_kernel: str = "flash", qk_norm_rope: str = "torch",
+        mtp_heads: int = 0, mtp_loss_weight: float = 0.2, attn_kernel: str = "flash", kernels: str = "torch",
     ):
         super().__init__()
         head_dim = model_dim // num_heads
@@ -148,7 +148,7 @@ class GPT(nn.Module):
                   CausalSelfAttention(model_dim, num_heads, num_kv_heads, qk_gain_init, xsa=i >= xsa_from,
                                       gated=gated_attention, gate_bias_init=gate_bias_init,
                                       value_residual=value_residual, kernel=attn_kernel, skip_init=skip_init,
-                                      qk_norm_rope=qk_norm_rope),
+                                      kernels=kernels),
                   MLP(model_dim, int(mlp_mult * model_dim), activation, slopes[i] if i < len(slopes) else mlp_slope,
                       skip_init=skip_init),
                   1.0 / math.sqrt(i + 1) if ln_scale else 1.0)

@@ -1,11 +1,11 @@
-# Issues 7 and 8: the fused q/k RMSNorm + RoPE + gain kernel (golf/kernels, model.qk_norm_rope=triton). First
+# Issues 7 and 8: the fused q/k RMSNorm + RoPE + gain kernel (golf/kernels, model.kernels=triton). First
 # its GPU tests; then the #1019 step and the baseline with the PyTorch form and with the kernel, each in its own
 # process (same call); a profile of the #1019 step with the kernel; last issue 7's sliding comparison with the
 # kernel (one compiled shape since e57716f: window 0's batch runs eagerly), with a profile of golf's batches.
 source scripts/device/step.sh
 P="experiment=pr1019 data=enwiki_sp1024"
 B="experiment=baseline data=enwiki_sp1024"
-TK="model.qk_norm_rope=triton"
+TK="model.kernels=triton"
 bench() { local name=$1 limit=$2; shift 2; step $name $limit python3 scripts/bench.py --steps 15 --warmup 4 "$@" --json $R/$name.json; }
 step pytest_gpu 300 python3 -m pytest -q -m gpu tests/test_kernels.py tests/test_cuda_paths.py
 bench b1019_torch 240 --variant "torch:$P"

@@ -3,8 +3,8 @@
 # issue 7's sliding comparison with 64 windows per batch and a CUDA-graph row, profiled on compiled batches only;
 # last the #1019 step's profile with its kernel sources.
 source scripts/device/step.sh
-P="experiment=pr1019 data=enwiki_sp1024 model.qk_norm_rope=triton"
-B="experiment=baseline data=enwiki_sp1024 model.qk_norm_rope=triton"
+P="experiment=pr1019 data=enwiki_sp1024 model.kernels=triton"
+B="experiment=baseline data=enwiki_sp1024 model.kernels=triton"
 bench() { local name=$1 limit=$2; shift 2; step $name $limit python3 scripts/bench.py --steps 30 --warmup 8 "$@" --json $R/$name.json; }
 step kernels 150 python3 scripts/bench_kernels.py
 bench bbase_flash 200 --variant "flash:$B model.attn_kernel=flash"
