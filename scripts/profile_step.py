@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 FAMILIES = (  # first match wins; names are lower-cased CUDA kernel names
-    ("golf kernels (triton)", ("_qk_norm_rope",)),
+    ("golf kernels (triton)", ("_qk_norm_rope", "_xsa_")),
     ("attention", ("flash", "fmha", "cudnn", "attention", "sdpa")),
     ("matmul", ("gemm", "nvjet", "cutlass", "xmma", "wgmma", "cublas", "matmul")),
     ("fused elementwise + norms (triton)", ("triton",)),
