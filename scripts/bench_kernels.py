@@ -4,7 +4,9 @@ bandwidth, beside inductor's compiled form of the PyTorch reference, forward+bac
     python scripts/bench_kernels.py [--tiles 2048,4096,8192] [--warps 2,4,8]
 
 q is [48, 2048, 8, 64] with the query gain, k is [48, 2048, 4, 64] without; RoPE on 16 of 64 channels. The
-bandwidth counts the bytes a kernel must move (forward: x in, y out; backward: x and dy in, dx out).
+bandwidth counts the bytes a kernel must move (forward: x in, y out; backward: x and dy in, dx out). XSA: y is
+attention's head-major output [48, 8, 2048, 64] seen as [48, 2048, 8, 64], v [48, 2048, 4, 64] (forward: y, v in,
+o out; backward: do, y, v in, dy, dv out).
 """
 
 from __future__ import annotations
@@ -59,6 +61,27 @@ def bench_tensor(name: str, heads: int, gain: bool, tiles: list[int], warps: lis
     print(f"| {name} | inductor (reference, written head-major) | - | - | - | - | - | - | {ms:.3f} |", flush=True)
 
 
+def bench_xsa(tiles: list[int], warps: list[int]) -> None:
+    from golf.kernels import xsa_triton as k
+    from golf.kernels.xsa import reference
+
+    y = torch.randn(48, 8, 2048, 64, device="cuda", dtype=torch.bfloat16).transpose(1, 2)
+    v = torch.randn(48, 2048, 4, 64, device="cuda", dtype=torch.bfloat16)
+    do = torch.randn(48, 2048, 8, 64, device="cuda", dtype=torch.bfloat16)
+    fwd_bytes, bwd_bytes = (2 * y.numel() + v.numel()) * 2, (3 * y.numel() + 2 * v.numel()) * 2
+    for tile in tiles:
+        for w in warps:
+            k.TILE, k.WARPS = tile, w
+            f = median_ms(lambda: k.xsa(y, v))
+            b = median_ms(lambda: k.xsa_backward(do, y, v))
+            print(f"| xsa | triton | {tile} | {w} | {f:.3f} | {fwd_bytes / f / 1e6:,.0f} | {b:.3f} | "
+                  f"{bwd_bytes / b / 1e6:,.0f} | {f + b:.3f} |", flush=True)
+    yr, vr = y.detach().requires_grad_(), v.clone().requires_grad_()
+    ref = torch.compile(reference)
+    ms = median_ms(lambda: torch.autograd.grad(ref(yr, vr), [yr, vr], do))
+    print(f"| xsa | inductor (reference) | - | - | - | - | - | - | {ms:.3f} |", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tiles", default="2048,4096,8192")
@@ -69,6 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     tiles, warps = [int(t) for t in a.tiles.split(",")], [int(w) for w in a.warps.split(",")]
     for name, heads, gain in (("q", 8, True), ("k", 4, False)):
         bench_tensor(name, heads, gain, tiles, warps)
+    bench_xsa(tiles, warps)
 
 
 if __name__ == "__main__":
