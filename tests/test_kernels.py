@@ -160,3 +160,28 @@ def test_compiled_model_runs_the_kernel_and_matches_the_reference():
                 assert any(kernel in n for n in names), (kernel, sorted(names))
     assert out["triton"][0] == pytest.approx(out["torch"][0], rel=1e-2)
     torch.testing.assert_close(out["triton"][1], out["torch"][1], rtol=5e-2, atol=5e-3)
+
+
+@pytest.mark.parametrize("mode", ["auto", "torch", "triton"])
+def test_model_kernels_option_composes_and_builds(compose, mode):
+    """``model.kernels`` from the command line reaches every attention layer; a CPU forward is the reference's."""
+    if mode == "triton" and not triton_available():
+        pytest.skip("needs triton")
+    from hydra.utils import instantiate
+
+    cfg = compose(["experiment=pr1019", f"model.kernels={mode}", "model.num_layers=2", "model.model_dim=256",
+                   "model.bigram_buckets=16", "model.ve_dim=16", "model.xsa_last_n=2", "model.ve_layers=[0,1]"])
+    model = instantiate(cfg.model)()
+    assert {b.attn.kernels for b in model.blocks} == {mode}
+    ids = torch.randint(0, model.vocab_size, (1, 16))
+    torch.manual_seed(0)
+    ref = instantiate(cfg.model, kernels="torch")()
+    ref.load_state_dict(model.state_dict())
+    assert torch.equal(model.logits(ids), ref.logits(ids))
+
+
+def test_model_kernels_option_rejects_unknown_values(compose):
+    from hydra.utils import instantiate
+
+    with pytest.raises(ValueError, match="model.kernels must be one of"):
+        instantiate(compose(["model.kernels=fused", "model.num_layers=1"]).model)()
