@@ -27,6 +27,7 @@ from golf.models.layers import apply_rotary, rms_norm
 if TRITON:
     from golf.kernels import qk_norm_rope_triton as _k
 
+
 def reference(x: Tensor, cos: Tensor, sin: Tensor, gain: Tensor | None) -> Tensor:
     """The PyTorch form: rms_norm, then RoPE on [T, R/2] tables broadcast over heads, then the gain."""
     y = apply_rotary(rms_norm(x), cos[:, None, :], sin[:, None, :])

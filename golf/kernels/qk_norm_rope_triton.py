@@ -44,7 +44,7 @@ def _rows(X, COS, SIN, rows, T, H, D: tl.constexpr, HALF: tl.constexpr, BLOCK: t
 
 @triton.jit
 def _qk_norm_rope_fwd(X, COS, SIN, G, Y, rows, T, H, eps, D: tl.constexpr, HALF: tl.constexpr, HAS_GAIN: tl.constexpr,
-                BLOCK: tl.constexpr):
+                      BLOCK: tl.constexpr):
     r, c, p, live, m, t, x, xp, cs, sn = _rows(X, COS, SIN, rows, T, H, D, HALF, BLOCK)
     rstd = tl.rsqrt(tl.sum(x * x, axis=1) / D + eps)
     y = (x * cs + xp * sn) * rstd[:, None]
@@ -57,7 +57,7 @@ def _qk_norm_rope_fwd(X, COS, SIN, G, Y, rows, T, H, eps, D: tl.constexpr, HALF:
 
 @triton.jit
 def _qk_norm_rope_bwd(DY, X, COS, SIN, G, DX, DG, rows, T, H, sb, sh, st, sd, eps, D: tl.constexpr, HALF: tl.constexpr,
-                HAS_GAIN: tl.constexpr, BLOCK: tl.constexpr):
+                      HAS_GAIN: tl.constexpr, BLOCK: tl.constexpr):
     r, c, p, live, m, t, x, xp, cs, sn = _rows(X, COS, SIN, rows, T, H, D, HALF, BLOCK)
     rstd = tl.rsqrt(tl.sum(x * x, axis=1) / D + eps)
     h = r % H
@@ -89,7 +89,7 @@ def norm_rope(x: Tensor, cos: Tensor, sin: Tensor, gain: Optional[Tensor]) -> Te
     y = x.new_empty(B, H, T, D)
     rows, grid, meta = _launch(x, cos)
     wrap_triton(_qk_norm_rope_fwd)[grid](x, cos, sin, x if gain is None else gain, y, rows, T, H, EPS,
-                                   HAS_GAIN=gain is not None, **meta)
+                                         HAS_GAIN=gain is not None, **meta)
     return y
 
 
@@ -100,8 +100,8 @@ def norm_rope_backward(dy: Tensor, x: Tensor, cos: Tensor, sin: Tensor, gain: Op
     dx = torch.empty_like(x)
     rows, grid, meta = _launch(x, cos)
     dg = torch.empty(rows if gain is not None else 0, device=x.device, dtype=torch.float32)
-    wrap_triton(_qk_norm_rope_bwd)[grid](dy, x, cos, sin, x if gain is None else gain, dx, dg, rows, T, H, *dy.stride(), EPS,
-                                   HAS_GAIN=gain is not None, **meta)
+    wrap_triton(_qk_norm_rope_bwd)[grid](dy, x, cos, sin, x if gain is None else gain, dx, dg, rows, T, H, *dy.stride(),
+                                         EPS, HAS_GAIN=gain is not None, **meta)
     return dx, (dg.view(-1, H).sum(0).to(gain.dtype) if gain is not None else dg)
 
 

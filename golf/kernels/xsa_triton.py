@@ -21,9 +21,10 @@ TILE, WARPS = 4096, 8
 
 
 @triton.jit
-def _rows(r, T, J, sb, st, sj):
-    """Element offset (without the channel) of row r = (b, t, j) in a [B, T, J, D] tensor of these strides."""
-    return (r // (T * J)) * sb + ((r // J) % T) * st + (r % J) * sj
+def _offset(r, T, J, sb, st, sh, G: tl.constexpr, k: tl.constexpr):
+    """Element offset (without the channel) of head j*G + k of row r = (b, t, j) in a [B, T, J*G, D] tensor of
+    strides sb, st, sh (G = 1, k = 0: the row's own slot, e.g. in v)."""
+    return (r // (T * J)) * sb + ((r // J) % T) * st + ((r % J) * G + k) * sh
 
 
 @triton.jit
@@ -32,12 +33,11 @@ def _xsa_fwd(Y, V, OUT, rows, T, J, ys_b, ys_t, ys_h, ys_d, vs_b, vs_t, vs_j, vs
     r = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     c = tl.arange(0, D)
     m = (r < rows)[:, None]
-    v = tl.load(V + _rows(r, T, J, vs_b, vs_t, vs_j)[:, None] + c[None, :] * vs_d, mask=m, other=0.0).to(tl.float32)
+    v = tl.load(V + _offset(r, T, J, vs_b, vs_t, vs_j, 1, 0)[:, None] + c[None, :] * vs_d, mask=m, other=0.0).to(tl.float32)
     vn = v / tl.maximum(tl.sqrt(tl.sum(v * v, axis=1)), eps)[:, None]
     for k in tl.static_range(G):
-        # head j*G + k of row (b, t, j): in y's [B, T, H, D] strides, h = j*G + k
-        base = (r // (T * J)) * ys_b + ((r // J) % T) * ys_t + ((r % J) * G + k) * ys_h
-        y = tl.load(Y + base[:, None] + c[None, :] * ys_d, mask=m, other=0.0).to(tl.float32)
+        y = tl.load(Y + _offset(r, T, J, ys_b, ys_t, ys_h, G, k)[:, None] + c[None, :] * ys_d, mask=m,
+                    other=0.0).to(tl.float32)
         o = y - tl.sum(y * vn, axis=1)[:, None] * vn
         tl.store(OUT + (r * G + k)[:, None] * D + c[None, :], o.to(OUT.dtype.element_ty), mask=m)
 
@@ -48,15 +48,14 @@ def _xsa_bwd(DO, Y, V, DY, DV, rows, T, J, ds_b, ds_t, ds_h, ds_d, ys_b, ys_t, y
     r = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     c = tl.arange(0, D)
     m = (r < rows)[:, None]
-    v = tl.load(V + _rows(r, T, J, vs_b, vs_t, vs_j)[:, None] + c[None, :] * vs_d, mask=m, other=0.0).to(tl.float32)
+    v = tl.load(V + _offset(r, T, J, vs_b, vs_t, vs_j, 1, 0)[:, None] + c[None, :] * vs_d, mask=m, other=0.0).to(tl.float32)
     norm = tl.sqrt(tl.sum(v * v, axis=1))
     nrm = tl.maximum(norm, eps)
     vn = v / nrm[:, None]
     dvn = tl.zeros([BLOCK, D], dtype=tl.float32)
     for k in tl.static_range(G):
-        h = (r % J) * G + k
-        yb = (r // (T * J)) * ys_b + ((r // J) % T) * ys_t + h * ys_h
-        db = (r // (T * J)) * ds_b + ((r // J) % T) * ds_t + h * ds_h
+        yb = _offset(r, T, J, ys_b, ys_t, ys_h, G, k)
+        db = _offset(r, T, J, ds_b, ds_t, ds_h, G, k)
         y = tl.load(Y + yb[:, None] + c[None, :] * ys_d, mask=m, other=0.0).to(tl.float32)
         do = tl.load(DO + db[:, None] + c[None, :] * ds_d, mask=m, other=0.0).to(tl.float32)
         s = tl.sum(y * vn, axis=1)[:, None]
