@@ -1,10 +1,15 @@
 """Hand-written GPU kernels, each beside the PyTorch reference it is tested against, chosen by ``model.kernels``:
 ``torch`` (the references everywhere), ``triton`` (the kernels on CUDA tensors; an error where triton does not
-import) or ``auto`` (the kernels when triton imports). On CPU tensors every mode runs the reference."""
+import), ``auto`` (the kernels when triton imports), or a list of kernel names (those as ``auto``, the others'
+references: ``model.kernels=[qk_norm_rope,xsa]`` measures what the MLP kernel brings). On CPU tensors every mode
+runs the reference."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 MODES = ("auto", "triton", "torch")
+NAMES = ("qk_norm_rope", "xsa", "mlp")
 
 
 def _triton_imports() -> bool:
@@ -22,12 +27,23 @@ def triton_available() -> bool:
     return TRITON
 
 
-def check_mode(mode: str) -> str:
+def check_mode(mode: str | Sequence[str]) -> str | tuple[str, ...]:
+    if not isinstance(mode, str):
+        names = tuple(str(n) for n in mode)
+        unknown = [n for n in names if n not in NAMES]
+        if unknown:
+            raise ValueError(f"model.kernels lists unknown kernels {unknown}; the kernels are {NAMES}")
+        return names
     if mode not in MODES:
         raise ValueError(f"model.kernels must be one of {MODES}, got {mode!r}")
     if mode == "triton" and not TRITON:
         raise ValueError("model.kernels=triton but triton does not import; choose auto or torch")
     return mode
+
+
+def mode_for(kernels: str | tuple[str, ...], name: str) -> str:
+    """The mode kernel ``name`` runs in under ``model.kernels`` (checked by ``check_mode``)."""
+    return kernels if isinstance(kernels, str) else ("auto" if name in kernels else "torch")
 
 
 def use_triton(mode: str, *tensors) -> bool:

@@ -11,12 +11,14 @@ else flash). On the CPU every choice runs SDPA's default.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from golf.kernels import check_mode
+from golf.kernels import check_mode, mode_for
 from golf.kernels.qk_norm_rope import norm_rope
 from golf.kernels.xsa import exclusive
 from golf.models.layers import CastedLinear
@@ -169,7 +171,7 @@ def attend_tail(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
 class CausalSelfAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, num_kv_heads: int, qk_gain_init: float, *, xsa: bool = False,
                  gated: bool = False, gate_bias_init: float = 4.0, value_residual: bool = False,
-                 kernel: str = "flash", skip_init: bool = False, kernels: str = "torch"):
+                 kernel: str = "flash", skip_init: bool = False, kernels: str | Sequence[str] = "torch"):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"model_dim={dim} must be divisible by num_heads={num_heads}")
@@ -213,7 +215,7 @@ class CausalSelfAttention(nn.Module):
         if self.vr_lambda is not None and v0 is not None:
             lam = self.vr_lambda.to(v.dtype)
             v = lam[0] * v0 + lam[1] * v
-        mode = self.kernels if cache is None else "torch"  # decoding keeps the references: a few rows per call
+        mode = mode_for(self.kernels, "qk_norm_rope") if cache is None else "torch"  # decoding: a few rows per call
         q = norm_rope(q, cos[q_from:], sin[q_from:], self.q_gain, mode)
         k = norm_rope(k, cos, sin, None, mode)
         if q_from:
@@ -226,7 +228,7 @@ class CausalSelfAttention(nn.Module):
             ks, vs = cache.append(k, v)
             y = attend(q, ks, vs, self.kernel) if ks.size(1) == T > 1 else attend_last(q, ks, vs)
         if self.xsa:
-            y = exclusive(y, v[:, q_from:] if q_from else v, mode)
+            y = exclusive(y, v[:, q_from:] if q_from else v, mode_for(self.kernels, "xsa") if cache is None else "torch")
         if self.attn_gate is not None:
             y = y * torch.sigmoid(self.attn_gate(xq)).unsqueeze(-1)
         return self.proj(y.reshape(B, Tq, D)), raw_v
