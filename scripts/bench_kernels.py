@@ -2,7 +2,6 @@
 bandwidth, beside inductor's compiled form of the PyTorch reference, forward+backward. One GPU:
 
     python scripts/bench_kernels.py [--tiles 2048,4096,8192] [--warps 2,4,8]
-    python scripts/bench_kernels.py --mlp [--mlp-configs 128x256x64w8s3,...]
 
 q is [48, 2048, 8, 64] with the query gain, k is [48, 2048, 4, 64] without; RoPE on 16 of 64 channels. The
 bandwidth counts the bytes a kernel must move (forward: x in, y out; backward: x and dy in, dx out). XSA: y is
@@ -83,60 +82,12 @@ def bench_xsa(tiles: list[int], warps: list[int]) -> None:
     print(f"| xsa | inductor (reference) | - | - | - | - | - | - | {ms:.3f} |", flush=True)
 
 
-MLP_CONFIGS = "128x256x64w8s3,128x256x64w8s4,128x128x64w4s4,128x128x64w8s4,256x128x64w8s3,128x192x64w8s3"
-
-
-def bench_mlp(M: int, dim: int, hidden: int, slope: float, configs: list[str]) -> None:
-    """The fused MLP GEMMs at each config beside cuBLAS + inductor's activation kernel (what they replace):
-    forward (x W_fc^T, then f; with h kept for training and without, as the eval runs) and the backward's
-    activation-gradient GEMM; TFLOP/s count the GEMM alone."""
-    from golf.kernels import mlp_triton as k
-
-    x = torch.randn(M, dim, device="cuda", dtype=torch.bfloat16)
-    w_fc = torch.randn(hidden, dim, device="cuda", dtype=torch.bfloat16) / dim**0.5
-    w_proj = torch.randn(dim, hidden, device="cuda", dtype=torch.bfloat16) / hidden**0.5
-    dy = torch.randn(M, dim, device="cuda", dtype=torch.bfloat16)
-    h = x @ w_fc.t()
-    a, dh = torch.empty_like(h), torch.empty_like(h)
-    flop = 2 * M * dim * hidden
-    act = torch.compile(lambda t: torch.nn.functional.leaky_relu(t, slope).square())
-    dact = torch.compile(lambda g, t: g * 2 * torch.nn.functional.leaky_relu(t, slope) * torch.where(t > 0, 1.0, slope))
-    fwd_ref = median_ms(lambda: act(x @ w_fc.t()))
-    bwd_ref = median_ms(lambda: dact(dy @ w_proj, h))
-    gemm = median_ms(lambda: x @ w_fc.t())
-    print(f"| {M}x{dim}x{hidden} | cuBLAS, then inductor's activation | {gemm:.3f} ({flop / gemm / 1e9:,.0f}) | "
-          f"{fwd_ref:.3f} | {fwd_ref:.3f} | {bwd_ref:.3f} | {fwd_ref + bwd_ref:.3f} |", flush=True)
-    for cfg in configs:
-        bm, rest = cfg.split("x", 1)
-        bn, rest = rest.split("x", 1)
-        bk, rest = rest.split("w")
-        w, st = rest.split("s")
-        k.CONFIG = (int(bm), int(bn), int(bk), int(w), int(st))
-        try:
-            keep = median_ms(lambda: k._gemm(x, w_fc.t(), h, a, slope, grad=False, store_h=True))
-            eval_ = median_ms(lambda: k._gemm(x, w_fc.t(), h, a, slope, grad=False, store_h=False))
-            bwd = median_ms(lambda: k._gemm(dy, w_proj, h, dh, slope, grad=True, store_h=False))
-        except Exception as e:  # a config that does not fit in shared memory
-            print(f"| {M}x{dim}x{hidden} | fused {cfg} | failed: {type(e).__name__} | | | | |", flush=True)
-            continue
-        print(f"| {M}x{dim}x{hidden} | fused {cfg} | - ({flop / eval_ / 1e9:,.0f}) | {eval_:.3f} | {keep:.3f} | "
-              f"{bwd:.3f} | {keep + bwd:.3f} |", flush=True)
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tiles", default="2048,4096,8192")
     p.add_argument("--warps", default="2,4,8")
-    p.add_argument("--mlp", action="store_true", help="only the fused MLP GEMMs (#1019's and the baseline's shapes)")
-    p.add_argument("--mlp-configs", default=MLP_CONFIGS, help="BMxBNxBKwWARPSsSTAGES, comma-separated")
     a = p.parse_args(argv)
     print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}")
-    if a.mlp:
-        print("| M x dim x hidden | form | GEMM alone ms (TFLOP/s, fused: with the activation) | forward ms, eval |"
-              " forward ms, h kept | backward activation-gradient ms | training fwd+bwd ms |\n|---|---|---|---|---|---|---|")
-        for shape in ((98304, 512, 1536, 0.5), (65536, 512, 1024, 0.0), (131072, 512, 1536, 0.5)):
-            bench_mlp(*shape, a.mlp_configs.split(","))
-        return
     print("| tensor | form | tile | warps | forward ms | GB/s | backward ms | GB/s | fwd+bwd ms |\n|---|---|---|---|---|---|---|---|---|")
     tiles, warps = [int(t) for t in a.tiles.split(",")], [int(w) for w in a.warps.split(",")]
     for name, heads, gain in (("q", 8, True), ("k", 4, False)):

@@ -80,41 +80,11 @@ def check_xsa_fp32(device: str) -> None:
             torch.testing.assert_close(a, b, rtol=2e-5, atol=2e-5, msg=f"{name} of XSA case {case}")
 
 
-MLP_CASES = [(256, 64, 192, 0.5), (100, 128, 100, 0.0), (300, 64, 512, 0.25)]  # rows, dim, hidden, slope
-
-
-def _mlp_case(M, dim, hidden, dtype, device):
-    g = torch.Generator(device=device).manual_seed(2)
-    x = torch.randn(M, dim, device=device, generator=g).to(dtype).requires_grad_()
-    w_fc = (torch.randn(hidden, dim, device=device, generator=g) / dim**0.5).to(dtype).requires_grad_()
-    w_proj = (torch.randn(dim, hidden, device=device, generator=g) / hidden**0.5).to(dtype).requires_grad_()
-    return x, w_fc, w_proj, torch.randn(M, dim, device=device, generator=g).to(dtype)
-
-
-def check_mlp_fp32(device: str) -> None:
-    from golf.kernels import mlp as mlp_ops
-    from golf.kernels import mlp_triton as k
-
-    for M, dim, hidden, slope in MLP_CASES:
-        x, w_fc, w_proj, dy = _mlp_case(M, dim, hidden, torch.float32, device)
-        inputs = [x, w_fc, w_proj]
-        y, h, a = k.mlp(x, w_fc, w_proj, slope, True)
-        got = [y, *torch.autograd.grad(y, inputs, dy)]
-        ref = mlp_ops.reference(x, w_fc, w_proj, slope)
-        want = [ref, *torch.autograd.grad(ref, inputs, dy)]
-        for name, u, w in zip(("y", "dx", "dw_fc", "dw_proj"), got, want):
-            torch.testing.assert_close(u, w, rtol=1e-4, atol=1e-4, msg=f"{name} of MLP case {(M, dim, hidden, slope)}")
-        torch.testing.assert_close(h, x @ w_fc.t(), rtol=1e-5, atol=1e-5)
-        y2, h2, _ = k.mlp(x.detach(), w_fc.detach(), w_proj.detach(), slope, False)
-        assert h2.numel() == 0 and torch.equal(y2, y.detach())
-
-
 def check_fp32(device: str) -> None:
     """The kernels (forward, and backward through autograd) against the references, fp32, on every case."""
     from golf.kernels import qk_norm_rope_triton as k
 
     check_xsa_fp32(device)
-    check_mlp_fp32(device)
 
     def kernel(x, cos, sin, w):
         return k.norm_rope(x, cos, sin, w).transpose(1, 2)  # straight to the op: also off CUDA
@@ -160,31 +130,6 @@ def test_kernels_in_bf16_are_within_rounding_of_the_references():
         out = [fn(y, v), *torch.autograd.grad(fn(y, v), [y, v], do)]
         errors.append([(a.float() - e).abs().max().item() for a, e in zip(out, exact)])
     assert all(k <= 1.05 * r + 1e-3 for k, r in zip(*errors)), errors
-    from golf.kernels import mlp as mlp_ops
-
-    for slope in (0.0, 0.5):
-        x, w_fc, w_proj, dy = _mlp_case(4096, 512, 1536, torch.bfloat16, "cuda")
-        f32 = [t.detach().float().requires_grad_() for t in (x, w_fc, w_proj)]
-        exact = [mlp_ops.reference(*f32, slope), *torch.autograd.grad(mlp_ops.reference(*f32, slope), f32, dy.float())]
-        errors = []
-        for fn in (lambda *a: mlp_ops.mlp(*a, "triton"), mlp_ops.reference):
-            out = [fn(x, w_fc, w_proj, slope), *torch.autograd.grad(fn(x, w_fc, w_proj, slope), [x, w_fc, w_proj], dy)]
-            errors.append([(a.float() - e).abs().max().item() / e.abs().max().item() for a, e in zip(out, exact)])
-        # the kernel rounds the activation once where the reference rounds twice; the GEMMs' sums differ in order
-        assert all(k <= 1.25 * r + 1e-3 for k, r in zip(*errors)), (slope, errors)
-
-
-@pytest.mark.gpu
-@needs_triton
-def test_hooked_mlp_runs_unfused_so_calibration_sees_its_inputs():
-    from golf.models.gpt import MLP
-
-    m = MLP(128, 256, "leaky_relu2", 0.5, kernels="triton").cuda()
-    seen = []
-    m.fc.register_forward_hook(lambda mod, inputs, out: seen.append(inputs[0]))
-    x = torch.randn(4, 128, device="cuda")
-    m(x)
-    assert len(seen) == 1 and seen[0] is x
 
 
 @pytest.mark.gpu
@@ -214,7 +159,7 @@ def test_compiled_model_runs_the_kernel_and_matches_the_reference():
                     torch.compile(m, fullgraph=True)(ids, ids).backward()
                 torch.cuda.synchronize()
             names = {e.key for e in prof.key_averages()}
-            for kernel in ("_qk_norm_rope_fwd", "_qk_norm_rope_bwd", "_xsa_fwd", "_xsa_bwd", "_gemm_act"):
+            for kernel in ("_qk_norm_rope_fwd", "_qk_norm_rope_bwd", "_xsa_fwd", "_xsa_bwd"):
                 assert any(kernel in n for n in names), (kernel, sorted(names))
     assert out["triton"][0] == pytest.approx(out["torch"][0], rel=1e-2)
     torch.testing.assert_close(out["triton"][1], out["torch"][1], rtol=5e-2, atol=5e-3)
@@ -231,7 +176,7 @@ def test_model_kernels_option_composes_and_builds(compose, mode):
     cfg = compose(["experiment=pr1019", f"model.kernels={mode}", "model.num_layers=2", "model.model_dim=256",
                    "model.bigram_buckets=16", "model.ve_dim=16", "model.xsa_last_n=2", "model.ve_layers=[0,1]"])
     model = instantiate(cfg.model)()
-    assert {b.attn.kernels for b in model.blocks} == {b.mlp.kernels for b in model.blocks} == {mode}
+    assert {b.attn.kernels for b in model.blocks} == {mode}
     ids = torch.randint(0, model.vocab_size, (1, 16))
     torch.manual_seed(0)
     ref = instantiate(cfg.model, kernels="torch")()
@@ -244,13 +189,12 @@ def test_model_kernels_option_takes_a_list_of_kernel_names(compose):
 
     from golf.kernels import mode_for
 
-    cfg = compose(["model.kernels=[qk_norm_rope,xsa]", "model.num_layers=2"])
+    cfg = compose(["model.kernels=[qk_norm_rope]", "model.num_layers=2"])
     model = instantiate(cfg.model)()
-    kernels = model.blocks[0].mlp.kernels
-    assert kernels == ("qk_norm_rope", "xsa") and model.blocks[1].attn.kernels == kernels
-    assert [mode_for(kernels, n) for n in ("qk_norm_rope", "xsa", "mlp")] == ["auto", "auto", "torch"]
-    with pytest.raises(ValueError, match=r"lists unknown kernels \['rmsnorm'\]"):
-        instantiate(compose(["model.kernels=[mlp,rmsnorm]", "model.num_layers=1"]).model)()
+    assert {b.attn.kernels for b in model.blocks} == {("qk_norm_rope",)}
+    assert [mode_for(("qk_norm_rope",), n) for n in ("qk_norm_rope", "xsa")] == ["auto", "torch"]
+    with pytest.raises(ValueError, match=r"lists unknown kernels \['mlp'\]"):
+        instantiate(compose(["model.kernels=[xsa,mlp]", "model.num_layers=1"]).model)()
 
 
 def test_model_kernels_option_rejects_unknown_values(compose):

@@ -1,7 +1,7 @@
 """Hand-written GPU kernels, each beside the PyTorch reference it is tested against, chosen by ``model.kernels``:
 ``torch`` (the references everywhere), ``triton`` (the kernels on CUDA tensors; an error where triton does not
 import), ``auto`` (the kernels when triton imports), or a list of kernel names (those as ``auto``, the others'
-references: ``model.kernels=[qk_norm_rope,xsa]`` measures what the MLP kernel brings). On CPU tensors every mode
+references: ``model.kernels=[qk_norm_rope]`` measures what the XSA kernel brings). On CPU tensors every mode
 runs the reference."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 MODES = ("auto", "triton", "torch")
-NAMES = ("qk_norm_rope", "xsa", "mlp")
+NAMES = ("qk_norm_rope", "xsa")
 
 
 def _triton_imports() -> bool:

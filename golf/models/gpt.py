@@ -20,8 +20,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from golf.kernels import check_mode, mode_for, use_triton
-from golf.kernels.mlp import mlp as fused_mlp
 from golf.models.attention import CausalSelfAttention, KVCache
 from golf.models.embeddings import BigramHash, EngramLite, SmearGate, ValueEmbedding
 from golf.models.init import init_weights
@@ -32,21 +30,15 @@ ACTIVATIONS = ("relu2", "leaky_relu2")
 
 
 class MLP(nn.Module):
-    def __init__(self, dim: int, hidden: int, activation: str, slope: float, skip_init: bool = False,
-                 kernels: str | Sequence[str] = "torch"):
+    def __init__(self, dim: int, hidden: int, activation: str, slope: float, skip_init: bool = False):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"model.activation must be one of {ACTIVATIONS}, got {activation!r}")
         self.fc = CastedLinear(dim, hidden, skip_init=skip_init)
         self.proj = CastedLinear(hidden, dim, zero_init=True, skip_init=skip_init)
         self.slope = slope if activation == "leaky_relu2" else None
-        self.kernels = check_mode(kernels)
 
     def forward(self, x: Tensor) -> Tensor:
-        if use_triton(mode_for(self.kernels, "mlp"), x) and not (self.fc._forward_hooks or self.proj._forward_hooks):
-            # hooked layers (calibration's) must see their inputs, so they run unfused
-            return fused_mlp(x, self.fc.cast_weight(x.dtype), self.proj.cast_weight(x.dtype), self.slope or 0.0,
-                             mode_for(self.kernels, "mlp"))
         h = self.fc(x)
         h = torch.relu(h) if self.slope is None else F.leaky_relu(h, negative_slope=self.slope)
         return self.proj(h.square())
@@ -158,7 +150,7 @@ class GPT(nn.Module):
                                       value_residual=value_residual, kernel=attn_kernel, skip_init=skip_init,
                                       kernels=kernels),
                   MLP(model_dim, int(mlp_mult * model_dim), activation, slopes[i] if i < len(slopes) else mlp_slope,
-                      skip_init=skip_init, kernels=kernels),
+                      skip_init=skip_init),
                   1.0 / math.sqrt(i + 1) if ln_scale else 1.0)
             for i in range(num_layers))
         self.ve_layers = sorted(ve_layers) if ve_dim else []
