@@ -21,9 +21,11 @@ TILE, WARPS = 4096, 8  # elements per program (64 rows of a 64-wide head) and wa
 
 
 @triton.jit
-def _rows(X, COS, SIN, rows, T, H, D: tl.constexpr, HALF: tl.constexpr, BLOCK: tl.constexpr):
-    """This program's rows: indices, channels, partner channels, row mask, positions, x, x at the partner, and
-    the cos and signed sin each channel is multiplied by (1 and 0 past the rotated channels)."""
+def _rows(rows, T, H, D: tl.constexpr, HALF: tl.constexpr, BLOCK: tl.constexpr):
+    """This program's rows: indices, channels, partner channels, row mask (1-D and 2-D), positions, table
+    columns, which channels are the first rotated half, and the mask of the rotated channels. Helpers take no
+    pointers: inductor's mutation analysis (PyTorch 2.11) takes a pointer passed to a helper returning several
+    values as written, and then copies that input before every call."""
     r = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     c = tl.arange(0, D)
     live = r < rows
@@ -31,21 +33,27 @@ def _rows(X, COS, SIN, rows, T, H, D: tl.constexpr, HALF: tl.constexpr, BLOCK: t
     first = c < HALF
     rot = c < 2 * HALF
     p = tl.where(first, c + HALF, tl.where(rot, c - HALF, c))
-    x = tl.load(X + r[:, None] * D + c[None, :], mask=m, other=0.0).to(tl.float32)
-    xp = tl.load(X + r[:, None] * D + p[None, :], mask=m, other=0.0).to(tl.float32)
-    t = (r // H) % T
-    j = tl.where(first, c, c - HALF)
-    tm = m & rot[None, :]
-    cs = tl.load(COS + t[:, None] * HALF + j[None, :], mask=tm, other=1.0).to(tl.float32)
-    sn = tl.load(SIN + t[:, None] * HALF + j[None, :], mask=tm, other=0.0).to(tl.float32)
-    sn = tl.where(first[None, :], sn, -sn)
-    return r, c, p, live, m, t, x, xp, cs, sn
+    return r, c, p, live, m, (r // H) % T, tl.where(first, c, c - HALF), first, m & rot[None, :]
+
+
+@triton.jit
+def _gather(P, row, col, mask, other):
+    return tl.load(P + row[:, None] + col[None, :], mask=mask, other=other).to(tl.float32)
+
+
+@triton.jit
+def _signed_sin(SIN, t, j, first, tm, HALF: tl.constexpr):
+    """The signed sin each channel's partner is multiplied by (0 past the rotated channels; the cos is 1 there)."""
+    sn = _gather(SIN, t * HALF, j, tm, 0.0)
+    return tl.where(first[None, :], sn, -sn)
 
 
 @triton.jit
 def _qk_norm_rope_fwd(X, COS, SIN, G, Y, rows, T, H, eps, D: tl.constexpr, HALF: tl.constexpr, HAS_GAIN: tl.constexpr,
                       BLOCK: tl.constexpr):
-    r, c, p, live, m, t, x, xp, cs, sn = _rows(X, COS, SIN, rows, T, H, D, HALF, BLOCK)
+    r, c, p, live, m, t, j, first, tm = _rows(rows, T, H, D, HALF, BLOCK)
+    x, xp = _gather(X, r * D, c, m, 0.0), _gather(X, r * D, p, m, 0.0)
+    cs, sn = _gather(COS, t * HALF, j, tm, 1.0), _signed_sin(SIN, t, j, first, tm, HALF)
     rstd = tl.rsqrt(tl.sum(x * x, axis=1) / D + eps)
     y = (x * cs + xp * sn) * rstd[:, None]
     h = r % H
@@ -58,7 +66,9 @@ def _qk_norm_rope_fwd(X, COS, SIN, G, Y, rows, T, H, eps, D: tl.constexpr, HALF:
 @triton.jit
 def _qk_norm_rope_bwd(DY, X, COS, SIN, G, DX, DG, rows, T, H, sb, sh, st, sd, eps, D: tl.constexpr, HALF: tl.constexpr,
                       HAS_GAIN: tl.constexpr, BLOCK: tl.constexpr):
-    r, c, p, live, m, t, x, xp, cs, sn = _rows(X, COS, SIN, rows, T, H, D, HALF, BLOCK)
+    r, c, p, live, m, t, j, first, tm = _rows(rows, T, H, D, HALF, BLOCK)
+    x, xp = _gather(X, r * D, c, m, 0.0), _gather(X, r * D, p, m, 0.0)
+    cs, sn = _gather(COS, t * HALF, j, tm, 1.0), _signed_sin(SIN, t, j, first, tm, HALF)
     rstd = tl.rsqrt(tl.sum(x * x, axis=1) / D + eps)
     h = r % H
     base = (r // (T * H)) * sb + h * sh + t * st
