@@ -10,7 +10,8 @@ bit for bit), or golf's saved weights (``train.save_weights``) are loaded and co
 golf is scored twice: exactly once per target, and with the records' windows (their tail re-scored), which is
 the number to put beside the record's. ``--compile-modes default,max-autotune-no-cudagraphs`` adds a row per
 further torch.compile mode (``eval.sliding.compile_mode``); ``--profile N`` then prints GPU time by kernel family
-over N batches of the first mode.
+over N batches of the first mode. Without ``--record`` golf is timed alone (e.g. a second windows-per-batch
+setting in the same device call as a run that has the record).
 """
 
 from __future__ import annotations
@@ -73,9 +74,38 @@ def profile_batches(g, val_t: torch.Tensor, lut, a, mode: str) -> None:
     print(f"per batch: wall {wall * 1e3 / a.profile:.2f} ms, GPU busy {gpu_ms:.2f} ms (unprofiled wall; profiled GPU)")
 
 
+def timed_record(a, g, val_t, sp, n: int) -> tuple[str, tuple]:
+    """The record's eval_val_sliding on golf's weights, timed twice (compile, then steady): its table row."""
+    from scripts.compare_record import import_record, record_model
+
+    mod = import_record(a.record, dict(e.split("=", 1) for e in a.record_env))
+    args = mod.Hyperparameters()
+    ref = record_model(mod, int(g.cfg.seed))
+    ref.load_state_dict(to_record({k: v.float().cpu() for k, v in g.model.export_state_dict().items()},
+                                  ref.state_dict(), len(g.model.blocks)))
+    ref = ref.to(g.device).bfloat16()
+    for name, prm in ref.named_parameters():  # the record's main(): banks, CastedLinear and low-dim in fp32
+        if name.endswith("_bank") or prm.ndim < 2 or any(k in name for k in mod.CONTROL_TENSOR_NAME_PATTERNS):
+            prm.data = prm.data.float()
+    for m in ref.modules():
+        if isinstance(m, mod.CastedLinear):
+            m.float()
+    luts = mod.build_sentencepiece_luts(sp, args.vocab_size, g.device)
+
+    def record_eval():
+        return mod.eval_val_sliding(args, ref, 0, 1, g.device, val_t.long(), *luts, stride=a.stride,
+                                    batch_seqs=a.batch_windows, eval_seq_len=a.window)
+
+    t1, _ = timed(record_eval)
+    t2, (_loss, bpb) = timed(record_eval)
+    print(f"record: first {t1:.1f}s, second {t2:.1f}s, val_bpb {bpb:.6f}", flush=True)
+    label = "record's eval_val_sliding" + (" (FA3 stand-in: SDPA flash, K/V repeated)" if mod.GOLF_FA3_STAND_IN else " (FA3)")
+    return label, (t1 - t2, None, bpb, None, t2)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--record", type=Path, required=True)
+    p.add_argument("--record", type=Path, help="the record's train_gpt.py to set beside golf (omitted: golf only)")
     p.add_argument("--record-env", action="append", default=[])
     p.add_argument("--golf", default="model=xsa_all data=enwiki_sp1024")
     p.add_argument("--weights", type=Path)
@@ -96,7 +126,6 @@ def main(argv: list[str] | None = None) -> None:
     from golf.eval.sliding import SlidingEvaluator
     from golf.stages.training import load_weights
     from scripts.bench import build_on_cuda
-    from scripts.compare_record import import_record, record_model
 
     g = build_on_cuda(shlex.split(a.golf) + ["logger=none"])
     if a.weights:
@@ -109,31 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     val_t = torch.from_numpy(val[: n + 1].astype(np.int32)).to(g.device)
     sp = load_sentencepiece(paths.tokenizer)
     lut = LutOnDevice(byte_lut(sp, g.model.vocab_size), g.device)
-    # The record first: the reference every golf mode is set beside.
-    mod = import_record(a.record, dict(e.split("=", 1) for e in a.record_env))
-    args = mod.Hyperparameters()
-    ref = record_model(mod, int(g.cfg.seed))
-    ref.load_state_dict(to_record({k: v.float().cpu() for k, v in g.model.export_state_dict().items()},
-                                  ref.state_dict(), len(g.model.blocks)))
-    ref = ref.to(g.device).bfloat16()
-    for name, prm in ref.named_parameters():  # the record's main(): banks, CastedLinear and low-dim in fp32
-        if name.endswith("_bank") or prm.ndim < 2 or any(k in name for k in mod.CONTROL_TENSOR_NAME_PATTERNS):
-            prm.data = prm.data.float()
-    for m in ref.modules():
-        if isinstance(m, mod.CastedLinear):
-            m.float()
-    luts = mod.build_sentencepiece_luts(sp, args.vocab_size, g.device)
-
-    def record_eval():
-        return mod.eval_val_sliding(args, ref, 0, 1, g.device, val_t.long(), *luts, stride=a.stride,
-                                    batch_seqs=a.batch_windows, eval_seq_len=a.window)
-
-    t1, _ = timed(record_eval)
-    t2, (loss, bpb) = timed(record_eval)
-    windows = len(range(0, n, a.stride))
-    print(f"record: first {t1:.1f}s, second {t2:.1f}s, val_bpb {bpb:.6f}", flush=True)
-    label = "record's eval_val_sliding" + (" (FA3 stand-in: SDPA flash, K/V repeated)" if mod.GOLF_FA3_STAND_IN else " (FA3)")
-    record_row = (label, (t1 - t2, None, bpb, None, t2))
+    record_row = timed_record(a, g, val_t, sp, n) if a.record else None  # first: every golf mode is set beside it
     rows, modes = {}, a.compile_modes.split(",")
     runs = [("golf (every target once)", False, modes[0])]
     runs += [("golf (the records' windows)", True, modes[0])] if a.records_windows_row else []
@@ -156,15 +161,17 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{label}: first {t1:.1f}s, second {t2:.1f}s, {r2.tokens / t2:,.0f} tokens/s, val_bpb {r2.val_bpb:.6f}", flush=True)
         if a.profile and mode == modes[0] and (i + 1 == len(runs) or runs[i + 1][2] != mode):
             profile_batches(g, val_t, lut, a, mode)  # while the first mode's graph is still compiled
-    rows[record_row[0]] = record_row[1]
+    if record_row:
+        rows[record_row[0]] = record_row[1]
     print(f"\n{torch.cuda.get_device_name(0)}; {n:,} targets, window {a.window}, stride {a.stride}, windows per batch: "
-          f"record {a.batch_windows}, golf {a.golf_batch_windows or a.batch_windows}")
+          f"record {a.batch_windows if a.record else '-'}, golf {a.golf_batch_windows or a.batch_windows}")
     print("| evaluator | compile s (1st - 2nd call) | eval s | scored tokens/s | val_bpb |\n|---|---|---|---|---|")
     for k, (comp, tps, bpb_, _tok, t) in rows.items():
         tps = tps if tps is not None else n / t  # the record scores every target (plus its tail again) per call
         comp_s = f"{comp:.1f}" if comp is not None else "(compiled above)"
         print(f"| {k} | {comp_s} | {t:.1f} | {tps:,.0f} | {bpb_:.6f} |")
-    print(f"(the record's windows: {windows:,}; its per-call target count includes the re-scored tail)")
+    if a.record:
+        print(f"(the record's windows: {len(range(0, n, a.stride)):,}; its per-call target count includes the re-scored tail)")
 
 
 if __name__ == "__main__":

@@ -11,5 +11,5 @@ bench bbase_ref 200 --steps 30 --warmup 8 --reference .bench/nb_train_gpt.py --v
 step prof1019 150 python3 scripts/profile_step.py "$P" --steps 3 --warmup 3 --top 30
 step evalbench 560 python3 scripts/bench_eval.py --record .bench/r1019_train_gpt.py --record-env BIGRAM_VOCAB_SIZE=3072 \
   --record-env BIGRAM_DIM=112 --golf "$P" --golf-batch-windows 128 --no-records-windows-row --profile 4
-step evalbench64 200 python3 scripts/bench_eval.py --record .bench/r1019_train_gpt.py --record-env BIGRAM_VOCAB_SIZE=3072 \
-  --record-env BIGRAM_DIM=112 --golf "$P" --golf-batch-windows 64 --no-records-windows-row
+step evalbench64 200 python3 scripts/bench_eval.py \
+  --golf "$P" --golf-batch-windows 64 --no-records-windows-row
