@@ -1,7 +1,7 @@
 """golf's Triton kernels at the #1019 shapes: each (tile, warps) setting's forward and backward time and
 bandwidth, beside inductor's compiled form of the PyTorch reference, forward+backward. One GPU:
 
-    python scripts/bench_kernels.py [--tiles 2048,4096,8192] [--warps 2,4,8]
+    python scripts/bench_kernels.py [--tiles 2048,4096,8192] [--warps 2,4,8] [--compare-qk old_qk_norm_rope_triton.py]
 
 q is [48, 2048, 8, 64] with the query gain, k is [48, 2048, 4, 64] without; RoPE on 16 of 64 channels. The
 bandwidth counts the bytes a kernel must move (forward: x in, y out; backward: x and dy in, dx out). XSA: y is
@@ -12,6 +12,7 @@ o out; backward: do, y, v in, dy, dv out).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -35,9 +36,12 @@ def median_ms(fn, reps: int = 40) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def bench_tensor(name: str, heads: int, gain: bool, tiles: list[int], warps: list[int]) -> None:
-    """One table row per (tile, warps) of the kernels, then inductor's compiled reference."""
-    from golf.kernels import qk_norm_rope_triton as k
+def bench_tensor(name: str, heads: int, gain: bool, tiles: list[int], warps: list[int], k=None, form: str = "triton",
+                 reference_row: bool = True) -> None:
+    """One table row per (tile, warps) of the kernels of module ``k`` (golf's by default), then inductor's compiled
+    reference."""
+    if k is None:
+        from golf.kernels import qk_norm_rope_triton as k
     from golf.kernels.qk_norm_rope import reference
     from golf.models.layers import rotary_tables
 
@@ -51,8 +55,10 @@ def bench_tensor(name: str, heads: int, gain: bool, tiles: list[int], warps: lis
             k.TILE, k.WARPS = tile, w
             f = median_ms(lambda: k.norm_rope(x, cos, sin, g))
             b = median_ms(lambda: k.norm_rope_backward(dy, x, cos, sin, g))
-            print(f"| {name} | triton | {tile} | {w} | {f:.3f} | {2 * nbytes / f / 1e6:,.0f} | {b:.3f} | "
+            print(f"| {name} | {form} | {tile} | {w} | {f:.3f} | {2 * nbytes / f / 1e6:,.0f} | {b:.3f} | "
                   f"{3 * nbytes / b / 1e6:,.0f} | {f + b:.3f} |", flush=True)
+    if not reference_row:
+        return
     xr = x.clone().requires_grad_()
     gr = g.clone().requires_grad_() if gain else None
     ref = torch.compile(lambda x_, g_: reference(x_, cos, sin, g_).transpose(1, 2).contiguous())
@@ -86,11 +92,20 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tiles", default="2048,4096,8192")
     p.add_argument("--warps", default="2,4,8")
+    p.add_argument("--compare-qk", type=Path, help="another version of qk_norm_rope_triton.py (its ops renamed) to time "
+                   "beside golf's at 4096 elements, 8 warps")
     a = p.parse_args(argv)
     print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}")
     print("| tensor | form | tile | warps | forward ms | GB/s | backward ms | GB/s | fwd+bwd ms |\n|---|---|---|---|---|---|---|---|---|")
     tiles, warps = [int(t) for t in a.tiles.split(",")], [int(w) for w in a.warps.split(",")]
+    other = None
+    if a.compare_qk:
+        spec = importlib.util.spec_from_file_location("qk_compared", a.compare_qk)
+        other = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(other)
     for name, heads, gain in (("q", 8, True), ("k", 4, False)):
+        if other is not None:
+            bench_tensor(name, heads, gain, [4096], [8], other, f"triton ({a.compare_qk.name})", reference_row=False)
         bench_tensor(name, heads, gain, tiles, warps)
     bench_xsa(tiles, warps)
 
