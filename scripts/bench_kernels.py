@@ -52,7 +52,8 @@ def bench_tensor(name: str, heads: int, gain: bool, tiles: list[int], warps: lis
     nbytes = x.numel() * 2
     for tile in tiles:
         for w in warps:
-            k.TILE, k.WARPS = tile, w
+            k.TILE, k.WARPS = tile, w  # a module with one setting for both directions
+            k.FWD = k.BWD = (tile, w)
             f = median_ms(lambda: k.norm_rope(x, cos, sin, g))
             b = median_ms(lambda: k.norm_rope_backward(dy, x, cos, sin, g))
             print(f"| {name} | {form} | {tile} | {w} | {f:.3f} | {2 * nbytes / f / 1e6:,.0f} | {b:.3f} | "

@@ -7,11 +7,11 @@ the row statistics from x and, with a gain, writes each row's share of the gain 
 afterwards, a [rows] tensor: no atomics, so the result is deterministic). Row derivative of the norm:
 dx = rstd * (dn - n * mean(dn * n)); of the rotation: its transpose.
 
-Every load and store is of contiguous channels: the row, then its two rotated halves again (from L1), each
-written or read under its own mask, so none is a per-channel gather (the partner-channel gather ran the
-backward at about 1.1 TB/s in the #1019 step, machine U). Helpers take no pointers they return loads through
-as several values: PyTorch 2.11's mutation analysis would take such a pointer as written and copy its tensor
-before every call.
+The forward loads and stores contiguous channels only: the row, then its two rotated halves again (from L1),
+each under its own mask. On machine V that made it 1.3-1.8x faster than reading each channel's rotation partner
+by a gather, which the backward keeps: there the same change was 1.2x slower (scripts/bench_kernels.py, same
+call). Helpers never return loads through several values from a pointer they take: PyTorch 2.11's mutation
+analysis would take that pointer as written and copy its tensor before every call.
 """
 
 from typing import Optional
@@ -23,12 +23,36 @@ from torch import Tensor
 from torch.library import triton_op, wrap_triton
 
 EPS = torch.finfo(torch.float32).eps
-TILE, WARPS = 4096, 8  # elements per program (64 rows of a 64-wide head) and warps; scripts/bench_kernels.py sweeps them
+# (elements per program, warps) of each direction, from scripts/bench_kernels.py's sweep on machine V
+FWD, BWD = (2048, 4), (4096, 8)
 
 
 @triton.jit
-def _load(P, row, col, mask):
-    return tl.load(P + row[:, None] + col[None, :], mask=mask, other=0.0).to(tl.float32)
+def _rows(rows, T, H, D: tl.constexpr, HALF: tl.constexpr, BLOCK: tl.constexpr):
+    """This program's rows: indices, channels, partner channels, row mask (1-D and 2-D), positions, table
+    columns, which channels are the first rotated half, and the mask of the rotated channels. Helpers take no
+    pointers: inductor's mutation analysis (PyTorch 2.11) takes a pointer passed to a helper returning several
+    values as written, and then copies that input before every call."""
+    r = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    c = tl.arange(0, D)
+    live = r < rows
+    m = live[:, None]
+    first = c < HALF
+    rot = c < 2 * HALF
+    p = tl.where(first, c + HALF, tl.where(rot, c - HALF, c))
+    return r, c, p, live, m, (r // H) % T, tl.where(first, c, c - HALF), first, m & rot[None, :]
+
+
+@triton.jit
+def _gather(P, row, col, mask, other):
+    return tl.load(P + row[:, None] + col[None, :], mask=mask, other=other).to(tl.float32)
+
+
+@triton.jit
+def _signed_sin(SIN, t, j, first, tm, HALF: tl.constexpr):
+    """The signed sin each channel's partner is multiplied by (0 past the rotated channels; the cos is 1 there)."""
+    sn = _gather(SIN, t * HALF, j, tm, 0.0)
+    return tl.where(first[None, :], sn, -sn)
 
 
 @triton.jit
@@ -43,10 +67,10 @@ def _qk_norm_rope_fwd(X, COS, SIN, G, Y, rows, T, H, eps, D: tl.constexpr, HALF:
     c, j = tl.arange(0, D), tl.arange(0, HALF)
     live = r < rows
     m = live[:, None]
-    x = _load(X, r * D, c, m)
-    x1, x2 = _load(X, r * D, j, m), _load(X, r * D + HALF, j, m)
+    x = _gather(X, r * D, c, m, 0.0)
+    x1, x2 = _gather(X, r * D, j, m, 0.0), _gather(X, r * D + HALF, j, m, 0.0)
     t, h = (r // H) % T, r % H
-    cs, sn = _load(COS, t * HALF, j, m), _load(SIN, t * HALF, j, m)
+    cs, sn = _gather(COS, t * HALF, j, m, 0.0), _gather(SIN, t * HALF, j, m, 0.0)
     scale = tl.rsqrt(tl.sum(x * x, axis=1) / D + eps)
     if HAS_GAIN:
         scale = scale * tl.load(G + h, mask=live, other=0.0).to(tl.float32)
@@ -60,37 +84,31 @@ def _qk_norm_rope_fwd(X, COS, SIN, G, Y, rows, T, H, eps, D: tl.constexpr, HALF:
 @triton.jit
 def _qk_norm_rope_bwd(DY, X, COS, SIN, G, DX, DG, rows, T, H, sb, sh, st, sd, eps, D: tl.constexpr, HALF: tl.constexpr,
                       HAS_GAIN: tl.constexpr, BLOCK: tl.constexpr):
-    r = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    c, j = tl.arange(0, D), tl.arange(0, HALF)
-    live = r < rows
-    m = live[:, None]
-    passing = m & (c >= 2 * HALF)[None, :]
-    x = _load(X, r * D, c, m)
-    x1, x2 = _load(X, r * D, j, m), _load(X, r * D + HALF, j, m)
-    t, h = (r // H) % T, r % H
-    cs, sn = _load(COS, t * HALF, j, m), _load(SIN, t * HALF, j, m)
+    r, c, p, live, m, t, j, first, tm = _rows(rows, T, H, D, HALF, BLOCK)
+    x, xp = _gather(X, r * D, c, m, 0.0), _gather(X, r * D, p, m, 0.0)
+    cs, sn = _gather(COS, t * HALF, j, tm, 1.0), _signed_sin(SIN, t, j, first, tm, HALF)
     rstd = tl.rsqrt(tl.sum(x * x, axis=1) / D + eps)
+    h = r % H
     base = (r // (T * H)) * sb + h * sh + t * st
-    dy = tl.where(passing, _load(DY, base, c * sd, m), 0.0)
-    dy1, dy2 = _load(DY, base, j * sd, m), _load(DY, base + HALF * sd, j * sd, m)
-    r2 = rstd[:, None]
-    n, n1, n2 = x * r2, x1 * r2, x2 * r2
-    if HAS_GAIN:  # the row's share of the gain gradient: dy . (the normed, rotated row)
-        dg = tl.sum(dy * n, axis=1) + tl.sum(dy1 * (n1 * cs + n2 * sn), axis=1) + tl.sum(dy2 * (n2 * cs - n1 * sn), axis=1)
-        tl.store(DG + r, dg, mask=live)
+    dy = tl.load(DY + base[:, None] + c[None, :] * sd, mask=m, other=0.0).to(tl.float32)
+    dyp = tl.load(DY + base[:, None] + p[None, :] * sd, mask=m, other=0.0).to(tl.float32)
+    if HAS_GAIN:
+        u = (x * cs + xp * sn) * rstd[:, None]
+        tl.store(DG + r, tl.sum(dy * u, axis=1), mask=live)
         g = tl.load(G + h, mask=live, other=0.0).to(tl.float32)[:, None]
-        dy, dy1, dy2 = dy * g, dy1 * g, dy2 * g
-    dn1, dn2 = dy1 * cs - dy2 * sn, dy2 * cs + dy1 * sn  # the rotation's transpose
-    mean = ((tl.sum(dy * n, axis=1) + tl.sum(dn1 * n1, axis=1) + tl.sum(dn2 * n2, axis=1)) / D)[:, None]
-    _store(DX, r * D, c, r2 * (dy - n * mean), passing)
-    _store(DX, r * D, j, r2 * (dn1 - n1 * mean), m)
-    _store(DX, r * D + HALF, j, r2 * (dn2 - n2 * mean), m)
+        dy = dy * g
+        dyp = dyp * g
+    dn = dy * cs - dyp * sn
+    n = x * rstd[:, None]
+    dx = rstd[:, None] * (dn - n * (tl.sum(dn * n, axis=1) / D)[:, None])
+    tl.store(DX + r[:, None] * D + c[None, :], dx.to(DX.dtype.element_ty), mask=m)
 
 
-def _launch(x: Tensor, cos: Tensor) -> tuple[int, tuple[int], dict]:
+def _launch(x: Tensor, cos: Tensor, config: tuple[int, int]) -> tuple[int, tuple[int], dict]:
     B, T, H, D = x.shape
-    rows, block = B * T * H, max(1, TILE // D)
-    return rows, (triton.cdiv(rows, block),), dict(D=D, HALF=cos.size(-1), BLOCK=block, num_warps=WARPS)
+    tile, warps = config
+    rows, block = B * T * H, max(1, tile // D)
+    return rows, (triton.cdiv(rows, block),), dict(D=D, HALF=cos.size(-1), BLOCK=block, num_warps=warps)
 
 
 @triton_op("golf::qk_norm_rope", mutates_args=())
@@ -98,7 +116,7 @@ def norm_rope(x: Tensor, cos: Tensor, sin: Tensor, gain: Optional[Tensor]) -> Te
     """y [B, H, T, D] for contiguous x [B, T, H, D], cos/sin [T, R/2] and gain [H] or None."""
     B, T, H, D = x.shape
     y = x.new_empty(B, H, T, D)
-    rows, grid, meta = _launch(x, cos)
+    rows, grid, meta = _launch(x, cos, FWD)
     wrap_triton(_qk_norm_rope_fwd)[grid](x, cos, sin, x if gain is None else gain, y, rows, T, H, EPS,
                                          HAS_GAIN=gain is not None, **meta)
     return y
@@ -109,7 +127,7 @@ def norm_rope_backward(dy: Tensor, x: Tensor, cos: Tensor, sin: Tensor, gain: Op
     """(dx [B, T, H, D], dgain [H], empty without a gain) for dy [B, H, T, D] in any strides."""
     B, T, H, D = x.shape
     dx = torch.empty_like(x)
-    rows, grid, meta = _launch(x, cos)
+    rows, grid, meta = _launch(x, cos, BWD)
     dg = torch.empty(rows if gain is not None else 0, device=x.device, dtype=torch.float32)
     wrap_triton(_qk_norm_rope_bwd)[grid](dy, x, cos, sin, x if gain is None else gain, dx, dg, rows, T, H, *dy.stride(),
                                          EPS, HAS_GAIN=gain is not None, **meta)
