@@ -189,6 +189,7 @@ class CausalSelfAttention(nn.Module):
         self.q_gain = nn.Parameter(torch.full((num_heads,), qk_gain_init, dtype=torch.float32))
         self.xsa, self.kernel = xsa, resolve_kernel(check_kernel(kernel))
         self.kernels = check_mode(kernels)
+        self.qk_mode, self.xsa_mode = mode_for(self.kernels, "qk_norm_rope"), mode_for(self.kernels, "xsa")
         self.attn_gate = None
         if gated:  # per-head output gate sigmoid(W x + b), W = 0, b = 4 (#635)
             self.attn_gate = CastedLinear(dim, num_heads, bias=True)
@@ -215,7 +216,7 @@ class CausalSelfAttention(nn.Module):
         if self.vr_lambda is not None and v0 is not None:
             lam = self.vr_lambda.to(v.dtype)
             v = lam[0] * v0 + lam[1] * v
-        mode = mode_for(self.kernels, "qk_norm_rope") if cache is None else "torch"  # decoding: a few rows per call
+        mode = self.qk_mode if cache is None else "torch"  # decoding keeps the references: a few rows per call
         q = norm_rope(q, cos[q_from:], sin[q_from:], self.q_gain, mode)
         k = norm_rope(k, cos, sin, None, mode)
         if q_from:
@@ -228,7 +229,7 @@ class CausalSelfAttention(nn.Module):
             ks, vs = cache.append(k, v)
             y = attend(q, ks, vs, self.kernel) if ks.size(1) == T > 1 else attend_last(q, ks, vs)
         if self.xsa:
-            y = exclusive(y, v[:, q_from:] if q_from else v, mode_for(self.kernels, "xsa") if cache is None else "torch")
+            y = exclusive(y, v[:, q_from:] if q_from else v, self.xsa_mode if cache is None else "torch")
         if self.attn_gate is not None:
             y = y * torch.sigmoid(self.attn_gate(xq)).unsqueeze(-1)
         return self.proj(y.reshape(B, Tq, D)), raw_v
