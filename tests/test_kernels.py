@@ -86,14 +86,12 @@ def check_fp32(device: str) -> None:
 
     check_xsa_fp32(device)
 
-    def kernel(x, cos, sin, w):
-        return k.norm_rope(x, cos, sin, w).transpose(1, 2)  # straight to the op: also off CUDA
-
     for case in CASES:
         x, cos, sin, w, dy = _case(*case[:5], torch.float32, case[5], device=device)
-        got, want = _run(kernel, x, cos, sin, w, dy), _run(reference, x, cos, sin, w, dy)
-        for name, a, b in zip(("y", "dx", "dgain"), got, want):
-            torch.testing.assert_close(a, b, rtol=2e-5, atol=2e-5, msg=f"{name} of case {case}")
+        for layout, g in (("contiguous", dy), ("head-major", dy.transpose(1, 2).contiguous().transpose(1, 2))):
+            got, want = _run(k.norm_rope, x, cos, sin, w, g), _run(reference, x, cos, sin, w, g)  # the op: also off CUDA
+            for name, a, b in zip(("y", "dx", "dgain"), got, want):
+                torch.testing.assert_close(a, b, rtol=2e-5, atol=2e-5, msg=f"{name} of case {case}, {layout} dy")
 
 
 @pytest.mark.gpu
@@ -141,13 +139,13 @@ def test_inductor_sees_each_kernel_write_only_its_outputs():
 
     B, T, H, D = 2, 16, 4, 64
     x, y = torch.randn(B, T, H, D), torch.empty(B, H, T, D)
-    tables = dict(COS=torch.randn(T, 8), SIN=torch.randn(T, 8), rows=B * T * H, T=T, H=H, eps=1e-6, D=D, HALF=8,
-                  BLOCK=32)
+    tables = dict(COS=torch.randn(T, 8), SIN=torch.randn(T, 8), rows=B * T * H, T=T, H=H, eps=1e-6, D=D, NB=4,
+                  HALF=8, BLOCK=32)
     for gain in (True, False):
         g = torch.rand(H) if gain else x
         fwd = _writes_seen_by_inductor(qk._qk_norm_rope_fwd, dict(X=x, G=g, Y=y, HAS_GAIN=gain, **tables))
         bwd = _writes_seen_by_inductor(qk._qk_norm_rope_bwd, dict(
-            DY=y, X=x, G=g, DX=torch.empty_like(x), DG=torch.empty(B * T * H), sb=1, sh=1, st=1, sd=1,
+            DY=y, X=x, G=g, DX=torch.empty_like(x), DG=torch.empty(B * T * H), sb=1, st=1, sh=1, sd=1,
             HAS_GAIN=gain, **tables))
         assert (fwd, bwd) == (["Y"], ["DG", "DX"] if gain else ["DX"]), (gain, fwd, bwd)
     v = torch.randn(B, T, 2, D)

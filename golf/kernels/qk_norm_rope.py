@@ -7,14 +7,13 @@ What it computes, for x [B, T, H, D] (a head's row), cos/sin [T, R/2] and an opt
 Why a kernel of its own: in the #1019 step inductor (PyTorch 2.11) splits this into three kernels per tensor,
 a 64-wide statistics reduction over 786,432 rows, the rotated half and the pass-through half, and writes the
 result transposed for attention. On one H100 that came to about 60 ms of a 700 ms step for q alone, with
-the statistics kernel at about 210 GB/s (docs/benchmarks.md). Here one program reads a block of rows once,
-writes them once in attention's head-major layout [B, H, T, D], and the backward recomputes the statistics
-from x instead of saving them.
+the statistics kernel at about 210 GB/s (docs/benchmarks.md). Here one program reads a block of rows once and
+writes them once, and the backward recomputes the statistics from x instead of saving them.
 
 ``norm_rope`` is the one entry point: the Triton kernels on CUDA tensors when ``model.kernels`` asks for them
 (golf.kernels), else the PyTorch reference (``reference``), which is also what the tests hold the kernels to.
-Both return [B, T, H, D] (the kernel's as a view of its head-major tensor, so ``attend``'s transpose gives
-attention contiguous heads).
+Both return [B, T, H, D] in x's layout, token-major: ``attend`` hands attention transposed views, and cuDNN then
+returns its output token-major too, which proj reads with no transpose copy (the layout FlashAttention-3 takes).
 """
 
 from __future__ import annotations
@@ -36,8 +35,9 @@ def reference(x: Tensor, cos: Tensor, sin: Tensor, gain: Tensor | None) -> Tenso
 
 def norm_rope(x: Tensor, cos: Tensor, sin: Tensor, gain: Tensor | None, mode: str = "auto") -> Tensor:
     """y [B, T, H, D] for x [B, T, H, D], cos/sin [T, R/2] (float32 tables: rounded to x's dtype, as the
-    reference does) and gain [H] or None; ``mode`` as ``model.kernels`` (golf.kernels)."""
-    if not use_triton(mode, x) or x.size(-1) & (x.size(-1) - 1):
+    reference does) and gain [H] or None; ``mode`` as ``model.kernels`` (golf.kernels). The kernels take R/2 and
+    D/R powers of two (``qk_norm_rope_triton.supported``); other geometries run the reference."""
+    if not use_triton(mode, x) or not _k.supported(x.size(-1), 2 * cos.size(-1)):
         return reference(x, cos, sin, gain)
     g = None if gain is None else gain.to(x.dtype)
-    return _k.norm_rope(x.contiguous(), cos.to(x.dtype).contiguous(), sin.to(x.dtype).contiguous(), g).transpose(1, 2)
+    return _k.norm_rope(x.contiguous(), cos.to(x.dtype).contiguous(), sin.to(x.dtype).contiguous(), g)

@@ -1,17 +1,21 @@
 """The Triton kernels behind ``golf.kernels.qk_norm_rope`` (imported only where triton is), as the custom op
 ``golf::qk_norm_rope`` with its backward, so ``torch.compile(fullgraph=True)`` keeps them in the graph.
 
-A program takes BLOCK rows (one head of one token each, D channels) of x [B, T, H, D] (contiguous). The forward
-writes head-major [B, H, T, D]; the backward reads the output gradient in whatever strides it comes, recomputes
-the row statistics from x and, with a gain, writes each row's share of the gain gradient (summed per head
-afterwards, a [rows] tensor: no atomics, so the result is deterministic). Row derivative of the norm:
-dx = rstd * (dn - n * mean(dn * n)); of the rotation: its transpose.
+A program takes BLOCK rows (one head of one token each, D channels) of x [B, T, H, D] (contiguous). It sees each row
+as NB = D / R blocks of two halves of R/2 channels, [BLOCK, NB, R/2] twice: the first block's halves are RoPE's
+pairs (i, i + R/2), the other blocks pass through (cos 1, sin 0). Every load and store is then contiguous within a
+half (16 bytes for R = 16 in bf16), with no gathers of a channel's rotation partner: on machine V gathers had made
+the backward 1.9x slower than the forward. The forward writes y in x's layout [B, T, H, D] (attention then gets
+token-major heads, cuDNN returns its output token-major, and proj reads that without a transpose copy: 3.6 ms of the
+baseline's step on machine X); the backward reads the output gradient in whatever strides it comes, recomputes the
+row statistics from x and, with a gain, writes each row's share of the gain gradient (summed per head afterwards: no
+atomics, so the result is deterministic). Row derivative of the norm: dx = rstd * (dn - n * mean(dn * n)); of the
+rotation: its transpose.
 
-The forward loads and stores contiguous channels only: the row, then its two rotated halves again (from L1),
-each under its own mask. On machine V that made it 1.3-1.8x faster than reading each channel's rotation partner
-by a gather, which the backward keeps: there the same change was 1.2x slower (scripts/bench_kernels.py, same
-call). Helpers never return loads through several values from a pointer they take: PyTorch 2.11's mutation
-analysis would take that pointer as written and copy its tensor before every call.
+Row indices are int32 and the head count a constant, so (t, h) = ((r / H) % T, r % H) costs shifts and one
+int32 division, where int64 divisions are long software routines; offsets are int64. Helpers take no pointers
+through which they return several loads: PyTorch 2.11's mutation analysis would take that pointer as written and
+copy its tensor before every call.
 """
 
 from typing import Optional
@@ -23,99 +27,95 @@ from torch import Tensor
 from torch.library import triton_op, wrap_triton
 
 EPS = torch.finfo(torch.float32).eps
-# (elements per program, warps) of each direction, from scripts/bench_kernels.py's sweep on machine V
-FWD, BWD = (2048, 4), (4096, 8)
+# (elements per program, warps) of each direction, from scripts/bench_kernels.py's sweep on machine Y
+FWD, BWD = (1024, 4), (1024, 4)
+
+
+def supported(head_dim: int, rope_dims: int) -> bool:
+    """Whether the kernels take this geometry: R/2 and D/R powers of two (every record's: R = 16 or R = D)."""
+    half, blocks = rope_dims // 2, head_dim // max(rope_dims, 1)
+    return (rope_dims % 2 == 0 and half > 0 and head_dim % rope_dims == 0
+            and half & (half - 1) == 0 and blocks & (blocks - 1) == 0)
 
 
 @triton.jit
-def _rows(rows, T, H, D: tl.constexpr, HALF: tl.constexpr, BLOCK: tl.constexpr):
-    """This program's rows: indices, channels, partner channels, row mask (1-D and 2-D), positions, table
-    columns, which channels are the first rotated half, and the mask of the rotated channels. Helpers take no
-    pointers: inductor's mutation analysis (PyTorch 2.11) takes a pointer passed to a helper returning several
-    values as written, and then copies that input before every call."""
-    r = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    c = tl.arange(0, D)
+def _rows(rows, T, H: tl.constexpr, D: tl.constexpr, NB: tl.constexpr, HALF: tl.constexpr, BLOCK: tl.constexpr):
+    """This program's rows r (int32), their mask [BLOCK] and [BLOCK, 1, 1], the mask [1, NB, 1] of the rotated
+    block, the channel offsets [1, NB, HALF] of each block's first half (add HALF for the second), x's offsets
+    (int64), positions t and heads h."""
+    r = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     live = r < rows
-    m = live[:, None]
-    first = c < HALF
-    rot = c < 2 * HALF
-    p = tl.where(first, c + HALF, tl.where(rot, c - HALF, c))
-    return r, c, p, live, m, (r // H) % T, tl.where(first, c, c - HALF), first, m & rot[None, :]
+    b = tl.arange(0, NB)[None, :, None]
+    c = b * (2 * HALF) + tl.arange(0, HALF)[None, None, :]
+    return r, live, live[:, None, None], b == 0, c, r.to(tl.int64)[:, None, None] * D + c, (r // H) % T, r % H
 
 
 @triton.jit
-def _gather(P, row, col, mask, other):
-    return tl.load(P + row[:, None] + col[None, :], mask=mask, other=other).to(tl.float32)
+def _rstd(xa, xb, D: tl.constexpr, eps):
+    return tl.rsqrt(tl.sum(tl.sum(xa * xa + xb * xb, axis=2), axis=1) / D + eps)
 
 
 @triton.jit
-def _signed_sin(SIN, t, j, first, tm, HALF: tl.constexpr):
-    """The signed sin each channel's partner is multiplied by (0 past the rotated channels; the cos is 1 there)."""
-    sn = _gather(SIN, t * HALF, j, tm, 0.0)
-    return tl.where(first[None, :], sn, -sn)
+def _load(P, off, mask):
+    return tl.load(P + off, mask=mask, other=0.0).to(tl.float32)
 
 
 @triton.jit
-def _store(P, row, col, val, mask):
-    tl.store(P + row[:, None] + col[None, :], val.to(P.dtype.element_ty), mask=mask)
+def _table(P, t, mask, rotated, past, HALF: tl.constexpr):
+    """cos (past = 1) or sin (past = 0) [BLOCK, NB, HALF] of each row's position t: the table's in the first
+    block, ``past`` in the others."""
+    j = t[:, None, None] * HALF + tl.arange(0, HALF)[None, None, :]
+    return tl.where(rotated, _load(P, j, mask & rotated), past)
 
 
 @triton.jit
-def _qk_norm_rope_fwd(X, COS, SIN, G, Y, rows, T, H, eps, D: tl.constexpr, HALF: tl.constexpr, HAS_GAIN: tl.constexpr,
-                      BLOCK: tl.constexpr):
-    r = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    c, j = tl.arange(0, D), tl.arange(0, HALF)
-    live = r < rows
-    m = live[:, None]
-    x = _gather(X, r * D, c, m, 0.0)
-    x1, x2 = _gather(X, r * D, j, m, 0.0), _gather(X, r * D + HALF, j, m, 0.0)
-    t, h = (r // H) % T, r % H
-    cs, sn = _gather(COS, t * HALF, j, m, 0.0), _gather(SIN, t * HALF, j, m, 0.0)
-    scale = tl.rsqrt(tl.sum(x * x, axis=1) / D + eps)
+def _qk_norm_rope_fwd(X, COS, SIN, G, Y, rows, T, H: tl.constexpr, eps, D: tl.constexpr, NB: tl.constexpr, HALF: tl.constexpr,
+                      HAS_GAIN: tl.constexpr, BLOCK: tl.constexpr):
+    r, live, m, rotated, c, xo, t, h = _rows(rows, T, H, D, NB, HALF, BLOCK)
+    xa, xb = _load(X, xo, m), _load(X, xo + HALF, m)
+    cs, sn = _table(COS, t, m, rotated, 1.0, HALF), _table(SIN, t, m, rotated, 0.0, HALF)
+    scale = _rstd(xa, xb, D, eps)
     if HAS_GAIN:
         scale = scale * tl.load(G + h, mask=live, other=0.0).to(tl.float32)
-    s = scale[:, None]
-    out = (r // (T * H)) * (H * T * D) + h * (T * D) + t * D
-    _store(Y, out, c, x * s, m & (c >= 2 * HALF)[None, :])
-    _store(Y, out, j, (x1 * cs + x2 * sn) * s, m)
-    _store(Y, out + HALF, j, (x2 * cs - x1 * sn) * s, m)
+    s = scale[:, None, None]
+    tl.store(Y + xo, ((xa * cs + xb * sn) * s).to(Y.dtype.element_ty), mask=m)
+    tl.store(Y + xo + HALF, ((xb * cs - xa * sn) * s).to(Y.dtype.element_ty), mask=m)
 
 
 @triton.jit
-def _qk_norm_rope_bwd(DY, X, COS, SIN, G, DX, DG, rows, T, H, sb, sh, st, sd, eps, D: tl.constexpr, HALF: tl.constexpr,
-                      HAS_GAIN: tl.constexpr, BLOCK: tl.constexpr):
-    r, c, p, live, m, t, j, first, tm = _rows(rows, T, H, D, HALF, BLOCK)
-    x, xp = _gather(X, r * D, c, m, 0.0), _gather(X, r * D, p, m, 0.0)
-    cs, sn = _gather(COS, t * HALF, j, tm, 1.0), _signed_sin(SIN, t, j, first, tm, HALF)
-    rstd = tl.rsqrt(tl.sum(x * x, axis=1) / D + eps)
-    h = r % H
-    base = (r // (T * H)) * sb + h * sh + t * st
-    dy = tl.load(DY + base[:, None] + c[None, :] * sd, mask=m, other=0.0).to(tl.float32)
-    dyp = tl.load(DY + base[:, None] + p[None, :] * sd, mask=m, other=0.0).to(tl.float32)
+def _qk_norm_rope_bwd(DY, X, COS, SIN, G, DX, DG, rows, T, H: tl.constexpr, sb, st, sh, sd, eps, D: tl.constexpr, NB: tl.constexpr,
+                      HALF: tl.constexpr, HAS_GAIN: tl.constexpr, BLOCK: tl.constexpr):
+    r, live, m, rotated, c, xo, t, h = _rows(rows, T, H, D, NB, HALF, BLOCK)
+    xa, xb = _load(X, xo, m), _load(X, xo + HALF, m)
+    cs, sn = _table(COS, t, m, rotated, 1.0, HALF), _table(SIN, t, m, rotated, 0.0, HALF)
+    rstd = _rstd(xa, xb, D, eps)[:, None, None]
+    do = (((r // H) // T).to(tl.int64) * sb + h.to(tl.int64) * sh + t.to(tl.int64) * st)[:, None, None] + c * sd
+    da, db = _load(DY, do, m), _load(DY, do + HALF * sd, m)
     if HAS_GAIN:
-        u = (x * cs + xp * sn) * rstd[:, None]
-        tl.store(DG + r, tl.sum(dy * u, axis=1), mask=live)
-        g = tl.load(G + h, mask=live, other=0.0).to(tl.float32)[:, None]
-        dy = dy * g
-        dyp = dyp * g
-    dn = dy * cs - dyp * sn
-    n = x * rstd[:, None]
-    dx = rstd[:, None] * (dn - n * (tl.sum(dn * n, axis=1) / D)[:, None])
-    tl.store(DX + r[:, None] * D + c[None, :], dx.to(DX.dtype.element_ty), mask=m)
+        ua, ub = (xa * cs + xb * sn) * rstd, (xb * cs - xa * sn) * rstd
+        tl.store(DG + r, tl.sum(tl.sum(da * ua + db * ub, axis=2), axis=1), mask=live)
+        g = tl.load(G + h, mask=live, other=0.0).to(tl.float32)[:, None, None]
+        da, db = da * g, db * g
+    na, nb = xa * rstd, xb * rstd
+    dna, dnb = da * cs - db * sn, db * cs + da * sn
+    mean = (tl.sum(tl.sum(dna * na + dnb * nb, axis=2), axis=1) / D)[:, None, None]
+    tl.store(DX + xo, (rstd * (dna - na * mean)).to(DX.dtype.element_ty), mask=m)
+    tl.store(DX + xo + HALF, (rstd * (dnb - nb * mean)).to(DX.dtype.element_ty), mask=m)
 
 
 def _launch(x: Tensor, cos: Tensor, config: tuple[int, int]) -> tuple[int, tuple[int], dict]:
     B, T, H, D = x.shape
     tile, warps = config
+    half = cos.size(-1)
     rows, block = B * T * H, max(1, tile // D)
-    return rows, (triton.cdiv(rows, block),), dict(D=D, HALF=cos.size(-1), BLOCK=block, num_warps=warps)
+    return rows, (triton.cdiv(rows, block),), dict(D=D, NB=D // (2 * half), HALF=half, BLOCK=block, num_warps=warps)
 
 
 @triton_op("golf::qk_norm_rope", mutates_args=())
 def norm_rope(x: Tensor, cos: Tensor, sin: Tensor, gain: Optional[Tensor]) -> Tensor:  # noqa: UP045 (the op's schema)
-    """y [B, H, T, D] for contiguous x [B, T, H, D], cos/sin [T, R/2] and gain [H] or None."""
+    """y [B, T, H, D] (contiguous) for contiguous x [B, T, H, D], cos/sin [T, R/2] and gain [H] or None."""
     B, T, H, D = x.shape
-    y = x.new_empty(B, H, T, D)
+    y = torch.empty_like(x)
     rows, grid, meta = _launch(x, cos, FWD)
     wrap_triton(_qk_norm_rope_fwd)[grid](x, cos, sin, x if gain is None else gain, y, rows, T, H, EPS,
                                          HAS_GAIN=gain is not None, **meta)
@@ -124,7 +124,7 @@ def norm_rope(x: Tensor, cos: Tensor, sin: Tensor, gain: Optional[Tensor]) -> Te
 
 @triton_op("golf::qk_norm_rope_backward", mutates_args=())
 def norm_rope_backward(dy: Tensor, x: Tensor, cos: Tensor, sin: Tensor, gain: Optional[Tensor]) -> tuple[Tensor, Tensor]:  # noqa: UP045, E501
-    """(dx [B, T, H, D], dgain [H], empty without a gain) for dy [B, H, T, D] in any strides."""
+    """(dx [B, T, H, D], dgain [H], empty without a gain) for dy [B, T, H, D] in any strides."""
     B, T, H, D = x.shape
     dx = torch.empty_like(x)
     rows, grid, meta = _launch(x, cos, BWD)

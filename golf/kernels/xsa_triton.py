@@ -21,16 +21,17 @@ TILE, WARPS = 2048, 8  # elements per program and warps; scripts/bench_kernels.p
 
 
 @triton.jit
-def _offset(r, T, J, sb, st, sh, G: tl.constexpr, k: tl.constexpr):
-    """Element offset (without the channel) of head j*G + k of row r = (b, t, j) in a [B, T, J*G, D] tensor of
-    strides sb, st, sh (G = 1, k = 0: the row's own slot, e.g. in v)."""
-    return (r // (T * J)) * sb + ((r // J) % T) * st + ((r % J) * G + k) * sh
+def _offset(r, T, J: tl.constexpr, sb, st, sh, G: tl.constexpr, k: tl.constexpr):
+    """Element offset (int64, without the channel) of head j*G + k of row r = (b, t, j) (int32: divisions by the
+    constant J are shifts or multiplies, where int64 ones are long software routines) in a [B, T, J*G, D] tensor
+    of strides sb, st, sh (G = 1, k = 0: the row's own slot, e.g. in v)."""
+    return ((r // J) // T).to(tl.int64) * sb + ((r // J) % T).to(tl.int64) * st + ((r % J) * G + k).to(tl.int64) * sh
 
 
 @triton.jit
-def _xsa_fwd(Y, V, OUT, rows, T, J, ys_b, ys_t, ys_h, ys_d, vs_b, vs_t, vs_j, vs_d, eps,
+def _xsa_fwd(Y, V, OUT, rows, T, J: tl.constexpr, ys_b, ys_t, ys_h, ys_d, vs_b, vs_t, vs_j, vs_d, eps,
              D: tl.constexpr, G: tl.constexpr, BLOCK: tl.constexpr):
-    r = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    r = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     c = tl.arange(0, D)
     m = (r < rows)[:, None]
     v = tl.load(V + _offset(r, T, J, vs_b, vs_t, vs_j, 1, 0)[:, None] + c[None, :] * vs_d, mask=m, other=0.0).to(tl.float32)
@@ -39,13 +40,13 @@ def _xsa_fwd(Y, V, OUT, rows, T, J, ys_b, ys_t, ys_h, ys_d, vs_b, vs_t, vs_j, vs
         y = tl.load(Y + _offset(r, T, J, ys_b, ys_t, ys_h, G, k)[:, None] + c[None, :] * ys_d, mask=m,
                     other=0.0).to(tl.float32)
         o = y - tl.sum(y * vn, axis=1)[:, None] * vn
-        tl.store(OUT + (r * G + k)[:, None] * D + c[None, :], o.to(OUT.dtype.element_ty), mask=m)
+        tl.store(OUT + (r.to(tl.int64) * G + k)[:, None] * D + c[None, :], o.to(OUT.dtype.element_ty), mask=m)
 
 
 @triton.jit
-def _xsa_bwd(DO, Y, V, DY, DV, rows, T, J, ds_b, ds_t, ds_h, ds_d, ys_b, ys_t, ys_h, ys_d, vs_b, vs_t, vs_j, vs_d, eps,
+def _xsa_bwd(DO, Y, V, DY, DV, rows, T, J: tl.constexpr, ds_b, ds_t, ds_h, ds_d, ys_b, ys_t, ys_h, ys_d, vs_b, vs_t, vs_j, vs_d, eps,
              D: tl.constexpr, G: tl.constexpr, BLOCK: tl.constexpr):
-    r = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    r = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     c = tl.arange(0, D)
     m = (r < rows)[:, None]
     v = tl.load(V + _offset(r, T, J, vs_b, vs_t, vs_j, 1, 0)[:, None] + c[None, :] * vs_d, mask=m, other=0.0).to(tl.float32)
@@ -60,11 +61,11 @@ def _xsa_bwd(DO, Y, V, DY, DV, rows, T, J, ds_b, ds_t, ds_h, ds_d, ys_b, ys_t, y
         do = tl.load(DO + db[:, None] + c[None, :] * ds_d, mask=m, other=0.0).to(tl.float32)
         s = tl.sum(y * vn, axis=1)[:, None]
         q = tl.sum(do * vn, axis=1)[:, None]
-        tl.store(DY + (r * G + k)[:, None] * D + c[None, :], (do - q * vn).to(DY.dtype.element_ty), mask=m)
+        tl.store(DY + (r.to(tl.int64) * G + k)[:, None] * D + c[None, :], (do - q * vn).to(DY.dtype.element_ty), mask=m)
         dvn -= s * do + q * y
     radial = tl.where(norm > eps, tl.sum(vn * dvn, axis=1), 0.0)[:, None]
     dv = (dvn - radial * vn) / nrm[:, None]
-    tl.store(DV + r[:, None] * D + c[None, :], dv.to(DV.dtype.element_ty), mask=m)
+    tl.store(DV + r.to(tl.int64)[:, None] * D + c[None, :], dv.to(DV.dtype.element_ty), mask=m)
 
 
 def _launch(v: Tensor) -> tuple[int, tuple[int], dict]:
