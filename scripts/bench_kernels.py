@@ -5,7 +5,7 @@ bandwidth, beside inductor's compiled form of the PyTorch reference, forward+bac
 
 q is [48, 2048, 8, 64] with the query gain, k is [48, 2048, 4, 64] without; RoPE on 16 of 64 channels. The
 bandwidth counts the bytes a kernel must move (forward: x in, y out; backward: x and dy in, dx out). XSA: y is
-attention's head-major output [48, 8, 2048, 64] seen as [48, 2048, 8, 64], v [48, 2048, 4, 64] (forward: y, v in,
+attention's output [48, 2048, 8, 64] (token-major, as cuDNN returns it for token-major q), v [48, 2048, 4, 64] (forward: y, v in,
 o out; backward: do, y, v in, dy, dv out).
 """
 
@@ -74,7 +74,7 @@ def bench_xsa(tiles: list[int], warps: list[int]) -> None:
     from golf.kernels import xsa_triton as k
     from golf.kernels.xsa import reference
 
-    y = torch.randn(48, 8, 2048, 64, device="cuda", dtype=torch.bfloat16).transpose(1, 2)
+    y = torch.randn(48, 2048, 8, 64, device="cuda", dtype=torch.bfloat16)  # cuDNN's output, token-major like q
     v = torch.randn(48, 2048, 4, 64, device="cuda", dtype=torch.bfloat16)
     do = torch.randn(48, 2048, 8, 64, device="cuda", dtype=torch.bfloat16)
     fwd_bytes, bwd_bytes = (2 * y.numel() + v.numel()) * 2, (3 * y.numel() + 2 * v.numel()) * 2
