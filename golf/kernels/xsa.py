@@ -2,7 +2,7 @@
 token's own value v of its KV group, y - (y . v̂) v̂.
 
 Why a kernel of its own: inductor (PyTorch 2.11) spends three kernels per layer on it, the norm of v, the dot
-products (read from attention's head-major output) and the subtraction writing proj's input; in the #1019
+products (read from attention's output) and the subtraction writing proj's input; in the #1019
 step about 23 ms (forward and backward) of the 674 on one H100, and 2.2 ms of each 30 ms batch of the sliding
 eval (docs/benchmarks.md). The kernel reads y and v once and writes once, each way: the step went from 673.9 to
 664.3 ms with it (on two machines), the eval batch from 30.1 to 29.2 ms. ``exclusive`` chooses as

@@ -2,7 +2,7 @@
 ``golf::xsa`` with its backward.
 
 A program takes BLOCK (token, KV group) rows: the group's value v [D] and its G query heads' outputs y [G, D],
-read in whatever strides they come (attention's output is head-major). With vn = v / max(|v|, eps):
+read in whatever strides they come (cuDNN returns attention's output in q's layout, token-major). With vn = v / max(|v|, eps):
     forward   o = y - (y . vn) vn                      per head, written [B, T, H, D] contiguous (proj's input)
     backward  dy = do - (do . vn) vn                   (the projection is symmetric)
               dvn = -sum over the G heads of ((y . vn) do + (do . vn) y)
