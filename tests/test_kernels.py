@@ -101,6 +101,15 @@ def test_kernel_matches_the_reference_in_fp32():
 
 
 @pytest.mark.skipif(not triton_available(), reason="needs triton (the dev extra installs it on Linux)")
+def test_kernel_takes_power_of_two_rope_blocks_and_leaves_the_rest_to_the_reference():
+    from golf.kernels import qk_norm_rope_triton as k
+
+    assert [k.supported(64, r) for r in (16, 64, 32, 8, 2)] == [True] * 5
+    assert [k.supported(64, r) for r in (24, 48, 12, 0, 3)] == [False] * 5  # R/2 or D/R not a power of two
+    assert k.supported(32, 8) and not k.supported(96, 64)
+
+
+@pytest.mark.skipif(not triton_available(), reason="needs triton (the dev extra installs it on Linux)")
 def test_kernel_matches_the_reference_in_triton_interpreter():
     root = Path(__file__).resolve().parents[1]
     code = "from tests.test_kernels import check_fp32; check_fp32('cpu')"
