@@ -5,8 +5,8 @@ bandwidth, beside inductor's compiled form of the PyTorch reference, forward+bac
 
 q is [48, 2048, 8, 64] with the query gain, k is [48, 2048, 4, 64] without; RoPE on 16 of 64 channels. The
 bandwidth counts the bytes a kernel must move (forward: x in, y out; backward: x and dy in, dx out). XSA: y is
-attention's output [48, 2048, 8, 64] (token-major, as cuDNN returns it for token-major q), v [48, 2048, 4, 64] (forward: y, v in,
-o out; backward: do, y, v in, dy, dv out).
+attention's output [48, 2048, 8, 64] (token-major, as cuDNN returns it for token-major q), v [48, 2048, 4, 64]
+(forward: y, v in, o out; backward: do, y, v in, dy, dv out).
 """
 
 from __future__ import annotations
