@@ -2,6 +2,7 @@
 bandwidth, beside inductor's compiled form of the PyTorch reference, forward+backward. One GPU:
 
     python scripts/bench_kernels.py [--tiles 2048,4096,8192] [--warps 2,4,8] [--compare-qk old_qk_norm_rope_triton.py]
+    python scripts/bench_kernels.py --mlp   # the MLP with quack's fused epilogues against cuBLAS + inductor
 
 q is [48, 2048, 8, 64] with the query gain, k is [48, 2048, 4, 64] without; RoPE on 16 of 64 channels. The
 bandwidth counts the bytes a kernel must move (forward: x in, y out; backward: x and dy in, dx out). XSA: y is
@@ -12,6 +13,7 @@ attention's output [48, 2048, 8, 64] (token-major, as cuDNN returns it for token
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import sys
 from pathlib import Path
@@ -91,14 +93,44 @@ def bench_xsa(tiles: list[int], warps: list[int]) -> None:
     print(f"| xsa | inductor (reference) | - | - | - | - | - | - | {ms:.3f} |", flush=True)
 
 
+def _fused_form(x, w_fc, w_proj, slope, act):
+    from golf.kernels import fused_mlp as fm
+
+    return fm.fused_mlp(x, w_fc, w_proj, act)
+
+
+def bench_mlp() -> None:
+    """The MLP forward+backward at both presets' micro-batch shapes: inductor's compiled reference (cuBLAS GEMMs,
+    inductor's activation kernels) against quack's epilogue-fused GEMMs (golf.kernels.fused_mlp), each also
+    inside torch.compile; and the fused form's largest relative error against fp32, beside the reference's."""
+    from golf.kernels import fused_mlp as fm
+
+    print("\n| shape M x dim x hidden | slope | form | fwd+bwd ms | max rel. error vs fp32 (y, dx, dw_fc, dw_proj) |"
+          "\n|---|---|---|---|---|")
+    for M, dim, hidden, slope in ((98304, 512, 1536, 0.5), (65536, 512, 1024, None)):
+        act = fm.activation_name(slope)
+        fused = functools.partial(_fused_form, act=act)
+        forms = {"inductor (reference)": torch.compile(fm.reference), "quack fused": fused,
+                 "quack fused, compiled": torch.compile(fused)}
+        for form, fn in forms.items():
+            (x, w_fc, w_proj, dy), errors = fm.errors_vs_fp32(fn, M, dim, hidden, slope)
+            inputs = [x, w_fc, w_proj]
+            ms = median_ms(lambda f=fn, a=inputs, s=slope, d=dy: torch.autograd.grad(f(*a, s), a, d), reps=20)
+            err = ", ".join(f"{e:.2e}" for e in errors)
+            print(f"| {M} x {dim} x {hidden} | {slope} | {form} | {ms:.3f} | {err} |", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tiles", default="2048,4096,8192")
     p.add_argument("--warps", default="2,4,8")
     p.add_argument("--compare-qk", type=Path, help="another version of qk_norm_rope_triton.py (its ops renamed) to time "
                    "beside golf's at 4096 elements, 8 warps")
+    p.add_argument("--mlp", action="store_true", help="time the fused MLP (quack-kernels) instead of the Triton kernels")
     a = p.parse_args(argv)
     print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}")
+    if a.mlp:
+        return bench_mlp()
     print("| tensor | form | tile | warps | forward ms | GB/s | backward ms | GB/s | fwd+bwd ms |\n|---|---|---|---|---|---|---|---|---|")
     tiles, warps = [int(t) for t in a.tiles.split(",")], [int(w) for w in a.warps.split(",")]
     other = None

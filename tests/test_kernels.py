@@ -231,7 +231,7 @@ def test_model_kernels_option_composes_and_builds(compose, mode):
     cfg = compose(["experiment=pr1019", f"model.kernels={mode}", "model.num_layers=2", "model.model_dim=256",
                    "model.bigram_buckets=16", "model.ve_dim=16", "model.xsa_last_n=2", "model.ve_layers=[0,1]"])
     model = instantiate(cfg.model)()
-    assert {b.attn.kernels for b in model.blocks} == {mode}
+    assert {b.attn.kernels for b in model.blocks} == {b.mlp.kernels for b in model.blocks} == {mode}
     ids = torch.randint(0, model.vocab_size, (1, 16))
     torch.manual_seed(0)
     ref = instantiate(cfg.model, kernels="torch")()
@@ -247,9 +247,11 @@ def test_model_kernels_option_takes_a_list_of_kernel_names(compose):
     cfg = compose(["model.kernels=[qk_norm_rope]", "model.num_layers=2"])
     model = instantiate(cfg.model)()
     assert {b.attn.kernels for b in model.blocks} == {("qk_norm_rope",)}
-    assert [mode_for(("qk_norm_rope",), n) for n in ("qk_norm_rope", "xsa")] == ["auto", "torch"]
-    with pytest.raises(ValueError, match=r"lists unknown kernels \['mlp'\]"):
-        instantiate(compose(["model.kernels=[xsa,mlp]", "model.num_layers=1"]).model)()
+    assert [mode_for(("qk_norm_rope",), n) for n in ("qk_norm_rope", "xsa", "mlp")] == ["auto", "torch", "torch"]
+    assert {b.mlp.mode for b in instantiate(compose(["model.kernels=[xsa,mlp]", "model.num_layers=1"]).model)().blocks} \
+        == {"required"}
+    with pytest.raises(ValueError, match=r"lists unknown kernels \['gemm'\]"):
+        instantiate(compose(["model.kernels=[xsa,gemm]", "model.num_layers=1"]).model)()
 
 
 def test_model_kernels_option_rejects_unknown_values(compose):

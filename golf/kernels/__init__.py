@@ -1,15 +1,16 @@
 """Hand-written GPU kernels, each beside the PyTorch reference it is tested against, chosen by ``model.kernels``:
-``torch`` (the references everywhere), ``triton`` (the kernels on CUDA tensors; an error where triton does not
-import), ``auto`` (the kernels when triton imports), or a list of kernel names (those as ``auto``, the others'
-references: ``model.kernels=[qk_norm_rope]`` measures what the XSA kernel brings). On CPU tensors every mode
-runs the reference."""
+``torch`` (the references everywhere), ``triton`` (golf's Triton kernels on CUDA tensors, an error where triton does
+not import; the MLP as under ``auto``), ``auto`` (the Triton kernels when triton imports, the fused MLP when
+quack-kernels imports on an SM90+ GPU), or a list of kernel names (the Triton ones as ``auto``, ``mlp`` then
+required; the others' references: ``model.kernels=[qk_norm_rope]`` measures what the XSA kernel brings). On CPU
+tensors every mode runs the reference."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 MODES = ("auto", "triton", "torch")
-NAMES = ("qk_norm_rope", "xsa")
+NAMES = ("qk_norm_rope", "xsa", "mlp")
 
 
 def _triton_imports() -> bool:
@@ -42,8 +43,11 @@ def check_mode(mode: str | Sequence[str]) -> str | tuple[str, ...]:
 
 
 def mode_for(kernels: str | tuple[str, ...], name: str) -> str:
-    """The mode kernel ``name`` runs in under ``model.kernels`` (checked by ``check_mode``)."""
-    return kernels if isinstance(kernels, str) else ("auto" if name in kernels else "torch")
+    """The mode kernel ``name`` runs in under ``model.kernels`` (checked by ``check_mode``): a listed ``mlp`` is
+    ``required`` (quack must import), a listed Triton kernel ``auto``, an unlisted one ``torch``."""
+    if isinstance(kernels, str):
+        return kernels
+    return "torch" if name not in kernels else ("required" if name == "mlp" else "auto")
 
 
 def use_triton(mode: str, *tensors) -> bool:

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from golf.kernels import check_mode, fused_mlp, mode_for
 from golf.models.attention import CausalSelfAttention, KVCache
 from golf.models.embeddings import BigramHash, EngramLite, SmearGate, ValueEmbedding
 from golf.models.init import init_weights
@@ -30,15 +31,25 @@ ACTIVATIONS = ("relu2", "leaky_relu2")
 
 
 class MLP(nn.Module):
-    def __init__(self, dim: int, hidden: int, activation: str, slope: float, skip_init: bool = False):
+    def __init__(self, dim: int, hidden: int, activation: str, slope: float, skip_init: bool = False,
+                 kernels: str | Sequence[str] = "torch"):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"model.activation must be one of {ACTIVATIONS}, got {activation!r}")
         self.fc = CastedLinear(dim, hidden, skip_init=skip_init)
         self.proj = CastedLinear(hidden, dim, zero_init=True, skip_init=skip_init)
         self.slope = slope if activation == "leaky_relu2" else None
+        self.kernels = check_mode(kernels)
+        self.mode = mode_for(self.kernels, "mlp")
+        self.quack_act, self.quack_problem = fused_mlp.plan(self.mode, self.slope)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.mode != "torch" and not (self.fc._forward_hooks or self.proj._forward_hooks):
+            # hooked layers (calibration's) must see their inputs, so they run unfused
+            dtype = torch.get_autocast_dtype("cuda") if x.is_cuda and torch.is_autocast_enabled("cuda") else x.dtype
+            x = x.to(dtype)
+            return fused_mlp.mlp(x, self.fc.cast_weight(dtype), self.proj.cast_weight(dtype), self.slope, self.mode,
+                                 self.quack_act, self.quack_problem)
         h = self.fc(x)
         h = torch.relu(h) if self.slope is None else F.leaky_relu(h, negative_slope=self.slope)
         return self.proj(h.square())
@@ -150,7 +161,7 @@ class GPT(nn.Module):
                                       value_residual=value_residual, kernel=attn_kernel, skip_init=skip_init,
                                       kernels=kernels),
                   MLP(model_dim, int(mlp_mult * model_dim), activation, slopes[i] if i < len(slopes) else mlp_slope,
-                      skip_init=skip_init),
+                      skip_init=skip_init, kernels=kernels),
                   1.0 / math.sqrt(i + 1) if ln_scale else 1.0)
             for i in range(num_layers))
         self.ve_layers = sorted(ve_layers) if ve_dim else []

@@ -29,11 +29,14 @@ class CastedLinear(nn.Linear):
             nn.init.zeros_(self.weight)
         object.__setattr__(self, "fake_quant", None)  # a shared FakeQuant, not a submodule of every layer
 
-    def forward(self, x: Tensor) -> Tensor:
-        w = self.weight
+    def cast_weight(self, dtype: torch.dtype) -> Tensor:
+        """The weight as the matmul sees it: fake-quantized while QAT trains, cast to ``dtype``."""
         fq = self.fake_quant
-        w = fq(w).to(x.dtype) if fq is not None and fq.mode != "none" and self.training else w.to(x.dtype)
-        return F.linear(x, w, None if self.bias is None else self.bias.to(x.dtype))
+        w = fq(self.weight) if fq is not None and fq.mode != "none" and self.training else self.weight
+        return w.to(dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.cast_weight(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
 
 
 def rms_norm(x: Tensor) -> Tensor:
