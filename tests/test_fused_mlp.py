@@ -79,6 +79,16 @@ def test_mlp_on_cpu_is_the_module_path_bit_for_bit(activation):
     assert torch.equal(fused(x), plain(x))
 
 
+def test_mlp_in_eval_mode_runs_the_module_path(monkeypatch):
+    calls = []
+    monkeypatch.setattr(fm, "mlp", lambda *a: calls.append(a) or a[0])
+    m = MLP(32, 64, "relu2", 0.5, kernels="auto")
+    m(torch.randn(2, 32))
+    assert len(calls) == 1
+    m.eval()(torch.randn(2, 32))
+    assert len(calls) == 1
+
+
 def test_hooked_mlp_runs_unfused_so_calibration_sees_its_inputs():
     m = MLP(32, 64, "leaky_relu2", 0.5, kernels=("mlp",))
     seen = []

@@ -11,7 +11,8 @@ with b = max(x, s² x), act(x) = x b and act'(x) = 2 b. The epilogue works on th
 accumulator, so act(h) is rounded once where the reference rounds h, then act(h).
 
 ``model.kernels``: ``auto`` runs it on CUDA tensors when quack imports and the GPU is SM90 or newer; listing
-``mlp`` requires both (an error says what is missing); otherwise, and on CPU, ``reference`` runs.
+``mlp`` requires both (an error says what is missing); otherwise, and on CPU, ``reference`` runs. The model uses
+it in training only (golf.models.gpt.MLP): evaluation, generation and calibration run the reference.
 """
 
 from __future__ import annotations
@@ -122,11 +123,13 @@ def activation_name(slope: float | None) -> str:
     return name
 
 
-@torch.library.custom_op("golf::fused_mlp", mutates_args=())
+# explicit schemas: the shipped artifact's minifier drops the annotations custom_op would infer them from
+@torch.library.custom_op("golf::fused_mlp", mutates_args=(),
+                         schema="(Tensor x, Tensor w_fc, Tensor w_proj, str act) -> (Tensor, Tensor)")
 def _forward(x: Tensor, w_fc: Tensor, w_proj: Tensor, act: str) -> tuple[Tensor, Tensor]:
-    """(y, h) for x [M, dim], w_fc [hidden, dim], w_proj [dim, hidden], all bf16. One opaque op to inductor: inside
-    torch.compile quack's own ops write into preallocated outputs, which inductor then copied (0.4 ms per #1019
-    MLP, machine QB), and a function returning fresh tensors needs no copy."""
+    """(y, h) for x [M, dim], w_fc [hidden, dim], w_proj [dim, hidden], all bf16. One opaque op to inductor that
+    returns fresh tensors (inside torch.compile quack's own ops write into preallocated outputs, which
+    functionalization has to track), checked by torch.library.opcheck in the GPU tests."""
     from quack.gemm_interface import gemm_act
 
     h, a = gemm_act(x, w_fc.T, activation=act, tuned=False)
@@ -138,7 +141,8 @@ def _(x: Tensor, w_fc: Tensor, w_proj: Tensor, act: str) -> tuple[Tensor, Tensor
     return x.new_empty(x.size(0), w_proj.size(0)), x.new_empty(x.size(0), w_fc.size(0))
 
 
-@torch.library.custom_op("golf::fused_mlp_backward", mutates_args=())
+@torch.library.custom_op("golf::fused_mlp_backward", mutates_args=(),
+                         schema="(Tensor dy, Tensor x, Tensor w_fc, Tensor w_proj, Tensor h, str act) -> (Tensor, Tensor, Tensor)")
 def _backward(dy: Tensor, x: Tensor, w_fc: Tensor, w_proj: Tensor, h: Tensor, act: str) -> tuple[Tensor, Tensor, Tensor]:
     """(dx, dw_fc, dw_proj): proj's input-gradient GEMM applies act'(h) and recomputes act(h) in its epilogue."""
     from quack.gemm_interface import gemm_dact

@@ -44,8 +44,9 @@ class MLP(nn.Module):
         self.quack_act, self.quack_problem = fused_mlp.plan(self.mode, self.slope)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.mode != "torch" and not (self.fc._forward_hooks or self.proj._forward_hooks):
-            # hooked layers (calibration's) must see their inputs, so they run unfused
+        if self.training and self.mode != "torch" and not (self.fc._forward_hooks or self.proj._forward_hooks):
+            # training only: hooked layers (calibration's) must see their inputs, and evaluation and generation
+            # (CUDA-graph captured) were never run with quack's GEMMs
             dtype = torch.get_autocast_dtype("cuda") if x.is_cuda and torch.is_autocast_enabled("cuda") else x.dtype
             x = x.to(dtype)
             return fused_mlp.mlp(x, self.fc.cast_weight(dtype), self.proj.cast_weight(dtype), self.slope, self.mode,
