@@ -1,11 +1,11 @@
-# Sourced by launch.sh when .q/ holds quack-kernels (issue 8, the fused MLP): its wheels, and the CUTLASS DSL's cu13
-# libraries as an xz tar of 63.5 MB carried in two parts (one call carries 64 MiB in all): cu13.part00 by an
-# earlier call on the same machine, which copied it to /tmp/qparts, cu13.part01 by this one. Installed under a path
-# with "site-packages" in it: quack fingerprints the epilogue functions of code outside such paths through their
-# globals, and the CUTLASS DSL's cannot be fingerprinted (a TypeError naming _LOC_TRANSFORMS).
+# Sourced by launch.sh when /tmp/qstash exists (issue 8, the fused MLP): quack-kernels' wheels, and the CUTLASS DSL's
+# cu13 libraries as an xz tar of 63.5 MB in two parts, stashed there by earlier calls on the same machine (one call
+# carries 64 MiB in all): `mkdir -p /tmp/qstash && cp .qa/* /tmp/qstash/` with carry [".qa"], then the same for .qb.
+# Installed under a path with "site-packages" in it: quack fingerprints the epilogue functions of code outside such
+# paths through their globals, and the CUTLASS DSL's cannot be fingerprinted (a TypeError naming _LOC_TRANSFORMS).
 if [ ! -d /tmp/q/site-packages/nvidia_cutlass_dsl/cu13 ]; then
-  cat /tmp/qparts/cu13.part00 .q/cu13.part01 > /tmp/cu13.tar.xz || return 1
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/q/site-packages .q/*.whl || return 1
+  cat /tmp/qstash/cu13.part00 /tmp/qstash/cu13.part01 > /tmp/cu13.tar.xz || return 1
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/q/site-packages /tmp/qstash/*.whl || return 1
   python3 -c "import lzma, tarfile; tarfile.open(fileobj=lzma.open('/tmp/cu13.tar.xz')).extractall('/tmp/q/site-packages')" || return 1
 fi
 # the DSL's .pth (not read from PYTHONPATH) puts dsl_packages on sys.path
