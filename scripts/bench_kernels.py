@@ -3,6 +3,7 @@ bandwidth, beside inductor's compiled form of the PyTorch reference, forward+bac
 
     python scripts/bench_kernels.py [--tiles 2048,4096,8192] [--warps 2,4,8] [--compare-qk old_qk_norm_rope_triton.py]
     python scripts/bench_kernels.py --mlp   # the MLP with quack's fused epilogues against cuBLAS + inductor
+    python scripts/bench_kernels.py --attention   # causal attention: every kernel model.attn_kernel can choose
 
 q is [48, 2048, 8, 64] with the query gain, k is [48, 2048, 4, 64] without; RoPE on 16 of 64 channels. The
 bandwidth counts the bytes a kernel must move (forward: x in, y out; backward: x and dy in, dx out). XSA: y is
@@ -120,6 +121,37 @@ def bench_mlp() -> None:
             print(f"| {M} x {dim} x {hidden} | {slope} | {form} | {ms:.3f} | {err} |", flush=True)
 
 
+def bench_attention() -> None:
+    """Causal attention forward and forward+backward at the #1019 micro-batch (q [48, 2048, 8, 64], grouped k, v
+    [48, 2048, 4, 64]) and the baseline's (q [32, 1024, 8, 64], k, v 4 heads), through each kernel that runs
+    here, with TFLOP/s by the causal count (half of 4 B T^2 H D forward, 2.5x that forward+backward)."""
+    from golf.models.attention import KERNELS, attend, check_kernel
+
+    print("\n| q shape | kernel | forward ms | TFLOP/s | fwd+bwd ms | TFLOP/s |\n|---|---|---|---|---|---|")
+    for B, T, H, Hkv, D in ((48, 2048, 8, 4, 64), (32, 1024, 8, 4, 64)):
+        g = torch.Generator(device="cuda").manual_seed(0)
+        q = torch.randn(B, T, H, D, device="cuda", generator=g).bfloat16().requires_grad_()
+        k, v = (torch.randn(B, T, Hkv, D, device="cuda", generator=g).bfloat16().requires_grad_() for _ in range(2))
+        dy = torch.randn_like(q)
+        flops = 2 * B * T * T * H * D  # causal: half of the 4 B T^2 H D of QK^T and PV
+        for kernel in [k_ for k_ in KERNELS if k_ not in ("auto", "math")]:
+            try:
+                check_kernel(kernel)
+            except ValueError as e:
+                print(f"| {list(q.shape)} | {kernel} | not here: {e} | | | |")
+                continue
+            forms = {kernel: lambda a, b, c, kk=kernel: attend(a, b, c, kk)}
+            if kernel == "fa4":  # grouped K/V make FA4's backward accumulate dK, dV in fp32, then convert them
+                forms["fa4, K/V repeated to the query heads"] = lambda a, b, c, g=H // Hkv: attend(
+                    a, b.repeat_interleave(g, dim=2), c.repeat_interleave(g, dim=2), "fa4")
+            for label, fn in forms.items():
+                qkv = (q, k, v)
+                fwd = median_ms(lambda f=fn, t=qkv: f(*t), reps=20)
+                both = median_ms(lambda f=fn, t=qkv, d=dy: torch.autograd.grad(f(*t), t, d), reps=20)
+                print(f"| {list(q.shape)} | {label} | {fwd:.3f} | {flops / fwd / 1e9:.0f} | {both:.3f} | "
+                      f"{2.5 * flops / both / 1e9:.0f} |", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tiles", default="2048,4096,8192")
@@ -127,10 +159,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--compare-qk", type=Path, help="another version of qk_norm_rope_triton.py (its ops renamed) to time "
                    "beside golf's at 4096 elements, 8 warps")
     p.add_argument("--mlp", action="store_true", help="time the fused MLP (quack-kernels) instead of the Triton kernels")
+    p.add_argument("--attention", action="store_true", help="time causal attention's kernels instead of the Triton kernels")
     a = p.parse_args(argv)
     print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}")
     if a.mlp:
         return bench_mlp()
+    if a.attention:
+        return bench_attention()
     print("| tensor | form | tile | warps | forward ms | GB/s | backward ms | GB/s | fwd+bwd ms |\n|---|---|---|---|---|---|---|---|---|")
     tiles, warps = [int(t) for t in a.tiles.split(",")], [int(w) for w in a.warps.split(",")]
     other = None

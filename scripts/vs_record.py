@@ -10,7 +10,9 @@ The record runs under ``torchrun --standalone --nproc_per_node=N`` (``--nproc``,
 a log line per step, in its own directory; it is stopped once it has printed its post-EMA diagnostic (later
 stages, e.g. its AR calibration, are not compared here). Without FlashAttention-3 a stand-in
 ``flash_attn_interface`` runs SDPA's flash kernel with K/V repeated to the query heads (as
-reference-measurements.md did; without forcing the kernel a compiled graph picks cuDNN).
+reference-measurements.md did; without forcing the kernel a compiled graph picks cuDNN), or with
+``--record-attention fa4`` FlashAttention-4 through golf's op (golf.kernels.flash4), the closest this machine has
+to the record's own FA3 path.
 golf runs through ``python -m golf.train`` with the same steps, warm-up steps and seed. Step times are
 medians over steps ``--from-step``..steps of per-step times (both sides synchronise every step).
 
@@ -67,6 +69,14 @@ def flash_attn_func(q, k, v, causal=True):
         out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=causal)
     return out.transpose(1, 2)
 '''
+FA4_STAND_IN = '''"""Stand-in for FlashAttention-3's flash_attn_func: FlashAttention-4 through golf's custom op."""
+from golf.kernels.flash4 import attend
+
+
+def flash_attn_func(q, k, v, causal=True):
+    assert causal
+    return attend(q, k, v)
+'''
 STEP = re.compile(r"^step:(\d+)/\d+ train_loss:([\d.naninf]+) train_time:(\d+)ms")
 VAL = re.compile(r"^step:(\d+)/\d+ val_loss:([\d.]+) val_bpb:([\d.]+)")
 DIAG = re.compile(r"DIAGNOSTIC post_ema val_loss:([\d.]+) val_bpb:([\d.]+)")
@@ -108,7 +118,7 @@ def scan_final_line(line: str, out: dict, t: float) -> None:
 
 
 def run_record(script: Path, env: dict[str, str], workdir: Path, timeout: float, to_exit: bool = False,
-               scan_final: bool = False, nproc: int = 1) -> dict:
+               scan_final: bool = False, nproc: int = 1, attention: str = "flash") -> dict:
     """Run the record under torchrun and parse its log as it arrives: up to its post-EMA diagnostic, or with
     ``to_exit`` through its final evals to its exit; ``scan_final`` also parses its stop, bytes and final lines."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -116,7 +126,7 @@ def run_record(script: Path, env: dict[str, str], workdir: Path, timeout: float,
         import flash_attn_interface  # noqa: F401
         stand_in = False
     except ImportError:
-        (workdir / "flash_attn_interface.py").write_text(FA3_STAND_IN)
+        (workdir / "flash_attn_interface.py").write_text(FA4_STAND_IN if attention == "fa4" else FA3_STAND_IN)
         stand_in = True
     full_env = dict(os.environ, PYTHONPATH=f"{workdir}:{os.environ.get('PYTHONPATH', '')}", PYTHONUNBUFFERED="1", **env)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", str(script.resolve())]
@@ -283,6 +293,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--record-until", choices=("exit", "diag"), default="exit",
                    help="with --budget: run the record to its exit, or stop it after its post-EMA diagnostic (the "
                         "#1019 record's AR calibration alone takes ~21 min on one H100)")
+    p.add_argument("--record-attention", choices=("flash", "fa4"), default="flash",
+                   help="without FlashAttention-3, the record's stand-in: SDPA's flash kernel, or FlashAttention-4")
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--seed", type=int, default=314)
@@ -313,7 +325,7 @@ def main(argv: list[str] | None = None) -> None:
     if not a.skip_record:
         r = rows[a.record_label] = run_record(a.record, record_env(a), a.out / a.record_label, a.record_timeout,
                                               to_exit=bool(a.budget) and a.record_until == "exit",
-                                              scan_final=bool(a.budget), nproc=a.nproc)
+                                              scan_final=bool(a.budget), nproc=a.nproc, attention=a.record_attention)
         r["seed"], r["nproc"] = a.seed, a.nproc
         print(f"{a.record_label}: {r['seconds']}s exit {r['exit']}, median {median_from(r['step_ms'], a.from_step)} ms",
               flush=True)

@@ -31,3 +31,17 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def profiled_compiled_step(model: torch.nn.Module, ids: torch.Tensor) -> tuple[float, set[str]]:
+    """Two bf16-autocast forward+backward steps of ``torch.compile(model)`` on CUDA (ids as inputs and targets); the
+    second one's loss and the names of the CUDA kernels it ran (the first compiles)."""
+    step = torch.compile(model, fullgraph=True)
+    for _ in range(2):
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss = step(ids, ids)
+            model.zero_grad()
+            loss.backward()
+            torch.cuda.synchronize()
+    return loss.item(), {e.key for e in prof.key_averages()}

@@ -12,6 +12,7 @@ import torch
 from golf.kernels import fused_mlp as fm
 from golf.kernels import mode_for
 from golf.models.gpt import MLP
+from tests.helpers import profiled_compiled_step
 
 needs_quack = pytest.mark.skipif(not torch.cuda.is_available() or fm.quack_problem() is not None,
                                  reason="needs an SM90+ GPU and quack-kernels (pip install -e '.[quack]')")
@@ -136,18 +137,11 @@ def test_compiled_model_runs_the_fused_mlp_and_matches_the_reference():
                 xsa_last_n=1, attn_kernel="flash", kernels=kernels, activation="leaky_relu2").cuda()
         for b in m.blocks:  # proj starts at zero: without this no gradient reaches fc
             torch.nn.init.normal_(b.mlp.proj.weight, std=0.02)
-        step = torch.compile(m, fullgraph=True)
-        for _ in range(2):  # the second call is the one profiled
-            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    loss = step(ids, ids)
-                m.zero_grad()
-                loss.backward()
-                torch.cuda.synchronize()
-        names = sorted({e.key for e in prof.key_averages()})
+        loss, kernel_names = profiled_compiled_step(m, ids)
+        names = sorted(kernel_names)
         activation_kernels = [n for n in names if n.startswith("triton_") and "leaky_relu" in n]
         assert bool(activation_kernels) == ("mlp" not in kernels), names
-        out[kernels] = (loss.item(), m.blocks[0].mlp.fc.weight.grad.clone(), names)
+        out[kernels] = (loss, m.blocks[0].mlp.fc.weight.grad.clone(), names)
     (ref_loss, ref_grad, _), (loss, grad, names) = out.values()
     assert loss == pytest.approx(ref_loss, rel=1e-2)
     torch.testing.assert_close(grad, ref_grad, rtol=5e-2, atol=5e-3)

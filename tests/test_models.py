@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 
+from golf.kernels import flash4
 from golf.kernels.xsa import exclusive
 from golf.models.attention import attend, check_kernel, fa3_function, resolve_kernel
 from golf.models.embeddings import SmearGate, bigram_index, engram_indices, trigram_index
@@ -259,6 +260,13 @@ def test_bad_options_name_the_key():
         GPT(**SMALL, bigram_buckets=8, engram_buckets=8)
 
 
+def test_fa4_choice_where_it_cannot_run_is_refused():
+    if flash4.problem() is None:
+        pytest.skip("FlashAttention-4 runs here")
+    with pytest.raises(ValueError, match="model.attn_kernel=fa4 but"):
+        check_kernel("fa4")
+
+
 def test_fa3_choice_without_flash_attn_interface_is_refused():
     if fa3_function() is not None:
         pytest.skip("flash_attn_interface is installed here")
@@ -267,12 +275,14 @@ def test_fa3_choice_without_flash_attn_interface_is_refused():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("kernel", ["auto", "cudnn", "flash", "efficient", "math", "fa3"])
+@pytest.mark.parametrize("kernel", ["auto", "cudnn", "flash", "efficient", "math", "fa3", "fa4"])
 def test_attention_kernels_agree_and_the_chosen_one_runs(kernel):
     """Every kernel gives the math kernel's output within bf16 tolerance, compiled, and the profiler sees
     the chosen backend's kernels (the global SDPA flags would not choose them in a compiled graph)."""
     if kernel == "fa3" and fa3_function() is None:
         pytest.skip("flash_attn_interface not installed")
+    if kernel == "fa4" and flash4.problem() is not None:
+        pytest.skip(flash4.problem())
     torch.manual_seed(0)
     q = torch.randn(4, 512, 8, 64, device="cuda", dtype=torch.bfloat16)
     k, v = (torch.randn(4, 512, 4, 64, device="cuda", dtype=torch.bfloat16) for _ in range(2))
@@ -286,9 +296,9 @@ def test_attention_kernels_agree_and_the_chosen_one_runs(kernel):
         torch.cuda.synchronize()
     names = " ".join(e.name.lower() for e in prof.events())
     expect = {"cudnn": "cudnn", "flash": "flash", "efficient": "fmha", "math": "gemm", "fa3": "flash",
-              "auto": "flash" if fa3_function() is not None else "cudnn"}[kernel]
+              "fa4": "flashattentionforwardsm"}[resolved]
     assert expect in names, names[:2000]
-    if kernel == "cudnn":
+    if resolved in ("cudnn", "fa4"):
         assert "pytorch_flash" not in names
 
 

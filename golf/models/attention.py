@@ -3,10 +3,11 @@ query gain, and the optional XSA, value embedding, value residual and output gat
 
 Logits are g_h * (q̂ . k̂) / sqrt(head_dim): q and k are RMS-normalised per head, rotated, then q is
 scaled by ``q_gain``. Tensors stay [B, T, H, D] (FlashAttention-3's layout); SDPA gets a transposed view.
-The kernel is chosen by ``kernel``: ``fa3`` (flash_attn_interface), an SDPA backend (``cudnn``, ``flash``,
-``efficient``, ``math``) forced with ``sdpa_kernel`` inside the forward, which, unlike the global
-``enable_*_sdp`` flags, is honoured in compiled graphs, or ``auto`` (FA3 if it imports, else cuDNN,
-else flash). On the CPU every choice runs SDPA's default.
+The kernel is chosen by ``kernel``: ``fa3`` (flash_attn_interface), ``fa4`` (FlashAttention-4's CuTe-DSL
+kernels, golf.kernels.flash4), an SDPA backend (``cudnn``, ``flash``, ``efficient``, ``math``) forced with
+``sdpa_kernel`` inside the forward, which, unlike the global ``enable_*_sdp`` flags, is honoured in compiled
+graphs, or ``auto`` (FA3 if it imports, else FA4 if it runs here, else cuDNN). FA3 and FA4 take bf16/fp16: fp32
+tensors (train.precision=fp32) go to cuDNN. On the CPU every choice runs SDPA's default.
 """
 
 from __future__ import annotations
@@ -18,14 +19,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from golf.kernels import check_mode, mode_for
+from golf.kernels import check_mode, flash4, mode_for
 from golf.kernels.qk_norm_rope import norm_rope
 from golf.kernels.xsa import exclusive
 from golf.models.layers import CastedLinear
 
 SDPA_BACKENDS = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
                  "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}
-KERNELS = ("auto", "fa3", *SDPA_BACKENDS)
+KERNELS = ("auto", "fa3", "fa4", *SDPA_BACKENDS)
+HALF = (torch.bfloat16, torch.float16)
 
 
 def _load_fa3():
@@ -50,23 +52,29 @@ def check_kernel(kernel: str) -> str:
     if kernel == "fa3" and fa3_function() is None:
         raise ValueError("model.attn_kernel=fa3 but flash_attn_interface (FlashAttention-3) does not import; "
                          "install it or choose auto, cudnn or flash")
+    if kernel == "fa4" and flash4.problem() is not None:
+        raise ValueError(f"model.attn_kernel=fa4 but {flash4.problem()}; choose auto, cudnn or flash")
     return kernel
 
 
 def resolve_kernel(kernel: str) -> str:
-    """``auto``: FlashAttention-3 when it imports, else cuDNN (on our H100 1.5x faster than flash for the
-    #1019 shape, reference-measurements.md)."""
+    """``auto``: FlashAttention-3 when it imports, else FlashAttention-4 when it runs here, else cuDNN (on our
+    H100 1.5x faster than flash for the #1019 shape, reference-measurements.md)."""
     if kernel == "auto":
-        return "fa3" if fa3_function() is not None else "cudnn"
+        return "fa3" if fa3_function() is not None else "fa4" if flash4.problem() is None else "cudnn"
     return kernel
 
 
 def attend(q: Tensor, k: Tensor, v: Tensor, kernel: str) -> Tensor:
     """Causal attention of q [B, T, H, D] over k, v [B, T, Hkv, D] (H a multiple of Hkv); returns [B, T, H, D].
     ``kernel`` is resolved (not ``auto``): see ``resolve_kernel``."""
+    if q.is_cuda and kernel in ("fa3", "fa4") and q.dtype not in HALF:
+        kernel = "cudnn"
     if q.is_cuda and kernel == "fa3":
         out = _FA3(q, k, v, causal=True)
         return out[0] if isinstance(out, tuple) else out
+    if q.is_cuda and kernel == "fa4":
+        return flash4.attend(q, k, v)
     gqa = k.size(2) != q.size(2)
     if gqa and q.is_cuda and kernel == "efficient":  # the memory-efficient kernel has no grouped K/V form
         k, v = (t.repeat_interleave(q.size(2) // k.size(2), dim=2) for t in (k, v))
