@@ -34,13 +34,20 @@ def _rel_fro(a: torch.Tensor, b: torch.Tensor) -> float:
     (TURBO, [("G", "turbo4_rowcol")]),
 ])
 def test_orthogonalize_is_the_records_function_bit_for_bit(testvector, ortho, pairs):
-    """#1019's NS5 and #1089's Turbo-Muon (AOL + Polar Express + row_col), batched or one matrix at a time."""
+    """#1019's NS5 and #1089's Turbo-Muon (AOL + Polar Express + row_col), batched or one matrix at a time.
+
+    Bit for bit on PyTorch's own bf16 GEMM, which the vectors were made with. oneDNN takes over bf16 matmuls
+    on CPUs with AMX or AVX512-BF16 and sums in another order (one matrix of `ns5` then differs by 5e-3), so
+    oneDNN is switched off for the exact comparison and held to the vectors' 1e-2 tolerance.
+    """
     tv = testvector("muon_orthogonalize")
     for g, ref in pairs:
         G, expected = torch.from_numpy(tv[g]), torch.from_numpy(tv[ref])
-        out = orthogonalize(G, **ortho.kwargs())
+        with torch.backends.mkldnn.flags(enabled=False):
+            out = orthogonalize(G, **ortho.kwargs())
         assert out.dtype == torch.bfloat16 and out.shape == G.shape
         assert torch.equal(out.float(), expected.float())
+        assert _rel_fro(orthogonalize(G, **ortho.kwargs()), expected) < 1e-2
         for i in range(G.shape[0]):
             assert _rel_fro(orthogonalize(G[i], **ortho.kwargs()), expected[i]) < 1e-2
 
