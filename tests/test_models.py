@@ -277,28 +277,34 @@ def test_fa3_choice_without_flash_attn_interface_is_refused():
 @pytest.mark.gpu
 @pytest.mark.parametrize("kernel", ["auto", "cudnn", "flash", "efficient", "math", "fa3", "fa4"])
 def test_attention_kernels_agree_and_the_chosen_one_runs(kernel):
-    """Every kernel gives the math kernel's output within bf16 tolerance, compiled, and the profiler sees
-    the chosen backend's kernels (the global SDPA flags would not choose them in a compiled graph)."""
+    """Every kernel gives the math kernel's output and gradients within bf16 tolerance, compiled, and the
+    profiler sees the chosen backend's kernels (the global SDPA flags would not choose them in a compiled graph)."""
     if kernel == "fa3" and fa3_function() is None:
         pytest.skip("flash_attn_interface not installed")
     if kernel == "fa4" and flash4.problem() is not None:
         pytest.skip(flash4.problem())
     torch.manual_seed(0)
-    q = torch.randn(4, 512, 8, 64, device="cuda", dtype=torch.bfloat16)
-    k, v = (torch.randn(4, 512, 4, 64, device="cuda", dtype=torch.bfloat16) for _ in range(2))
-    ref = attend(q.float(), k.float(), v.float(), "math")
+    q = torch.randn(4, 512, 8, 64, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    k, v = (torch.randn(4, 512, 4, 64, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(2))
+    dout = torch.randn_like(q)
+    qf, kf, vf = (t.detach().float().requires_grad_() for t in (q, k, v))
+    ref = attend(qf, kf, vf, "math")
+    ref.backward(dout.float())
     resolved = resolve_kernel(kernel)
     fn = torch.compile(lambda a, b, c: attend(a, b, c, resolved), fullgraph=True)
     out = fn(q, k, v)
+    out.backward(dout)
     assert float((out.float() - ref).norm() / ref.norm()) < 1e-2
+    for got, want in ((q.grad, qf.grad), (k.grad, kf.grad), (v.grad, vf.grad)):
+        assert float((got.float() - want).norm() / want.norm()) < 2e-2
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        fn(q, k, v)
+        fn(q, k, v).backward(dout)
         torch.cuda.synchronize()
     names = " ".join(e.name.lower() for e in prof.events())
-    expect = {"cudnn": "cudnn", "flash": "flash", "efficient": "fmha", "math": "gemm", "fa3": "flash",
-              "fa4": "flashattentionforwardsm"}[resolved]
+    expect = {"cudnn": "cudnn", "flash": "flash", "efficient": "fmha", "math": "gemm",
+              "fa3": "flashattnbwdsm90", "fa4": "flashattentionbackwardsm"}[resolved]
     assert expect in names, names[:2000]
-    if resolved in ("cudnn", "fa4"):
+    if resolved in ("cudnn", "fa3", "fa4"):
         assert "pytorch_flash" not in names
 
 
