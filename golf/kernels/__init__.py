@@ -28,6 +28,26 @@ def triton_available() -> bool:
     return TRITON
 
 
+def cute_dsl_problem(module: str, package: str, majors: Sequence[int], arch_error: str, install: str) -> str | None:
+    """Why a CuTe-DSL package (``package``, imported as ``module``) cannot run here, or None when it can: no CUDA
+    device; a GPU whose compute-capability major is not in ``majors`` (``arch_error``, formatted with ``sm``); or
+    a failed import (an ImportError, or the CUTLASS DSL failing to load its libraries), with ``install`` as the fix."""
+    import importlib
+
+    import torch
+
+    if not torch.cuda.is_available():
+        return "no CUDA device"
+    major, minor = torch.cuda.get_device_capability()
+    if major not in majors:
+        return arch_error.format(sm=f"SM{major}{minor}")
+    try:
+        importlib.import_module(module)
+    except Exception as e:
+        return f"{package} does not import ({type(e).__name__}: {e}); {install}"
+    return None
+
+
 def check_mode(mode: str | Sequence[str]) -> str | tuple[str, ...]:
     if not isinstance(mode, str):
         names = tuple(str(n) for n in mode)

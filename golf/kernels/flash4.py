@@ -19,21 +19,15 @@ import functools
 import torch
 from torch import Tensor
 
+from golf.kernels import cute_dsl_problem
+
 
 @functools.cache
 def problem() -> str | None:
     """Why FA4 cannot run here, or None when it can."""
-    if not torch.cuda.is_available():
-        return "no CUDA device"
-    major, minor = torch.cuda.get_device_capability()
-    if major not in (9, 10, 11):
-        return f"FlashAttention-4 runs on SM90, SM100 and SM110 GPUs, this one is SM{major}{minor}"
-    try:
-        import flash_attn.cute.interface  # noqa: F401
-    except Exception as e:  # ImportError, or the CUTLASS DSL failing to load its libraries
-        return (f"flash_attn.cute does not import ({type(e).__name__}: {e}); pip install -e '.[fa4]' "
-                "(flash-attn-4 4.0.0b27, with nvidia-cutlass-dsl 4.6.2 or newer)")
-    return None
+    return cute_dsl_problem("flash_attn.cute.interface", "flash_attn.cute", (9, 10, 11),
+                            "FlashAttention-4 runs on SM90, SM100 and SM110 GPUs, this one is {sm}",
+                            "pip install -e '.[fa4]' (flash-attn-4 4.0.0b27, with nvidia-cutlass-dsl 4.6.2 or newer)")
 
 
 @torch.library.custom_op("golf::fa4_forward", mutates_args=(),

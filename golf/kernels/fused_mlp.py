@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from golf.kernels import cute_dsl_problem
+
 
 def reference(x: Tensor, w_fc: Tensor, w_proj: Tensor, slope: float | None) -> Tensor:
     """proj(act(fc(x))) with act = relu² (``slope`` None) or LeakyReLU(slope)²."""
@@ -53,15 +55,8 @@ def errors_vs_fp32(fn, M: int, dim: int, hidden: int, slope: float | None, seed:
 @functools.cache
 def quack_problem() -> str | None:
     """Why quack's fused MLP cannot run here, or None when it can."""
-    if not torch.cuda.is_available():
-        return "no CUDA device"
-    if torch.cuda.get_device_capability() < (9, 0):
-        return f"quack's GEMMs need SM90 or newer, this GPU is SM{''.join(map(str, torch.cuda.get_device_capability()))}"
-    try:
-        import quack.gemm_interface  # noqa: F401
-    except Exception as e:  # ImportError, or the CUTLASS DSL failing to load its libraries
-        return f"quack-kernels does not import ({type(e).__name__}: {e}); pip install -e '.[quack]'"
-    return None
+    return cute_dsl_problem("quack.gemm_interface", "quack-kernels", range(9, 100),
+                            "quack's GEMMs need SM90 or newer, this GPU is {sm}", "pip install -e '.[quack]'")
 
 
 def plan(mode: str, slope: float | None) -> tuple[str | None, str | None]:
