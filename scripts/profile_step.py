@@ -1,6 +1,7 @@
 """Where a training step's time goes: GPU time by kernel family (attention, matmul, fused elementwise and
 norms, optimizer, copies, communication) over profiled steps, the forward+backward / optimizer split from
-CUDA events, and the slowest kernels.
+CUDA events, the slowest kernels, and the GPU's idle time between kernels (launch gaps: what CUDA graphs or
+fewer host syncs could win), by the kernel the GPU was waiting to start.
 
     python scripts/profile_step.py "model=xsa_all optimizer=parallel_muon data=enwiki_sp1024" --steps 5 --warmup 3
 
@@ -146,6 +147,36 @@ def report(prof, split: dict, steps: int, top: int, batch_tokens: int, accum: in
     print("\n| top kernels | ms per step | calls per step | family |\n|---|---|---|---|")
     for name, (us, n) in sorted(by_kernel.items(), key=lambda kv: -kv[1][0])[: a_top]:
         print(f"| {name[:150]} | {us / 1000 / a_steps:.2f} | {n // a_steps} | {family(name)} |")
+    report_idle(prof, steps, top)
+
+
+def idle_gaps(prof) -> tuple[dict[str, list], list[float]]:
+    """The GPU's idle intervals between kernels (and copies) over the profiled steps: microseconds and count by
+    the name of the kernel that ended each one, and every gap's length."""
+    spans = sorted((ev.time_range.start, ev.time_range.end, ev.name) for ev in prof.events()
+                   if ev.device_type == torch.autograd.DeviceType.CUDA)
+    by_next, gaps = defaultdict(lambda: [0.0, 0]), []
+    busy_until = spans[0][1] if spans else 0.0
+    for start, end, name in spans[1:]:
+        if start > busy_until:
+            gaps.append(start - busy_until)
+            by_next[name][0] += gaps[-1]
+            by_next[name][1] += 1
+        busy_until = max(busy_until, end)
+    return by_next, gaps
+
+
+def report_idle(prof, steps: int, top: int) -> None:
+    by_next, gaps = idle_gaps(prof)
+    edges = (0, 5, 20, 100, 1000, float("inf"))
+    print(f"\nGPU idle between kernels: {sum(gaps) / 1000 / steps:.1f} ms per step in {len(gaps) // steps} gaps")
+    print("| gap length | gaps per step | idle ms per step |\n|---|---|---|")
+    for lo, hi in zip(edges, edges[1:]):
+        sel = [g for g in gaps if lo <= g < hi]
+        print(f"| {lo}-{hi} us | {len(sel) / steps:.0f} | {sum(sel) / 1000 / steps:.2f} |")
+    print("\n| the GPU idled before | idle ms per step | gaps per step |\n|---|---|---|")
+    for name, (us, n) in sorted(by_next.items(), key=lambda kv: -kv[1][0])[:top]:
+        print(f"| {name[:150]} | {us / 1000 / steps:.2f} | {n / steps:.1f} |")
 
 
 def dump_kernels(prof, out: Path, top: int) -> None:
