@@ -64,9 +64,9 @@ def test_the_ops_shapes_for_torch_compile():
 
     with FakeTensorMode():
         x, w_fc, w_proj = (torch.empty(*s, dtype=torch.bfloat16) for s in ((8, 16), (48, 16), (16, 48)))
-        y, h = torch.ops.golf.fused_mlp(x, w_fc, w_proj, "relu_sq")
-        grads = torch.ops.golf.fused_mlp_backward(y, x, w_fc, w_proj, h, "relu_sq")
-    assert (y.shape, h.shape) == ((8, 16), (8, 48))
+        y, h, a = torch.ops.golf.fused_mlp(x, w_fc, w_proj, "relu_sq")
+        grads = torch.ops.golf.fused_mlp_backward(y, x, w_fc, w_proj, h, a, "relu_sq")
+    assert (y.shape, h.shape, a.shape) == ((8, 16), (8, 48), (8, 48))
     assert [g.shape for g in grads] == [x.shape, w_fc.shape, w_proj.shape]
 
 
@@ -118,8 +118,8 @@ def test_the_ops_pass_torch_library_opcheck():
     x, w_fc, w_proj = (torch.randn(*s, device="cuda", generator=g).bfloat16() for s in ((256, 128), (384, 128), (128, 384)))
     act = fm.activation_name(0.5)
     torch.library.opcheck(torch.ops.golf.fused_mlp, (x, w_fc, w_proj, act))
-    y, h = torch.ops.golf.fused_mlp(x, w_fc, w_proj, act)
-    torch.library.opcheck(torch.ops.golf.fused_mlp_backward, (y, x, w_fc, w_proj, h, act))
+    y, h, a = torch.ops.golf.fused_mlp(x, w_fc, w_proj, act)
+    torch.library.opcheck(torch.ops.golf.fused_mlp_backward, (y, x, w_fc, w_proj, h, a, act))
 
 
 @pytest.mark.gpu

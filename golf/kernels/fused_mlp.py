@@ -3,8 +3,10 @@
 Why: unfused, fc's GEMM writes h, inductor reads h and writes act(h), and in the backward reads h and the
 gradient of act(h) to write h's gradient: two bandwidth-bound passes over [tokens, hidden] per layer and micro-batch,
 43.7 ms of the #1019 step on one H100 (docs/benchmarks.md). Fused, fc's GEMM writes h and act(h) from its
-accumulator, and proj's input-gradient GEMM multiplies by act'(h) in its epilogue, also recomputing act(h) for
-proj's weight gradient, so act(h) is never saved. The other four GEMMs stay cuBLAS's (``torch.mm``).
+accumulator, and proj's input-gradient GEMM multiplies by act'(h) in its epilogue. act(h), which fc's GEMM writes
+anyway, is kept for proj's weight gradient: quack's own ``gemm_dact`` would recompute and write it again, a third
+[tokens, hidden] tensor in a GEMM bound by its memory traffic, so the backward runs golf's epilogue
+(``_dact_epilogue``: h's gradient only) through quack's ``gemm_epilogue``. The other four GEMMs stay cuBLAS's.
 
 Activations: relu² is quack's ``relu_sq``; LeakyReLU(s)² for 0 < s <= 1 is registered here, branch-free:
 with b = max(x, s² x), act(x) = x b and act'(x) = 2 b. The epilogue works on the fp32
@@ -118,37 +120,56 @@ def activation_name(slope: float | None) -> str:
     return name
 
 
+@functools.cache
+def _dact_epilogue(act: str):
+    """quack's epilogue D = act'(C) * acc for the GEMM dy @ w_proj with C = h: h's gradient, and (unlike quack's
+    ``gemm_dact``) nothing else stored. Keyed by quack through ``act``'s derivative (``__quack_semantic_key__`` for
+    golf's LeakyReLU²)."""
+    from quack.activation import dact_fn_map
+    from quack.epilogue import gemm_epilogue
+
+    dact = dact_fn_map[act]
+
+    def golf_dact_epi(acc, c):
+        dh, _ = dact(c, acc)
+        return {"D": dh}
+
+    return gemm_epilogue()(golf_dact_epi)
+
+
 # explicit schemas: the shipped artifact's minifier drops the annotations custom_op would infer them from
 @torch.library.custom_op("golf::fused_mlp", mutates_args=(),
-                         schema="(Tensor x, Tensor w_fc, Tensor w_proj, str act) -> (Tensor, Tensor)")
-def _forward(x: Tensor, w_fc: Tensor, w_proj: Tensor, act: str) -> tuple[Tensor, Tensor]:
-    """(y, h) for x [M, dim], w_fc [hidden, dim], w_proj [dim, hidden], all bf16. One opaque op to inductor that
-    returns fresh tensors (inside torch.compile quack's own ops write into preallocated outputs, which
+                         schema="(Tensor x, Tensor w_fc, Tensor w_proj, str act) -> (Tensor, Tensor, Tensor)")
+def _forward(x: Tensor, w_fc: Tensor, w_proj: Tensor, act: str) -> tuple[Tensor, Tensor, Tensor]:
+    """(y, h, act(h)) for x [M, dim], w_fc [hidden, dim], w_proj [dim, hidden], all bf16. One opaque op to inductor
+    that returns fresh tensors (inside torch.compile quack's own ops write into preallocated outputs, which
     functionalization has to track), checked by torch.library.opcheck in the GPU tests."""
     from quack.gemm_interface import gemm_act
 
     h, a = gemm_act(x, w_fc.T, activation=act, tuned=False)
-    return torch.mm(a, w_proj.T), h
+    return torch.mm(a, w_proj.T), h, a
 
 
 @_forward.register_fake
-def _(x: Tensor, w_fc: Tensor, w_proj: Tensor, act: str) -> tuple[Tensor, Tensor]:
-    return x.new_empty(x.size(0), w_proj.size(0)), x.new_empty(x.size(0), w_fc.size(0))
+def _(x: Tensor, w_fc: Tensor, w_proj: Tensor, act: str) -> tuple[Tensor, Tensor, Tensor]:
+    h = x.new_empty(x.size(0), w_fc.size(0))
+    return x.new_empty(x.size(0), w_proj.size(0)), h, torch.empty_like(h)
 
 
 @torch.library.custom_op("golf::fused_mlp_backward", mutates_args=(),
-                         schema="(Tensor dy, Tensor x, Tensor w_fc, Tensor w_proj, Tensor h, str act) -> (Tensor, Tensor, Tensor)")
-def _backward(dy: Tensor, x: Tensor, w_fc: Tensor, w_proj: Tensor, h: Tensor, act: str) -> tuple[Tensor, Tensor, Tensor]:
-    """(dx, dw_fc, dw_proj): proj's input-gradient GEMM applies act'(h) and recomputes act(h) in its epilogue."""
-    from quack.gemm_interface import gemm_dact
-
+                         schema="(Tensor dy, Tensor x, Tensor w_fc, Tensor w_proj, Tensor h, Tensor a, str act) "
+                                "-> (Tensor, Tensor, Tensor)")
+def _backward(dy: Tensor, x: Tensor, w_fc: Tensor, w_proj: Tensor, h: Tensor, a: Tensor,
+              act: str) -> tuple[Tensor, Tensor, Tensor]:
+    """(dx, dw_fc, dw_proj): proj's input-gradient GEMM applies act'(h) in its epilogue; a = act(h) is the forward's."""
     dy = dy.contiguous()
-    dh, a = gemm_dact(dy, w_proj, h, activation=act, tuned=False)
+    dh = _dact_epilogue(act)(dy, w_proj, h, tuned=False, dynamic_scheduler=True)["D"]
     return torch.mm(dh, w_fc), torch.mm(dh.T, x), torch.mm(dy.T, a)
 
 
 @_backward.register_fake
-def _(dy: Tensor, x: Tensor, w_fc: Tensor, w_proj: Tensor, h: Tensor, act: str) -> tuple[Tensor, Tensor, Tensor]:
+def _(dy: Tensor, x: Tensor, w_fc: Tensor, w_proj: Tensor, h: Tensor, a: Tensor,
+      act: str) -> tuple[Tensor, Tensor, Tensor]:
     return torch.empty_like(x), torch.empty_like(w_fc), torch.empty_like(w_proj)
 
 
@@ -156,10 +177,10 @@ def _setup_context(ctx, inputs, output) -> None:
     x, w_fc, w_proj, act = inputs
     ctx.act = act
     ctx.set_materialize_grads(False)
-    ctx.save_for_backward(x, w_fc, w_proj, output[1])
+    ctx.save_for_backward(x, w_fc, w_proj, output[1], output[2])
 
 
-def _grad(ctx, dy: Tensor, _dh: Tensor | None):
+def _grad(ctx, dy: Tensor, _dh: Tensor | None, _da: Tensor | None):
     dx, dw_fc, dw_proj = _backward(dy, *ctx.saved_tensors, ctx.act)
     return dx, dw_fc, dw_proj, None
 
@@ -169,7 +190,7 @@ _forward.register_autograd(_grad, setup_context=_setup_context)
 
 def fused_mlp(x: Tensor, w_fc: Tensor, w_proj: Tensor, act: str) -> Tensor:
     """``reference`` through quack's epilogues; x [..., dim] in the weights' dtype (bf16), ``act`` from ``plan``."""
-    y, _ = _forward(x.reshape(-1, x.size(-1)), w_fc, w_proj, act)
+    y, _, _ = _forward(x.reshape(-1, x.size(-1)), w_fc, w_proj, act)
     return y.view(*x.shape[:-1], y.size(-1))
 
 
