@@ -17,7 +17,7 @@ import torch
 
 from golf.kernels import check_mode, triton_available
 from golf.kernels import xsa as xsa_ops
-from golf.kernels.qk_norm_rope import norm_rope, reference
+from golf.kernels.qk_norm_rope import norm_rope, qkv_norm_rope, qkv_reference, reference
 from golf.models.layers import rotary_tables
 
 needs_triton = pytest.mark.skipif(not (torch.cuda.is_available() and triton_available()),
@@ -37,6 +37,10 @@ def test_cpu_tensors_take_the_reference():
     cos, sin = rotary_tables(5, 4, 10000.0, x.device)
     g = torch.rand(4)
     assert torch.equal(norm_rope(x, cos, sin, g, "auto"), reference(x, cos, sin, g))
+    qkv = torch.randn(2, 5, 8, 8)
+    got, want = qkv_norm_rope(qkv, 4, 2, cos, sin, g, "auto"), qkv_reference(qkv, 4, 2, cos, sin, g)
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
+    assert torch.equal(want[2], qkv[:, :, 6:]) and torch.equal(want[1], reference(qkv[:, :, 4:6], cos, sin, None))
 
 
 CASES = [(2, 100, 8, 64, 16, True), (3, 33, 4, 64, 16, False), (1, 64, 8, 64, 64, True), (2, 17, 2, 32, 8, True)]
@@ -92,6 +96,30 @@ def check_fp32(device: str) -> None:
             got, want = _run(k.norm_rope, x, cos, sin, w, g), _run(reference, x, cos, sin, w, g)  # the op: also off CUDA
             for name, a, b in zip(("y", "dx", "dgain"), got, want):
                 torch.testing.assert_close(a, b, rtol=2e-5, atol=2e-5, msg=f"{name} of case {case}, {layout} dy")
+    check_qkv_fp32(device)
+
+
+QKV_CASES = [(2, 17, 4, 2, 64, 16, True), (1, 9, 8, 4, 32, 32, False), (2, 5, 2, 1, 64, 64, True)]  # B T H Hkv D R gain
+
+
+def check_qkv_fp32(device: str) -> None:
+    """The fused projection's kernel: q, k, v and the gradients of qkv and the gain, with dk head-major (attention's
+    other layout), against ``qkv_reference``."""
+    from golf.kernels import qk_norm_rope_triton as k
+
+    for B, T, H, J, D, R, gain in QKV_CASES:
+        g = torch.Generator(device=device).manual_seed(2)
+        x = (torch.randn(B, T, H + 2 * J, D, device=device, generator=g) * 3).requires_grad_()
+        cos, sin = rotary_tables(T, R, 10000.0, x.device)
+        w = (torch.rand(H, device=device, generator=g) + 0.5).requires_grad_() if gain else None
+        dys = [torch.randn(B, T, H, D, device=device, generator=g),
+               torch.randn(B, J, T, D, device=device, generator=g).transpose(1, 2),
+               torch.randn(B, T, J, D, device=device, generator=g)]
+        inputs = [x] + ([w] if gain else [])
+        got, want = k.qkv_norm_rope(x, cos, sin, w, H, J), qkv_reference(x, H, J, cos, sin, w)
+        got, want = [*got, *torch.autograd.grad(got, inputs, dys)], [*want, *torch.autograd.grad(want, inputs, dys)]
+        for name, a, b in zip(("q", "k", "v", "dqkv", "dgain"), got, want):
+            torch.testing.assert_close(a, b, rtol=2e-5, atol=2e-5, msg=f"{name} of qkv case {(B, T, H, J, D, R)}")
 
 
 @pytest.mark.gpu
@@ -150,13 +178,14 @@ def test_inductor_sees_each_kernel_write_only_its_outputs():
     x, y = torch.randn(B, T, H, D), torch.empty(B, H, T, D)
     tables = dict(COS=torch.randn(T, 8), SIN=torch.randn(T, 8), rows=B * T * H, T=T, H=H, eps=1e-6, D=D, NB=4,
                   HALF=8, BLOCK=32)
-    for gain in (True, False):
-        g = torch.rand(H) if gain else x
-        fwd = _writes_seen_by_inductor(qk._qk_norm_rope_fwd, dict(X=x, G=g, Y=y, HAS_GAIN=gain, **tables))
+    for gain, xh, first, passing in ((True, H, 0, False), (False, H, 0, False), (False, H + 2, 1, True)):
+        g = torch.rand(H) if gain else x  # the last: a part of a projection with xh heads per token
+        part = dict(XH=xh, FIRST=first, HAS_GAIN=gain, PASS=passing)
+        fwd = _writes_seen_by_inductor(qk._qk_norm_rope_fwd, dict(X=x, G=g, Y=y, **part, **tables))
         bwd = _writes_seen_by_inductor(qk._qk_norm_rope_bwd, dict(
-            DY=y, X=x, G=g, DX=torch.empty_like(x), DG=torch.empty(B * T * H), sb=1, st=1, sh=1, sd=1,
-            HAS_GAIN=gain, **tables))
-        assert (fwd, bwd) == (["Y"], ["DG", "DX"] if gain else ["DX"]), (gain, fwd, bwd)
+            DY=y, X=x, G=g, DX=torch.empty_like(x), DG=torch.empty(B * T * H), sb=1, st=1, sh=1, sd=1, **part,
+            **tables))
+        assert (fwd, bwd) == (["Y"], ["DG", "DX"] if gain else ["DX"]), (gain, passing, fwd, bwd)
     v = torch.randn(B, T, 2, D)
     common = dict(V=v, rows=B * T * 2, T=T, J=2, ys_b=1, ys_t=1, ys_h=1, ys_d=1, vs_b=1, vs_t=1, vs_j=1, vs_d=1,
                   eps=1e-12, D=D, G=2, BLOCK=32)
@@ -202,12 +231,15 @@ def test_compiled_model_runs_the_kernel_and_matches_the_reference():
 
     ids = torch.randint(0, 128, (2, 64), device="cuda")
     out = {}
-    for mode in ("torch", "triton"):
+    for mode in ("torch", "triton", ("qk_norm_rope", "xsa")):  # the last: q, k, v in three GEMMs
         m = model(mode)
+        assert m.blocks[0].attn._fuses_qkv(ids, 16) == (mode == "triton"), mode
         with torch.autocast("cuda", dtype=torch.bfloat16):
             loss = torch.compile(m, fullgraph=True)(ids, ids)
         loss.backward()
-        out[mode] = (loss.item(), m.blocks[0].attn.q_gain.grad.clone(), m.blocks[0].mlp.fc.weight.grad.clone())
+        attn = m.blocks[0].attn
+        out[mode] = (loss.item(), attn.q_gain.grad.clone(), m.blocks[0].mlp.fc.weight.grad.clone(),
+                     *(c.weight.grad.clone() for c in (attn.c_q, attn.c_k, attn.c_v)))
         if mode == "triton":
             with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
                 with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -216,9 +248,10 @@ def test_compiled_model_runs_the_kernel_and_matches_the_reference():
             names = {e.key for e in prof.key_averages()}
             for kernel in ("_qk_norm_rope_fwd", "_qk_norm_rope_bwd", "_xsa_fwd", "_xsa_bwd"):
                 assert any(kernel in n for n in names), (kernel, sorted(names))
-    assert out["triton"][0] == pytest.approx(out["torch"][0], rel=1e-2)
-    torch.testing.assert_close(out["triton"][1], out["torch"][1], rtol=5e-2, atol=5e-3)
-    torch.testing.assert_close(out["triton"][2], out["torch"][2], rtol=5e-2, atol=5e-3)
+    for mode in ("triton", ("qk_norm_rope", "xsa")):
+        assert out[mode][0] == pytest.approx(out["torch"][0], rel=1e-2)
+        for got, want in zip(out[mode][1:], out["torch"][1:]):
+            torch.testing.assert_close(got, want, rtol=5e-2, atol=5e-3)
 
 
 @pytest.mark.parametrize("mode", ["auto", "torch", "triton"])

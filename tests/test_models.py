@@ -15,7 +15,7 @@ from golf.kernels.xsa import exclusive
 from golf.models.attention import attend, check_kernel, fa3_function, resolve_kernel
 from golf.models.embeddings import SmearGate, bigram_index, engram_indices, trigram_index
 from golf.models.gpt import GPT
-from golf.models.layers import apply_rotary, rope_base_for, rotary_tables
+from golf.models.layers import CastedLinear, apply_rotary, rope_base_for, rotary_tables
 
 SMALL = dict(vocab_size=64, num_layers=4, model_dim=64, num_heads=4, num_kv_heads=2, mlp_mult=2)
 
@@ -324,3 +324,30 @@ def test_model_trains_through_all_options_on_cpu():
         opt.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < losses[0]
+
+
+def test_output_scales_fold_into_the_last_matrices():
+    """attn_scale and mlp_scale multiply proj's weight rows: the same output and gradients as scaling the output
+    over every token, and a block is still x + attn_scale * attn + mlp_scale * mlp."""
+    torch.manual_seed(0)
+    lin, x = CastedLinear(6, 4), torch.randn(3, 5, 6)
+    s = (torch.rand(4) + 0.5).requires_grad_()
+    folded, explicit = lin(x, s), s * F.linear(x, lin.weight)
+    torch.testing.assert_close(folded, explicit)
+    dy = torch.randn_like(folded)
+    for a, b in zip(torch.autograd.grad(folded, [s, lin.weight], dy), torch.autograd.grad(explicit, [s, lin.weight], dy)):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="without a bias"):
+        CastedLinear(6, 4, bias=True)(x, s)
+
+    m = GPT(vocab_size=64, num_layers=2, model_dim=32, num_heads=4, num_kv_heads=2, mlp_mult=2.0)
+    block = m.blocks[0]
+    for p in (block.attn_scale, block.mlp_scale, block.attn.proj.weight, block.mlp.proj.weight):
+        torch.nn.init.normal_(p, std=0.5)
+    x, x0 = torch.randn(2, 8, 32), torch.randn(2, 8, 32)
+    cos, sin = rotary_tables(8, 8, 10000.0, x.device)
+    got, _ = block(x, x0, cos, sin)
+    mix = block.resid_mix
+    h = mix[0] * x + mix[1] * x0
+    h = h + block.attn_scale * block.attn(block.norm(h), cos, sin)[0]
+    torch.testing.assert_close(got, h + block.mlp_scale * block.mlp(block.norm(h)), rtol=1e-5, atol=1e-5)

@@ -41,3 +41,26 @@ def norm_rope(x: Tensor, cos: Tensor, sin: Tensor, gain: Tensor | None, mode: st
         return reference(x, cos, sin, gain)
     g = None if gain is None else gain.to(x.dtype)
     return _k.norm_rope(x.contiguous(), cos.to(x.dtype).contiguous(), sin.to(x.dtype).contiguous(), g)
+
+
+def qkv_reference(qkv: Tensor, heads: int, kv_heads: int, cos: Tensor, sin: Tensor,
+                  gain: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """(q, k, v) of a [q | k | v] projection [B, T, heads + 2 kv_heads, D]: q and k through ``reference``."""
+    q, k, v = qkv.split([heads, kv_heads, kv_heads], dim=2)
+    return reference(q, cos, sin, gain), reference(k, cos, sin, None), v
+
+
+def fuses_qkv(mode: str, x: Tensor, head_dim: int, rope_dims: int) -> bool:
+    """Whether ``qkv_norm_rope`` runs its kernel for heads of ``head_dim`` with ``rope_dims`` rotated channels on
+    x's device under ``mode`` (``model.kernels``'s ``qkv``): only then is one fused projection worth making."""
+    return use_triton(mode, x) and _k.supported(head_dim, rope_dims)
+
+
+def qkv_norm_rope(qkv: Tensor, heads: int, kv_heads: int, cos: Tensor, sin: Tensor, gain: Tensor | None,
+                  mode: str = "auto") -> tuple[Tensor, Tensor, Tensor]:
+    """``qkv_reference`` in one pass (``golf::qkv_norm_rope``) where ``fuses_qkv``, else the reference."""
+    if not fuses_qkv(mode, qkv, qkv.size(-1), 2 * cos.size(-1)):
+        return qkv_reference(qkv, heads, kv_heads, cos, sin, gain)
+    g = None if gain is None else gain.to(qkv.dtype)
+    return _k.qkv_norm_rope(qkv.contiguous(), cos.to(qkv.dtype).contiguous(), sin.to(qkv.dtype).contiguous(), g,
+                            heads, kv_heads)

@@ -1,5 +1,9 @@
-"""The Triton kernels behind ``golf.kernels.qk_norm_rope`` (imported only where triton is), as the custom op
-``golf::qk_norm_rope`` with its backward, so ``torch.compile(fullgraph=True)`` keeps them in the graph.
+"""The Triton kernels behind ``golf.kernels.qk_norm_rope`` (imported only where triton is), as the custom ops
+``golf::qk_norm_rope`` (one tensor of heads) and ``golf::qkv_norm_rope`` (the [q | k | v] heads of one fused
+projection: q and k prepared, v copied out, and in the backward one gradient in the projection's layout, so the
+three input-gradient GEMMs are one), with their backwards, so ``torch.compile(fullgraph=True)`` keeps them in the
+graph. Both run the same two kernels, the projection's once per part (q, k, then v, which passes through),
+each part's rows read from, and the gradient written to, their place in the projection's layout.
 
 A program takes BLOCK rows (one head of one token each, D channels) of x [B, T, H, D] (contiguous). It sees each row
 as NB = D / R blocks of two halves of R/2 channels, [BLOCK, NB, R/2] twice: the first block's halves are RoPE's
@@ -39,15 +43,20 @@ def supported(head_dim: int, rope_dims: int) -> bool:
 
 
 @triton.jit
-def _rows(rows, T, H: tl.constexpr, D: tl.constexpr, NB: tl.constexpr, HALF: tl.constexpr, BLOCK: tl.constexpr):
-    """This program's rows r (int32), their mask [BLOCK] and [BLOCK, 1, 1], the mask [1, NB, 1] of the rotated
-    block, the channel offsets [1, NB, HALF] of each block's first half (add HALF for the second), x's offsets
-    (int64), positions t and heads h."""
+def _rows(rows, T, H: tl.constexpr, XH: tl.constexpr, FIRST: tl.constexpr, D: tl.constexpr, NB: tl.constexpr,
+          HALF: tl.constexpr, BLOCK: tl.constexpr):
+    """This program's rows r (int32) of H heads per token, their mask [BLOCK] and [BLOCK, 1, 1], the mask [1, NB, 1]
+    of the rotated block, the channel offsets [1, NB, HALF] of each block's first half (add HALF for the second),
+    the rows' offsets (int64) in a tensor of these H heads and in x (XH heads per token, these from FIRST on),
+    positions t and heads h."""
     r = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     live = r < rows
     b = tl.arange(0, NB)[None, :, None]
     c = b * (2 * HALF) + tl.arange(0, HALF)[None, None, :]
-    return r, live, live[:, None, None], b == 0, c, r.to(tl.int64)[:, None, None] * D + c, (r // H) % T, r % H
+    tok, h = r // H, r % H
+    xrow = tok.to(tl.int64) * XH + FIRST + h
+    return (r, live, live[:, None, None], b == 0, c, r.to(tl.int64)[:, None, None] * D + c,
+            xrow[:, None, None] * D + c, tok % T, h)
 
 
 @triton.jit
@@ -69,80 +78,138 @@ def _table(P, t, mask, rotated, past, HALF: tl.constexpr):
 
 
 @triton.jit
-def _qk_norm_rope_fwd(X, COS, SIN, G, Y, rows, T, H: tl.constexpr, eps, D: tl.constexpr, NB: tl.constexpr, HALF: tl.constexpr,
-                      HAS_GAIN: tl.constexpr, BLOCK: tl.constexpr):
-    r, live, m, rotated, c, xo, t, h = _rows(rows, T, H, D, NB, HALF, BLOCK)
+def _qk_norm_rope_fwd(X, COS, SIN, G, Y, rows, T, H: tl.constexpr, XH: tl.constexpr, FIRST: tl.constexpr, eps,
+                      D: tl.constexpr, NB: tl.constexpr, HALF: tl.constexpr, HAS_GAIN: tl.constexpr,
+                      PASS: tl.constexpr, BLOCK: tl.constexpr):
+    r, live, m, rotated, c, yo, xo, t, h = _rows(rows, T, H, XH, FIRST, D, NB, HALF, BLOCK)
     xa, xb = _load(X, xo, m), _load(X, xo + HALF, m)
-    cs, sn = _table(COS, t, m, rotated, 1.0, HALF), _table(SIN, t, m, rotated, 0.0, HALF)
-    scale = _rstd(xa, xb, D, eps)
-    if HAS_GAIN:
-        scale = scale * tl.load(G + h, mask=live, other=0.0).to(tl.float32)
-    s = scale[:, None, None]
-    tl.store(Y + xo, ((xa * cs + xb * sn) * s).to(Y.dtype.element_ty), mask=m)
-    tl.store(Y + xo + HALF, ((xb * cs - xa * sn) * s).to(Y.dtype.element_ty), mask=m)
+    if PASS:  # v's heads of a [q | k | v] projection, copied out
+        ya, yb = xa, xb
+    else:
+        cs, sn = _table(COS, t, m, rotated, 1.0, HALF), _table(SIN, t, m, rotated, 0.0, HALF)
+        scale = _rstd(xa, xb, D, eps)
+        if HAS_GAIN:
+            scale = scale * tl.load(G + h, mask=live, other=0.0).to(tl.float32)
+        s = scale[:, None, None]
+        ya, yb = (xa * cs + xb * sn) * s, (xb * cs - xa * sn) * s
+    tl.store(Y + yo, ya.to(Y.dtype.element_ty), mask=m)
+    tl.store(Y + yo + HALF, yb.to(Y.dtype.element_ty), mask=m)
 
 
 @triton.jit
-def _qk_norm_rope_bwd(DY, X, COS, SIN, G, DX, DG, rows, T, H: tl.constexpr, sb, st, sh, sd, eps, D: tl.constexpr, NB: tl.constexpr,
-                      HALF: tl.constexpr, HAS_GAIN: tl.constexpr, BLOCK: tl.constexpr):
-    r, live, m, rotated, c, xo, t, h = _rows(rows, T, H, D, NB, HALF, BLOCK)
-    xa, xb = _load(X, xo, m), _load(X, xo + HALF, m)
-    cs, sn = _table(COS, t, m, rotated, 1.0, HALF), _table(SIN, t, m, rotated, 0.0, HALF)
-    rstd = _rstd(xa, xb, D, eps)[:, None, None]
+def _qk_norm_rope_bwd(DY, X, COS, SIN, G, DX, DG, rows, T, H: tl.constexpr, XH: tl.constexpr, FIRST: tl.constexpr,
+                      sb, st, sh, sd, eps, D: tl.constexpr, NB: tl.constexpr, HALF: tl.constexpr,
+                      HAS_GAIN: tl.constexpr, PASS: tl.constexpr, BLOCK: tl.constexpr):
+    r, live, m, rotated, c, yo, xo, t, h = _rows(rows, T, H, XH, FIRST, D, NB, HALF, BLOCK)
     do = (((r // H) // T).to(tl.int64) * sb + h.to(tl.int64) * sh + t.to(tl.int64) * st)[:, None, None] + c * sd
     da, db = _load(DY, do, m), _load(DY, do + HALF * sd, m)
-    if HAS_GAIN:
-        ua, ub = (xa * cs + xb * sn) * rstd, (xb * cs - xa * sn) * rstd
-        tl.store(DG + r, tl.sum(tl.sum(da * ua + db * ub, axis=2), axis=1), mask=live)
-        g = tl.load(G + h, mask=live, other=0.0).to(tl.float32)[:, None, None]
-        da, db = da * g, db * g
-    na, nb = xa * rstd, xb * rstd
-    dna, dnb = da * cs - db * sn, db * cs + da * sn
-    mean = (tl.sum(tl.sum(dna * na + dnb * nb, axis=2), axis=1) / D)[:, None, None]
-    tl.store(DX + xo, (rstd * (dna - na * mean)).to(DX.dtype.element_ty), mask=m)
-    tl.store(DX + xo + HALF, (rstd * (dnb - nb * mean)).to(DX.dtype.element_ty), mask=m)
+    if PASS:
+        dxa, dxb = da, db
+    else:
+        xa, xb = _load(X, xo, m), _load(X, xo + HALF, m)
+        cs, sn = _table(COS, t, m, rotated, 1.0, HALF), _table(SIN, t, m, rotated, 0.0, HALF)
+        rstd = _rstd(xa, xb, D, eps)[:, None, None]
+        if HAS_GAIN:
+            ua, ub = (xa * cs + xb * sn) * rstd, (xb * cs - xa * sn) * rstd
+            tl.store(DG + r, tl.sum(tl.sum(da * ua + db * ub, axis=2), axis=1), mask=live)
+            g = tl.load(G + h, mask=live, other=0.0).to(tl.float32)[:, None, None]
+            da, db = da * g, db * g
+        na, nb = xa * rstd, xb * rstd
+        dna, dnb = da * cs - db * sn, db * cs + da * sn
+        mean = (tl.sum(tl.sum(dna * na + dnb * nb, axis=2), axis=1) / D)[:, None, None]
+        dxa, dxb = rstd * (dna - na * mean), rstd * (dnb - nb * mean)
+    tl.store(DX + xo, dxa.to(DX.dtype.element_ty), mask=m)
+    tl.store(DX + xo + HALF, dxb.to(DX.dtype.element_ty), mask=m)
 
 
-def _launch(x: Tensor, cos: Tensor, config: tuple[int, int]) -> tuple[int, tuple[int], dict]:
-    B, T, H, D = x.shape
+def _launch(x: Tensor, heads: int, cos: Tensor, config: tuple[int, int]) -> tuple[int, tuple[int], dict]:
+    B, T, _, D = x.shape
     tile, warps = config
     half = cos.size(-1)
-    rows, block = B * T * H, max(1, tile // D)
+    rows, block = B * T * heads, max(1, tile // D)
     return rows, (triton.cdiv(rows, block),), dict(D=D, NB=D // (2 * half), HALF=half, BLOCK=block, num_warps=warps)
+
+
+def _segments(x: Tensor, hq: int, hk: int) -> list[tuple[int, int, bool]]:
+    """(first head, heads, pass through) of each part of x: all its heads, or a [q | k | v] projection's three."""
+    H = x.size(2)
+    return [(0, H, False)] if not hk else [(0, hq, False), (hq, hk, False), (hq + hk, H - hq - hk, True)]
+
+
+def _forward(x: Tensor, cos: Tensor, sin: Tensor, gain: Optional[Tensor], hq: int, hk: int) -> list[Tensor]:  # noqa: UP045
+    """[y] for the heads of x, or with hk > 0 [q, k, v] for x's first hq, next hk and remaining heads; one launch
+    each."""
+    B, T, H, D = x.shape
+    outs = []
+    for first, n, passing in _segments(x, hq, hk):
+        y = x.new_empty(B, T, n, D)
+        rows, grid, meta = _launch(x, n, cos, FWD)
+        g = gain if first == 0 and gain is not None else None
+        wrap_triton(_qk_norm_rope_fwd)[grid](x, cos, sin, x if g is None else g, y, rows, T, n, H, first, EPS,
+                                             HAS_GAIN=g is not None, PASS=passing, **meta)
+        outs.append(y)
+    return outs
+
+
+def _backward(dys: list[Tensor], x: Tensor, cos: Tensor, sin: Tensor, gain: Optional[Tensor], hq: int,  # noqa: UP045
+              hk: int) -> tuple[Tensor, Tensor]:
+    """(dx in x's layout, dgain, empty without a gain) for the gradients of ``_forward``'s outputs, in any strides."""
+    B, T, H, D = x.shape
+    dx = torch.empty_like(x)
+    dg = torch.empty(0, device=x.device, dtype=torch.float32)
+    for dy, (first, n, passing) in zip(dys, _segments(x, hq, hk)):
+        rows, grid, meta = _launch(x, n, cos, BWD)
+        g = gain if first == 0 and gain is not None else None
+        if g is not None:
+            dg = torch.empty(rows, device=x.device, dtype=torch.float32)
+        wrap_triton(_qk_norm_rope_bwd)[grid](dy, x, cos, sin, x if g is None else g, dx, dg, rows, T, n, H, first,
+                                             *dy.stride(), EPS, HAS_GAIN=g is not None, PASS=passing, **meta)
+    return dx, (dg.view(-1, hq if hk else H).sum(0).to(gain.dtype) if gain is not None else dg)
 
 
 @triton_op("golf::qk_norm_rope", mutates_args=())
 def norm_rope(x: Tensor, cos: Tensor, sin: Tensor, gain: Optional[Tensor]) -> Tensor:  # noqa: UP045 (the op's schema)
     """y [B, T, H, D] (contiguous) for contiguous x [B, T, H, D], cos/sin [T, R/2] and gain [H] or None."""
-    B, T, H, D = x.shape
-    y = torch.empty_like(x)
-    rows, grid, meta = _launch(x, cos, FWD)
-    wrap_triton(_qk_norm_rope_fwd)[grid](x, cos, sin, x if gain is None else gain, y, rows, T, H, EPS,
-                                         HAS_GAIN=gain is not None, **meta)
-    return y
+    return _forward(x, cos, sin, gain, x.size(2), 0)[0]
 
 
 @triton_op("golf::qk_norm_rope_backward", mutates_args=())
 def norm_rope_backward(dy: Tensor, x: Tensor, cos: Tensor, sin: Tensor, gain: Optional[Tensor]) -> tuple[Tensor, Tensor]:  # noqa: UP045, E501
     """(dx [B, T, H, D], dgain [H], empty without a gain) for dy [B, T, H, D] in any strides."""
-    B, T, H, D = x.shape
-    dx = torch.empty_like(x)
-    rows, grid, meta = _launch(x, cos, BWD)
-    dg = torch.empty(rows if gain is not None else 0, device=x.device, dtype=torch.float32)
-    wrap_triton(_qk_norm_rope_bwd)[grid](dy, x, cos, sin, x if gain is None else gain, dx, dg, rows, T, H, *dy.stride(),
-                                         EPS, HAS_GAIN=gain is not None, **meta)
-    return dx, (dg.view(-1, H).sum(0).to(gain.dtype) if gain is not None else dg)
+    return _backward([dy], x, cos, sin, gain, x.size(2), 0)
+
+
+@triton_op("golf::qkv_norm_rope", mutates_args=())
+def qkv_norm_rope(qkv: Tensor, cos: Tensor, sin: Tensor, gain: Optional[Tensor], heads: int,  # noqa: UP045
+                  kv_heads: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(q [B, T, heads, D] normalised, rotated and scaled by gain [heads], k [B, T, kv_heads, D] normalised and
+    rotated, v [B, T, kv_heads, D] as it is) from one projection qkv [B, T, heads + 2 kv_heads, D] (contiguous),
+    in one pass; each output contiguous."""
+    q, k, v = _forward(qkv, cos, sin, gain, heads, kv_heads)
+    return q, k, v
+
+
+@triton_op("golf::qkv_norm_rope_backward", mutates_args=())
+def qkv_norm_rope_backward(dq: Tensor, dk: Tensor, dv: Tensor, qkv: Tensor, cos: Tensor, sin: Tensor,
+                           gain: Optional[Tensor], heads: int, kv_heads: int) -> tuple[Tensor, Tensor]:  # noqa: UP045
+    """(dqkv in qkv's layout, dgain [heads], empty without a gain) for dq, dk, dv in any strides."""
+    return _backward([dq, dk, dv], qkv, cos, sin, gain, heads, kv_heads)
 
 
 def _setup(ctx, inputs, output) -> None:
-    x, cos, sin, gain = inputs
+    x, cos, sin, gain, *heads = inputs
+    ctx.heads = heads
     ctx.save_for_backward(x, cos, sin, gain)
 
 
-def _backward(ctx, dy: Tensor):
+def _grad(ctx, *dys: Tensor):
     x, cos, sin, gain = ctx.saved_tensors
-    dx, dg = norm_rope_backward(dy, x, cos, sin, gain)
-    return dx, None, None, (dg if gain is not None else None)
+    if ctx.heads:
+        dx, dg = qkv_norm_rope_backward(*dys, x, cos, sin, gain, *ctx.heads)
+    else:
+        dx, dg = norm_rope_backward(*dys, x, cos, sin, gain)
+    return dx, None, None, (dg if gain is not None else None), *(None for _ in ctx.heads)
 
 
-norm_rope.register_autograd(_backward, setup_context=_setup)
+norm_rope.register_autograd(_grad, setup_context=_setup)
+qkv_norm_rope.register_autograd(_grad, setup_context=_setup)

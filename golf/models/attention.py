@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from golf.kernels import check_mode, flash4, mode_for
-from golf.kernels.qk_norm_rope import norm_rope
+from golf.kernels.qk_norm_rope import fuses_qkv, norm_rope, qkv_norm_rope
 from golf.kernels.xsa import exclusive
 from golf.models.layers import CastedLinear
 
@@ -198,6 +198,7 @@ class CausalSelfAttention(nn.Module):
         self.xsa, self.kernel = xsa, resolve_kernel(check_kernel(kernel))
         self.kernels = check_mode(kernels)
         self.qk_mode, self.xsa_mode = mode_for(self.kernels, "qk_norm_rope"), mode_for(self.kernels, "xsa")
+        self.qkv_mode = mode_for(self.kernels, "qkv")
         self.attn_gate = None
         if gated:  # per-head output gate sigmoid(W x + b), W = 0, b = 4 (#635)
             self.attn_gate = CastedLinear(dim, num_heads, bias=True)
@@ -206,27 +207,33 @@ class CausalSelfAttention(nn.Module):
         self.vr_lambda = nn.Parameter(torch.tensor([0.5, 0.5])) if value_residual else None
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, ve: Tensor | None = None,
-                v0: Tensor | None = None, cache: KVCache | None = None, q_from: int = 0) -> tuple[Tensor, Tensor | None]:
-        """Returns the output and, with value residual on, this layer's own V (layer 0's becomes v0). With a
-        ``cache`` the positions of ``x`` follow the cached ones (cos/sin are theirs), and attend to them too.
+                v0: Tensor | None = None, cache: KVCache | None = None, q_from: int = 0,
+                out_scale: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """Returns the output (its channels scaled by ``out_scale``, folded into proj's weight) and, with value
+        residual on, this layer's own V (layer 0's becomes v0). With a ``cache`` the positions of ``x`` follow the
+        cached ones (cos/sin are theirs), and attend to them too.
         ``q_from`` > 0: outputs for positions q_from.. only (their queries over every key; the sliding eval's
         last block, where only the scored positions are needed)."""
         B, T, D = x.shape
         xq = x[:, q_from:] if q_from else x
         Tq = T - q_from
-        q = self.c_q(xq).reshape(B, Tq, self.num_heads, self.head_dim)
-        k = self.c_k(x).reshape(B, T, self.num_kv_heads, self.head_dim)
-        v = self.c_v(x)
+        fused = not q_from and cache is None and self._fuses_qkv(x, 2 * cos.size(-1))
+        if fused:
+            q, k, v = self._qkv(x, cos, sin)
+        else:
+            q = self.c_q(xq).reshape(B, Tq, self.num_heads, self.head_dim)
+            k = self.c_k(x).reshape(B, T, self.num_kv_heads, self.head_dim)
+            v = self.c_v(x).reshape(B, T, self.num_kv_heads, self.head_dim)
         if ve is not None:
-            v = v + ve
-        v = v.reshape(B, T, self.num_kv_heads, self.head_dim)
+            v = v + ve.view_as(v)
         raw_v = v if self.vr_lambda is not None else None
         if self.vr_lambda is not None and v0 is not None:
             lam = self.vr_lambda.to(v.dtype)
             v = lam[0] * v0 + lam[1] * v
-        mode = self.qk_mode if cache is None else "torch"  # decoding keeps the references: a few rows per call
-        q = norm_rope(q, cos[q_from:], sin[q_from:], self.q_gain, mode)
-        k = norm_rope(k, cos, sin, None, mode)
+        if not fused:
+            mode = self.qk_mode if cache is None else "torch"  # decoding keeps the references: a few rows per call
+            q = norm_rope(q, cos[q_from:], sin[q_from:], self.q_gain, mode)
+            k = norm_rope(k, cos, sin, None, mode)
         if q_from:
             y = attend_tail(q, k, v)
         elif cache is None:
@@ -240,4 +247,19 @@ class CausalSelfAttention(nn.Module):
             y = exclusive(y, v[:, q_from:] if q_from else v, self.xsa_mode if cache is None else "torch")
         if self.attn_gate is not None:
             y = y * torch.sigmoid(self.attn_gate(xq)).unsqueeze(-1)
-        return self.proj(y.reshape(B, Tq, D)), raw_v
+        return self.proj(y.reshape(B, Tq, D), out_scale), raw_v
+
+    def _fuses_qkv(self, x: Tensor, rope_dims: int) -> bool:
+        """One projection for q, k and v (``model.kernels``'s ``qkv``): where its kernel runs, and no hook watches
+        c_q, c_k or c_v (calibration's record each matrix's input)."""
+        hooked = any(m._forward_hooks or m._forward_pre_hooks for m in (self.c_q, self.c_k, self.c_v))
+        return not hooked and fuses_qkv(self.qkv_mode, x, self.head_dim, rope_dims)
+
+    def _qkv(self, x: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """q, k prepared (norm, RoPE, gain) and v, from one GEMM over [c_q; c_k; c_v] and one kernel: its input
+        gradient is then one GEMM too, instead of three whose outputs are summed."""
+        B, T, _ = x.shape
+        dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else x.dtype
+        w = torch.cat([m.cast_weight(dtype) for m in (self.c_q, self.c_k, self.c_v)])
+        qkv = F.linear(x.to(dtype), w).view(B, T, self.num_heads + 2 * self.num_kv_heads, self.head_dim)
+        return qkv_norm_rope(qkv, self.num_heads, self.num_kv_heads, cos, sin, self.q_gain, self.qkv_mode)

@@ -43,17 +43,18 @@ class MLP(nn.Module):
         self.mode = mode_for(self.kernels, "mlp")
         self.quack_act, self.quack_problem = fused_mlp.plan(self.mode, self.slope)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, out_scale: Tensor | None = None) -> Tensor:
+        """proj(act(fc(x))), its output channels scaled by ``out_scale`` (folded into proj's weight)."""
         if self.training and self.mode != "torch" and not (self.fc._forward_hooks or self.proj._forward_hooks):
             # training only: hooked layers (calibration's) must see their inputs, and evaluation and generation
             # (CUDA-graph captured) were never run with quack's GEMMs
             dtype = torch.get_autocast_dtype("cuda") if x.is_cuda and torch.is_autocast_enabled("cuda") else x.dtype
             x = x.to(dtype)
-            return fused_mlp.mlp(x, self.fc.cast_weight(dtype), self.proj.cast_weight(dtype), self.slope, self.mode,
-                                 self.quack_act, self.quack_problem)
+            return fused_mlp.mlp(x, self.fc.cast_weight(dtype), self.proj.cast_weight(dtype, out_scale), self.slope,
+                                 self.mode, self.quack_act, self.quack_problem)
         h = self.fc(x)
         h = torch.relu(h) if self.slope is None else F.leaky_relu(h, negative_slope=self.slope)
-        return self.proj(h.square())
+        return self.proj(h.square(), out_scale)
 
 
 class Block(nn.Module):
@@ -73,9 +74,11 @@ class Block(nn.Module):
         """``q_from`` > 0: the output of positions q_from.. only (see ``CausalSelfAttention.forward``)."""
         mix = self.resid_mix.to(x.dtype)
         x = mix[0] * x + mix[1] * x0
-        a, raw_v = self.attn(self.norm(x), cos, sin, ve, v0, cache, q_from)
-        x = (x[:, q_from:] if q_from else x) + self.attn_scale.to(x.dtype) * a
-        return x + self.mlp_scale.to(x.dtype) * self.mlp(self.norm(x)), raw_v
+        # attn_scale and mlp_scale scale the output channels of attention's and the MLP's last matrix: folded into
+        # those weights, no pass over the tokens multiplies by them or reduces their gradients
+        a, raw_v = self.attn(self.norm(x), cos, sin, ve, v0, cache, q_from, out_scale=self.attn_scale)
+        x = (x[:, q_from:] if q_from else x) + a
+        return x + self.mlp(self.norm(x), self.mlp_scale), raw_v
 
 
 @dataclass

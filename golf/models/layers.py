@@ -29,14 +29,20 @@ class CastedLinear(nn.Linear):
             nn.init.zeros_(self.weight)
         object.__setattr__(self, "fake_quant", None)  # a shared FakeQuant, not a submodule of every layer
 
-    def cast_weight(self, dtype: torch.dtype) -> Tensor:
-        """The weight as the matmul sees it: fake-quantized while QAT trains, cast to ``dtype``."""
+    def cast_weight(self, dtype: torch.dtype, row_scale: Tensor | None = None) -> Tensor:
+        """The weight as the matmul sees it: fake-quantized while QAT trains, its rows (output channels) multiplied
+        by ``row_scale`` if given, cast to ``dtype``."""
         fq = self.fake_quant
         w = fq(self.weight) if fq is not None and fq.mode != "none" and self.training else self.weight
-        return w.to(dtype)
+        return (w if row_scale is None else w * row_scale.to(w.dtype)[:, None]).to(dtype)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return F.linear(x, self.cast_weight(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
+    def forward(self, x: Tensor, row_scale: Tensor | None = None) -> Tensor:
+        """x W^T (+ b), or with ``row_scale`` [out] the output scaled per channel, as (row_scale * W) folded into
+        the weight: a [out, in] multiply instead of one over every token, and the scale's gradient then comes
+        from the weight's gradient instead of a reduction over the tokens."""
+        if row_scale is not None and self.bias is not None:
+            raise ValueError("row_scale folds into a linear layer without a bias")
+        return F.linear(x, self.cast_weight(x.dtype, row_scale), None if self.bias is None else self.bias.to(x.dtype))
 
 
 def rms_norm(x: Tensor) -> Tensor:
