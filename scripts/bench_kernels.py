@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tiles", default="2048,4096,8192")
     p.add_argument("--warps", default="2,4,8")
     p.add_argument("--compare-qk", type=Path, help="another version of qk_norm_rope_triton.py (its ops renamed) to time "
-                   "beside golf's at 4096 elements, 8 warps")
+                   "beside golf's at each --tiles and --warps setting")
     p.add_argument("--mlp", action="store_true", help="time the fused MLP (quack-kernels) instead of the Triton kernels")
     p.add_argument("--attention", action="store_true", help="time causal attention's kernels instead of the Triton kernels")
     a = p.parse_args(argv)
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
         spec.loader.exec_module(other)
     for name, heads, gain in (("q", 8, True), ("k", 4, False)):
         if other is not None:
-            bench_tensor(name, heads, gain, [4096], [8], other, f"triton ({a.compare_qk.name})", reference_row=False)
+            bench_tensor(name, heads, gain, tiles, warps, other, f"triton ({a.compare_qk.name})", reference_row=False)
         bench_tensor(name, heads, gain, tiles, warps)
     bench_xsa(tiles, warps)
 
