@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--record", type=Path, help="also profile a record's own GPT (forward+backward) on the same batches")
     p.add_argument("--record-env", action="append", default=[], help="KEY=VALUE for the record's Hyperparameters")
     p.add_argument("--dump-kernels", type=Path, help="write the Triton source of the slowest golf kernels here")
+    p.add_argument("--host", action="store_true", help="also record host activity and list the host ops that were "
+                   "running while the GPU sat idle for 100 us or more")
     a = p.parse_args(argv)
     from scripts.bench import build_on_cuda
 
@@ -60,9 +62,11 @@ def main(argv: list[str] | None = None) -> None:
     ctx = (lambda: torch.autocast("cuda", dtype=g.autocast)) if g.autocast else nullcontext
     split = defaultdict(list)
     step = make_step(g.compiled, g.loader, tc, accum, ctx, g.optimizer, split)
-    prof = run_profiled(step, a.warmup, a.steps, split)
+    prof = run_profiled(step, a.warmup, a.steps, split, host=a.host)
     print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}; golf: {a.overrides}")
     report(prof, split, a.steps, a.top, tc.batch_tokens, accum)
+    if a.host:
+        report_host(prof, a.steps, a.top)
     if a.dump_kernels:
         dump_kernels(prof, a.dump_kernels, a.top)
     if a.record:
@@ -109,12 +113,13 @@ def make_step(call, loader, tc, accum: int, ctx, optimizer, split: dict, zero=No
     return step
 
 
-def run_profiled(step, warmup: int, steps: int, split: dict):
+def run_profiled(step, warmup: int, steps: int, split: dict, host: bool = False):
     for _ in range(warmup):
         step()
     split.clear()
     torch.cuda.reset_peak_memory_stats()
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+    activities = [torch.profiler.ProfilerActivity.CUDA] + ([torch.profiler.ProfilerActivity.CPU] if host else [])
+    with torch.profiler.profile(activities=activities) as prof:
         for _ in range(steps):
             step()
     return prof
@@ -164,6 +169,36 @@ def idle_gaps(prof) -> tuple[dict[str, list], list[float]]:
             by_next[name][1] += 1
         busy_until = max(busy_until, end)
     return by_next, gaps
+
+
+def host_during_gaps(prof, min_us: float = 100.0) -> tuple[dict[tuple[str, int], float], float]:
+    """Microseconds of each host op (name, thread), nested ones included, that overlap the GPU's idle gaps of at
+    least ``min_us``, and those gaps' total."""
+    events = list(prof.events())
+    spans = sorted((e.time_range.start, e.time_range.end) for e in events
+                   if e.device_type == torch.autograd.DeviceType.CUDA)
+    gaps, busy_until = [], spans[0][1] if spans else 0.0
+    for start, end in spans[1:]:
+        if start - busy_until >= min_us:
+            gaps.append((busy_until, start))
+        busy_until = max(busy_until, end)
+    overlap = defaultdict(float)
+    for e in events:
+        if e.device_type != torch.autograd.DeviceType.CPU:
+            continue
+        for g0, g1 in gaps:
+            o = min(e.time_range.end, g1) - max(e.time_range.start, g0)
+            if o > 0:
+                overlap[(e.name, e.thread)] += o
+    return overlap, sum(g1 - g0 for g0, g1 in gaps)
+
+
+def report_host(prof, steps: int, top: int) -> None:
+    overlap, total = host_during_gaps(prof)
+    print(f"\nhost ops while the GPU idled (gaps of 100 us or more: {total / 1000 / steps:.1f} ms per step)")
+    print("| host op | thread | ms per step inside those gaps |\n|---|---|---|")
+    for (name, thread), us in sorted(overlap.items(), key=lambda kv: -kv[1])[: 2 * top]:
+        print(f"| {name[:120]} | {thread} | {us / 1000 / steps:.2f} |")
 
 
 def report_idle(prof, steps: int, top: int) -> None:

@@ -22,3 +22,16 @@ def test_idle_gaps_count_only_time_no_kernel_covers_by_the_kernel_that_ends_them
     by_next, gaps = idle_gaps(prof)
     assert sorted(gaps) == [3, 10]
     assert {k: tuple(v) for k, v in by_next.items()} == {"c": (3, 1), "a": (10, 1)}
+
+
+def test_host_ops_are_charged_with_the_long_gaps_they_overlap():
+    from scripts.profile_step import host_during_gaps
+
+    cpu = torch.autograd.DeviceType.CPU
+    events = [_kernel("k", 0, 10), _kernel("k", 50, 60), _kernel("k", 500, 510),   # gaps of 40 us and 440 us
+              _kernel("loader", 0, 300, cpu), _kernel("guards", 300, 520, cpu)]
+    for i, e in enumerate(events):
+        e.thread = i
+    overlap, total = host_during_gaps(SimpleNamespace(events=lambda: events))
+    assert total == 440  # the 40 us gap is under the 100 us floor
+    assert dict(overlap) == {("loader", 3): 240, ("guards", 4): 200}
