@@ -1,7 +1,8 @@
 """Where a training step's time goes: GPU time by kernel family (attention, matmul, fused elementwise and
 norms, optimizer, copies, communication) over profiled steps, the forward+backward / optimizer split from
 CUDA events, the slowest kernels, and the GPU's idle time between kernels (launch gaps: what CUDA graphs or
-fewer host syncs could win), by the kernel the GPU was waiting to start.
+fewer host syncs could win), by the kernel the GPU was waiting to start. With ``--host`` it also records the
+host and lists the host ops (with their threads) that ran while the GPU sat idle for 100 us or more.
 
     python scripts/profile_step.py "model=xsa_all optimizer=parallel_muon data=enwiki_sp1024" --steps 5 --warmup 3
 
