@@ -156,35 +156,35 @@ def report(prof, split: dict, steps: int, top: int, batch_tokens: int, accum: in
     report_idle(prof, steps, top)
 
 
-def idle_gaps(prof) -> tuple[dict[str, list], list[float]]:
-    """The GPU's idle intervals between kernels (and copies) over the profiled steps: microseconds and count by
-    the name of the kernel that ended each one, and every gap's length."""
+def _gaps(prof) -> list[tuple[float, float, str]]:
+    """The GPU's idle intervals between kernels (and copies) over the profiled steps: (start, end, the kernel that
+    ended it), in microseconds."""
     spans = sorted((ev.time_range.start, ev.time_range.end, ev.name) for ev in prof.events()
                    if ev.device_type == torch.autograd.DeviceType.CUDA)
-    by_next, gaps = defaultdict(lambda: [0.0, 0]), []
-    busy_until = spans[0][1] if spans else 0.0
+    gaps, busy_until = [], spans[0][1] if spans else 0.0
     for start, end, name in spans[1:]:
         if start > busy_until:
-            gaps.append(start - busy_until)
-            by_next[name][0] += gaps[-1]
-            by_next[name][1] += 1
+            gaps.append((busy_until, start, name))
         busy_until = max(busy_until, end)
-    return by_next, gaps
+    return gaps
+
+
+def idle_gaps(prof) -> tuple[dict[str, list], list[float]]:
+    """Idle microseconds and gaps by the name of the kernel that ended each gap, and every gap's length."""
+    by_next, lengths = defaultdict(lambda: [0.0, 0]), []
+    for start, end, name in _gaps(prof):
+        lengths.append(end - start)
+        by_next[name][0] += lengths[-1]
+        by_next[name][1] += 1
+    return by_next, lengths
 
 
 def host_during_gaps(prof, min_us: float = 100.0) -> tuple[dict[tuple[str, int], float], float]:
     """Microseconds of each host op (name, thread), nested ones included, that overlap the GPU's idle gaps of at
     least ``min_us``, and those gaps' total."""
-    events = list(prof.events())
-    spans = sorted((e.time_range.start, e.time_range.end) for e in events
-                   if e.device_type == torch.autograd.DeviceType.CUDA)
-    gaps, busy_until = [], spans[0][1] if spans else 0.0
-    for start, end in spans[1:]:
-        if start - busy_until >= min_us:
-            gaps.append((busy_until, start))
-        busy_until = max(busy_until, end)
+    gaps = [(g0, g1) for g0, g1, _ in _gaps(prof) if g1 - g0 >= min_us]
     overlap = defaultdict(float)
-    for e in events:
+    for e in prof.events():
         if e.device_type != torch.autograd.DeviceType.CPU:
             continue
         for g0, g1 in gaps:

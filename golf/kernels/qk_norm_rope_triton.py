@@ -144,7 +144,7 @@ def _forward(x: Tensor, cos: Tensor, sin: Tensor, gain: Optional[Tensor], hq: in
     for first, n, passing in _segments(x, hq, hk):
         y = x.new_empty(B, T, n, D)
         rows, grid, meta = _launch(x, n, cos, FWD)
-        g = gain if first == 0 and gain is not None else None
+        g = gain if first == 0 else None
         wrap_triton(_qk_norm_rope_fwd)[grid](x, cos, sin, x if g is None else g, y, rows, T, n, H, first, EPS,
                                              HAS_GAIN=g is not None, PASS=passing, **meta)
         outs.append(y)
@@ -159,7 +159,7 @@ def _backward(dys: list[Tensor], x: Tensor, cos: Tensor, sin: Tensor, gain: Opti
     dg = torch.empty(0, device=x.device, dtype=torch.float32)
     for dy, (first, n, passing) in zip(dys, _segments(x, hq, hk)):
         rows, grid, meta = _launch(x, n, cos, BWD)
-        g = gain if first == 0 and gain is not None else None
+        g = gain if first == 0 else None
         if g is not None:
             dg = torch.empty(rows, device=x.device, dtype=torch.float32)
         wrap_triton(_qk_norm_rope_bwd)[grid](dy, x, cos, sin, x if g is None else g, dx, dg, rows, T, n, H, first,

@@ -22,7 +22,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from golf.kernels import check_mode, flash4, mode_for
 from golf.kernels.qk_norm_rope import fuses_qkv, norm_rope, qkv_norm_rope
 from golf.kernels.xsa import exclusive
-from golf.models.layers import CastedLinear
+from golf.models.layers import CastedLinear, matmul_dtype
 
 SDPA_BACKENDS = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
                  "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}
@@ -259,7 +259,7 @@ class CausalSelfAttention(nn.Module):
         """q, k prepared (norm, RoPE, gain) and v, from one GEMM over [c_q; c_k; c_v] and one kernel: its input
         gradient is then one GEMM too, instead of three whose outputs are summed."""
         B, T, _ = x.shape
-        dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else x.dtype
+        dtype = matmul_dtype(x)
         w = torch.cat([m.cast_weight(dtype) for m in (self.c_q, self.c_k, self.c_v)])
         qkv = F.linear(x.to(dtype), w).view(B, T, self.num_heads + 2 * self.num_kv_heads, self.head_dim)
         return qkv_norm_rope(qkv, self.num_heads, self.num_kv_heads, cos, sin, self.q_gain, self.qkv_mode)

@@ -24,7 +24,7 @@ from golf.kernels import check_mode, fused_mlp, mode_for
 from golf.models.attention import CausalSelfAttention, KVCache
 from golf.models.embeddings import BigramHash, EngramLite, SmearGate, ValueEmbedding
 from golf.models.init import init_weights
-from golf.models.layers import CastedLinear, rms_norm, rope_base_for, rotary_tables
+from golf.models.layers import CastedLinear, matmul_dtype, rms_norm, rope_base_for, rotary_tables
 from golf.models.qat import FakeQuant
 
 ACTIVATIONS = ("relu2", "leaky_relu2")
@@ -48,7 +48,7 @@ class MLP(nn.Module):
         if self.training and self.mode != "torch" and not (self.fc._forward_hooks or self.proj._forward_hooks):
             # training only: hooked layers (calibration's) must see their inputs, and evaluation and generation
             # (CUDA-graph captured) were never run with quack's GEMMs
-            dtype = torch.get_autocast_dtype("cuda") if x.is_cuda and torch.is_autocast_enabled("cuda") else x.dtype
+            dtype = matmul_dtype(x)
             x = x.to(dtype)
             return fused_mlp.mlp(x, self.fc.cast_weight(dtype), self.proj.cast_weight(dtype, out_scale), self.slope,
                                  self.mode, self.quack_act, self.quack_problem)

@@ -45,6 +45,11 @@ class CastedLinear(nn.Linear):
         return F.linear(x, self.cast_weight(x.dtype, row_scale), None if self.bias is None else self.bias.to(x.dtype))
 
 
+def matmul_dtype(x: Tensor) -> torch.dtype:
+    """The dtype a matmul on x runs in: autocast's on CUDA where it is on, else x's."""
+    return torch.get_autocast_dtype("cuda") if x.is_cuda and torch.is_autocast_enabled("cuda") else x.dtype
+
+
 def rms_norm(x: Tensor) -> Tensor:
     return F.rms_norm(x, (x.size(-1),))
 
