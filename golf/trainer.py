@@ -183,6 +183,8 @@ def train(
         with train_model.no_sync() if ddp and not last else nullcontext():
             with ctx():
                 loss = train_model(x, y)
+            # the next micro-batch's read and copy, while the GPU still has this forward and backward queued
+            loader.prefetch(cfg.batch_tokens, cfg.seq_len, accum)
             (loss / accum).backward()
         return loss.detach()
 

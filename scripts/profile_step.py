@@ -99,6 +99,7 @@ def make_step(call, loader, tc, accum: int, ctx, optimizer, split: dict, zero=No
             x, y = loader.next_batch(tc.batch_tokens, tc.seq_len, accum)
             with ctx():
                 loss = call(x, y)
+            loader.prefetch(tc.batch_tokens, tc.seq_len, accum)  # as golf.trainer does
             (loss / accum).backward()
         e[1].record()
         if optimizer is not None:

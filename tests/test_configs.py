@@ -289,6 +289,9 @@ class _RandomTokens:
         t = torch.randint(0, self.vocab, (batch_tokens // (accum * seq_len), seq_len + 1), generator=self.gen)
         return t[:, :-1], t[:, 1:]
 
+    def prefetch(self, *_) -> None:  # batches are made on demand
+        pass
+
     def state_dict(self) -> dict:
         return {"gen": self.gen.get_state()}
 

@@ -217,6 +217,30 @@ def test_loader_state_round_trip(two_shards):
     assert torch.equal(a.next_batch(512, 128, 1)[0], expected[0][0])
 
 
+def test_loader_prefetch_changes_no_token(two_shards):
+    """A prefetching loader returns the batches a plain one returns. A pending prefetch is not consumed: the
+    state it reports, a resume from that state, a change of geometry and calibration's reads all see the
+    stream as if nothing had been prefetched."""
+    pattern, _ = two_shards
+    plain, ahead = SequentialLoader(pattern), SequentialLoader(pattern)
+    for _ in range(5):  # 5 * 513 tokens: into shard 1 and back to shard 0
+        ahead.prefetch(512, 128, 1)
+        ahead.prefetch(512, 128, 1)  # a second call keeps the pending batch
+        assert torch.equal(ahead.next_batch(512, 128, 1)[0], plain.next_batch(512, 128, 1)[0])
+    ahead.prefetch(512, 128, 1)
+    assert ahead.state_dict() == plain.state_dict()
+    resumed = SequentialLoader(pattern)
+    resumed.load_state_dict(ahead.state_dict())
+    x = plain.next_batch(256, 128, 1)[0]  # another geometry: the pending 512-token batch goes back
+    assert torch.equal(ahead.next_batch(256, 128, 1)[0], x)
+    assert torch.equal(resumed.next_batch(256, 128, 1)[0], x)
+    ahead.prefetch(512, 128, 1)
+    assert torch.equal(ahead.next_sequences(2, 64), plain.next_sequences(2, 64))
+    ahead.prefetch(512, 128, 1)
+    ahead.load_state_dict(plain.state_dict())  # the warm-up's undo drops a pending batch
+    assert torch.equal(ahead.next_batch(256, 128, 1)[1], plain.next_batch(256, 128, 1)[1])
+
+
 def test_loader_rejects_indivisible_batch(two_shards):
     pattern, _ = two_shards
     loader = SequentialLoader(pattern, world_size=2)

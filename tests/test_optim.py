@@ -476,6 +476,9 @@ def test_schedule_reaches_every_group_after_the_warmup_restore():
             t = torch.randint(0, 64, (batch_tokens // (accum * seq_len), seq_len + 1), generator=self.gen)
             return t[:, :-1], t[:, 1:]
 
+        def prefetch(self, *_):
+            pass
+
         def state_dict(self):
             return {"g": self.gen.get_state()}
 

@@ -4,6 +4,11 @@ Shards are read in sorted order and wrap around forever. Each micro-step takes o
 of W * (T_local + 1) tokens from the stream, T_local = global_tokens / (W * grad_accum); rank r
 takes span r, and x / y are that span shifted by one token. Any world size therefore sees the same
 tokens per optimizer step. The cursor (shard index, position) is the loader's whole state.
+
+``prefetch`` takes the next micro-batch early and queues its host-to-device copy, so the host's share of
+loading runs while the GPU is busy with the current micro-step instead of while it waits for the next one.
+A prefetched batch is not yet consumed: ``state_dict`` names the cursor before it, and any other read
+rewinds to there first, so prefetching never changes which tokens a step, a resume or calibration sees.
 """
 
 from __future__ import annotations
@@ -56,23 +61,47 @@ class SequentialLoader:
         self.rank, self.world_size = rank, world_size
         self.device = torch.device(device)
         self._pin = self.device.type == "cuda"
+        self._ahead: tuple[tuple[int, int, int], tuple[Tensor, Tensor], dict] | None = None
 
     def state_dict(self) -> dict:
-        return self.stream.state_dict()
+        return dict(self._ahead[2]) if self._ahead is not None else self.stream.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
+        self._ahead = None
         self.stream.load_state_dict(state)
+
+    def _rewind(self) -> None:
+        """Give a prefetched, unconsumed batch back to the stream."""
+        if self._ahead is not None:
+            self.load_state_dict(self._ahead[2])
 
     def next_sequences(self, n: int, seq_len: int, keep: bool = True) -> Tensor | None:
         """The stream's next ``n`` sequences of ``seq_len`` tokens, the same on every rank (each rank reads the
         whole stream): calibration keeps its own batches and skips the other ranks' with ``keep=False``."""
+        self._rewind()
         chunk = self.stream.take(n * seq_len)
         if not keep:
             return None
         part = torch.from_numpy(chunk.astype(np.int32))
         return part.to(self.device).long().view(n, seq_len)
 
+    def prefetch(self, global_tokens: int, seq_len: int, grad_accum: int) -> None:
+        """Take the micro-batch that ``next_batch`` with these arguments would return next, and queue its copy."""
+        key = (global_tokens, seq_len, grad_accum)
+        if self._ahead is None or self._ahead[0] != key:
+            self._rewind()
+            state = self.stream.state_dict()
+            self._ahead = key, self._load(*key), state
+
     def next_batch(self, global_tokens: int, seq_len: int, grad_accum: int) -> tuple[Tensor, Tensor]:
+        key = (global_tokens, seq_len, grad_accum)
+        if self._ahead is not None and self._ahead[0] == key:
+            batch, self._ahead = self._ahead[1], None
+            return batch
+        self._rewind()
+        return self._load(*key)
+
+    def _load(self, global_tokens: int, seq_len: int, grad_accum: int) -> tuple[Tensor, Tensor]:
         local = global_tokens // (self.world_size * grad_accum)
         if local % seq_len:
             raise ValueError(
