@@ -4,6 +4,7 @@ bandwidth, beside inductor's compiled form of the PyTorch reference, forward+bac
     python scripts/bench_kernels.py [--tiles 2048,4096,8192] [--warps 2,4,8] [--compare-qk old_qk_norm_rope_triton.py]
     python scripts/bench_kernels.py --mlp   # the MLP with quack's fused epilogues against cuBLAS + inductor
     python scripts/bench_kernels.py --attention   # causal attention: every kernel model.attn_kernel can choose
+    python scripts/bench_kernels.py --qkv [--compare-qk other.py]   # the fused projection's op, grouped and wide K/V
 
 q is [48, 2048, 8, 64] with the query gain, k is [48, 2048, 4, 64] without; RoPE on 16 of 64 channels. The
 bandwidth counts the bytes a kernel must move (forward: x in, y out; backward: x and dy in, dx out). XSA: y is
@@ -73,6 +74,36 @@ def bench_tensor(name: str, heads: int, gain: bool, tiles: list[int], warps: lis
     print(f"| {name} | inductor (reference) | - | - | - | - | - | - | {ms:.3f} |", flush=True)
 
 
+def bench_qkv(tiles: list[int], warps: list[int], k=None, form: str = "triton") -> None:
+    """The fused projection's op at the #1019 micro-batch (qkv [48, 2048, 16, 64]: 8 query heads, 4 KV heads), as
+    grouped K/V (``qkv_norm_rope``) and at the query heads with v also at its own (``qkv_norm_rope_wide``), forward
+    and backward, each (tile, warps) setting; GB/s by the bytes each must move."""
+    if k is None:
+        from golf.kernels import qk_norm_rope_triton as k
+    from golf.models.layers import rotary_tables
+
+    B, T, H, J, D = 48, 2048, 8, 4, 64
+    cos, sin = (t.bfloat16() for t in rotary_tables(T, 16, 22082.0, torch.device("cuda")))
+    x = torch.randn(B, T, H + 2 * J, D, device="cuda", dtype=torch.bfloat16)
+    g = torch.rand(H, device="cuda", dtype=torch.bfloat16) + 0.5
+    unit = B * T * D * 2  # bytes of one head for every token
+    d_narrow = [torch.randn(B, T, n, D, device="cuda", dtype=torch.bfloat16) for n in (H, J, J)]
+    d_wide = [torch.randn(B, T, n, D, device="cuda", dtype=torch.bfloat16) for n in (H, H, H, J)]
+    forms = {"grouped": (lambda: k.qkv_norm_rope(x, cos, sin, g, H, J),
+                         lambda: k.qkv_norm_rope_backward(*d_narrow, x, cos, sin, g, H, J),
+                         2 * (H + 2 * J) * unit, (3 * H + 5 * J) * unit),
+             "wide": (lambda: k.qkv_norm_rope_wide(x, cos, sin, g, None, H, J, True),
+                      lambda: k.qkv_norm_rope_wide_backward(*d_wide, x, cos, sin, g, None, H, J),
+                      (4 * H + 3 * J) * unit, (5 * H + 4 * J) * unit)}
+    for tile in tiles:
+        for w in warps:
+            k.FWD = k.BWD = (tile, w)
+            for label, (fwd, bwd, fb, bb) in forms.items():
+                f, b = median_ms(fwd), median_ms(bwd)
+                print(f"| qkv {label} | {form} | {tile} | {w} | {f:.3f} | {fb / f / 1e6:,.0f} | {b:.3f} | "
+                      f"{bb / b / 1e6:,.0f} | {f + b:.3f} |", flush=True)
+
+
 def bench_xsa(tiles: list[int], warps: list[int]) -> None:
     from golf.kernels import xsa_triton as k
     from golf.kernels.xsa import reference
@@ -127,6 +158,10 @@ def bench_attention() -> None:
     here, with TFLOP/s by the causal count (half of 4 B T^2 H D forward, 2.5x that forward+backward)."""
     from golf.models.attention import KERNELS, attend, check_kernel
 
+    warm = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    for _ in range(100):  # about a second of GEMMs: the first form timed no longer pays for the clocks' ramp
+        warm @ warm
+    torch.cuda.synchronize()
     print("\n| q shape | kernel | forward ms | TFLOP/s | fwd+bwd ms | TFLOP/s |\n|---|---|---|---|---|---|")
     for B, T, H, Hkv, D in ((48, 2048, 8, 4, 64), (32, 1024, 8, 4, 64)):
         g = torch.Generator(device="cuda").manual_seed(0)
@@ -140,12 +175,15 @@ def bench_attention() -> None:
             except ValueError as e:
                 print(f"| {list(q.shape)} | {kernel} | not here: {e} | | | |")
                 continue
-            forms = {kernel: lambda a, b, c, kk=kernel: attend(a, b, c, kk)}
-            if kernel == "fa4":  # grouped K/V make FA4's backward accumulate dK, dV in fp32, then convert them
-                forms["fa4, K/V repeated to the query heads"] = lambda a, b, c, g=H // Hkv: attend(
-                    a, b.repeat_interleave(g, dim=2), c.repeat_interleave(g, dim=2), "fa4")
-            for label, fn in forms.items():
-                qkv = (q, k, v)
+            # grouped K/V make the FA backward accumulate dK, dV in fp32, then convert them: the same attention
+            # on K/V repeated to the query heads, once with the repeat timed and once without it
+            wide = [t.detach().repeat_interleave(H // Hkv, dim=2).requires_grad_() for t in (k, v)]
+            forms = {kernel: (lambda a, b, c, kk=kernel: attend(a, b, c, kk), (q, k, v)),
+                     f"{kernel}, K/V repeated": (lambda a, b, c, kk=kernel, g=H // Hkv: attend(
+                         a, b.repeat_interleave(g, dim=2), c.repeat_interleave(g, dim=2), kk), (q, k, v)),
+                     f"{kernel}, K/V at the query heads (no repeat)": (
+                         lambda a, b, c, kk=kernel: attend(a, b, c, kk), (q, *wide))}
+            for label, (fn, qkv) in forms.items():
                 fwd = median_ms(lambda f=fn, t=qkv: f(*t), reps=20)
                 both = median_ms(lambda f=fn, t=qkv, d=dy: torch.autograd.grad(f(*t), t, d), reps=20)
                 print(f"| {list(q.shape)} | {label} | {fwd:.3f} | {flops / fwd / 1e9:.0f} | {both:.3f} | "
@@ -160,6 +198,8 @@ def main(argv: list[str] | None = None) -> None:
                    "beside golf's at each --tiles and --warps setting")
     p.add_argument("--mlp", action="store_true", help="time the fused MLP (quack-kernels) instead of the Triton kernels")
     p.add_argument("--attention", action="store_true", help="time causal attention's kernels instead of the Triton kernels")
+    p.add_argument("--qkv", action="store_true", help="time the fused projection's op, grouped and wide K/V, instead "
+                   "(with --compare-qk, the other version's too)")
     a = p.parse_args(argv)
     print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}")
     if a.mlp:
@@ -173,6 +213,10 @@ def main(argv: list[str] | None = None) -> None:
         spec = importlib.util.spec_from_file_location("qk_compared", a.compare_qk)
         other = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(other)
+    if a.qkv:
+        if other is not None:
+            bench_qkv(tiles, warps, other, f"triton ({a.compare_qk.name})")
+        return bench_qkv(tiles, warps)
     for name, heads, gain in (("q", 8, True), ("k", 4, False)):
         if other is not None:
             bench_tensor(name, heads, gain, tiles, warps, other, f"triton ({a.compare_qk.name})", reference_row=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ import torch
 
 from golf.kernels import check_mode, triton_available
 from golf.kernels import xsa as xsa_ops
-from golf.kernels.qk_norm_rope import norm_rope, qkv_norm_rope, qkv_reference, reference
+from golf.kernels.qk_norm_rope import norm_rope, qkv_norm_rope, qkv_reference, qkv_wide_reference, reference
 from golf.models.layers import rotary_tables
 
 needs_triton = pytest.mark.skipif(not (torch.cuda.is_available() and triton_available()),
@@ -120,6 +121,35 @@ def check_qkv_fp32(device: str) -> None:
         got, want = [*got, *torch.autograd.grad(got, inputs, dys)], [*want, *torch.autograd.grad(want, inputs, dys)]
         for name, a, b in zip(("q", "k", "v", "dqkv", "dgain"), got, want):
             torch.testing.assert_close(a, b, rtol=2e-5, atol=2e-5, msg=f"{name} of qkv case {(B, T, H, J, D, R)}")
+    check_qkv_wide_fp32(device)
+
+
+def check_qkv_wide_fp32(device: str) -> None:
+    """K and V written at the query heads: outputs and the gradients of qkv, the gain and the value embedding, with
+    and without v at its own heads (XSA's), dk head-major, against ``qkv_wide_reference``."""
+    from golf.kernels import qk_norm_rope_triton as k
+
+    for (B, T, H, J, D, R, gain), with_ve, grouped in zip(QKV_CASES, (True, False, True), (True, True, False)):
+        g = torch.Generator(device=device).manual_seed(3)
+        x = (torch.randn(B, T, H + 2 * J, D, device=device, generator=g) * 3).requires_grad_()
+        cos, sin = rotary_tables(T, R, 10000.0, x.device)
+        w = (torch.rand(H, device=device, generator=g) + 0.5).requires_grad_() if gain else None
+        ve = torch.randn(B, T, J, D, device=device, generator=g).requires_grad_() if with_ve else None
+        dys = [torch.randn(B, T, H, D, device=device, generator=g),
+               torch.randn(B, H, T, D, device=device, generator=g).transpose(1, 2),
+               torch.randn(B, T, H, D, device=device, generator=g),
+               torch.randn(B, T, J, D, device=device, generator=g)]
+        named = [(nm, t) for nm, t in (("dqkv", x), ("dgain", w), ("dve", ve)) if t is not None]
+        inputs = [t for _, t in named]
+        case = (B, T, H, J, D, R, with_ve, grouped)
+        got = k.qkv_norm_rope_wide(x, cos, sin, w, ve, H, J, grouped)
+        want = qkv_wide_reference(x, H, J, cos, sin, w, ve, grouped)
+        n = 4 if grouped else 3
+        got = [*got[:n], *torch.autograd.grad(got[:n], inputs, dys[:n])]
+        want = [*want[:n], *torch.autograd.grad(want[:n], inputs, dys[:n])]
+        names = ["q", "k", "v", "v own"][:n] + [nm for nm, _ in named]
+        for name, a, b in zip(names, got, want, strict=True):
+            torch.testing.assert_close(a, b, rtol=2e-5, atol=2e-5, msg=f"{name} of wide qkv case {case}")
 
 
 @pytest.mark.gpu
@@ -178,14 +208,20 @@ def test_inductor_sees_each_kernel_write_only_its_outputs():
     x, y = torch.randn(B, T, H, D), torch.empty(B, H, T, D)
     tables = dict(COS=torch.randn(T, 8), SIN=torch.randn(T, 8), rows=B * T * H, T=T, H=H, eps=1e-6, D=D, NB=4,
                   HALF=8, BLOCK=32)
-    for gain, xh, first, passing in ((True, H, 0, False), (False, H, 0, False), (False, H + 2, 1, True)):
-        g = torch.rand(H) if gain else x  # the last: a part of a projection with xh heads per token
-        part = dict(XH=xh, FIRST=first, HAS_GAIN=gain, PASS=passing)
-        fwd = _writes_seen_by_inductor(qk._qk_norm_rope_fwd, dict(X=x, G=g, Y=y, **part, **tables))
+    # (gain, heads of x per token, first head, pass through, copies, an added tensor / v at its own heads too):
+    # the last three are parts of a projection, the last two of the wide form's k and v
+    for gain, xh, first, passing, rep, extra in ((True, H, 0, False, 1, False), (False, H, 0, False, 1, False),
+                                                 (False, H + 2, 1, True, 1, False), (False, H + 2, 1, False, 2, False),
+                                                 (False, H + 2, 1, True, 2, True)):
+        g = torch.rand(H) if gain else x
+        part = dict(XH=xh, FIRST=first, HAS_GAIN=gain, PASS=passing, REP=rep, HAS_ADD=extra)
+        fwd = _writes_seen_by_inductor(qk._qk_norm_rope_fwd, dict(
+            X=x, G=g, ADD=x.clone(), Y=y, Y2=torch.empty_like(x), COPY=extra, **part, **tables))
         bwd = _writes_seen_by_inductor(qk._qk_norm_rope_bwd, dict(
-            DY=y, X=x, G=g, DX=torch.empty_like(x), DG=torch.empty(B * T * H), sb=1, st=1, sh=1, sd=1, **part,
-            **tables))
-        assert (fwd, bwd) == (["Y"], ["DG", "DX"] if gain else ["DX"]), (gain, passing, fwd, bwd)
+            DY=y, DY2=y.clone(), X=x, G=g, DX=torch.empty_like(x), DG=torch.empty(B * T * H),
+            DADD=torch.empty_like(x), sb=1, st=1, sh=1, sd=1, HAS_DY2=extra, **part, **tables))
+        want = (["Y", "Y2"] if extra else ["Y"], ["DX"] + ["DG"] * gain + ["DADD"] * extra)
+        assert (fwd, sorted(bwd)) == (want[0], sorted(want[1])), (gain, passing, rep, extra, fwd, bwd)
     v = torch.randn(B, T, 2, D)
     common = dict(V=v, rows=B * T * 2, T=T, J=2, ys_b=1, ys_t=1, ys_h=1, ys_d=1, vs_b=1, vs_t=1, vs_j=1, vs_d=1,
                   eps=1e-12, D=D, G=2, BLOCK=32)
@@ -252,6 +288,48 @@ def test_compiled_model_runs_the_kernel_and_matches_the_reference():
         assert out[mode][0] == pytest.approx(out["torch"][0], rel=1e-2)
         for got, want in zip(out[mode][1:], out["torch"][1:]):
             torch.testing.assert_close(got, want, rtol=5e-2, atol=5e-3)
+
+
+@pytest.mark.gpu
+@needs_triton
+def test_wide_kv_matches_grouped_kv_and_skips_the_grouped_gradient_pass():
+    """Under FA3 or FA4, K/V written at the query heads (``wide_kv``, on under auto) give the grouped form's loss and
+    gradients (XSA and a value embedding included), and FA3's backward then converts dQ only, not dK and dV."""
+    from golf.kernels import flash4
+    from golf.models.attention import fa3_function
+    from golf.models.gpt import GPT
+
+    kernel = "fa3" if fa3_function() is not None else "fa4" if flash4.problem() is None else None
+    if kernel is None:
+        pytest.skip("neither FlashAttention-3 nor -4 runs here")
+
+    def run(kernels, profile=False):
+        torch.manual_seed(0)
+        m = GPT(vocab_size=128, num_layers=2, model_dim=128, num_heads=4, num_kv_heads=2, rope_dims=16, xsa_last_n=2,
+                ve_dim=16, ve_layers=[1], attn_kernel=kernel, kernels=kernels, activation="leaky_relu2").cuda()
+        for b in m.blocks:
+            torch.nn.init.normal_(b.mlp.proj.weight, std=0.02)
+            torch.nn.init.normal_(b.attn.proj.weight, std=0.02)
+        ids = torch.randint(0, 128, (2, 256), device="cuda", generator=torch.Generator("cuda").manual_seed(1))
+        step = torch.compile(m, fullgraph=True)
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) if profile else nullcontext() as prof:
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss = step(ids, ids)
+            loss.backward()
+            torch.cuda.synchronize()
+        grads = {n: p.grad.float().clone() for n, p in m.named_parameters() if p.grad is not None}
+        return m, loss.item(), grads, prof
+
+    wide, loss_w, grads_w, prof = run("auto", profile=True)
+    grouped, loss_g, grads_g, _ = run(["qk_norm_rope", "qkv", "xsa"])
+    assert all(b.attn.wide_kv for b in wide.blocks) and not any(b.attn.wide_kv for b in grouped.blocks)
+    assert loss_w == pytest.approx(loss_g, rel=1e-2)
+    assert grads_w.keys() == grads_g.keys() and "ve.embed.weight" in grads_w
+    for name, g in grads_g.items():
+        assert float((grads_w[name] - g).norm()) <= 3e-2 * float(g.norm()) + 1e-6, name
+    if kernel == "fa3":
+        converts = sum(e.count for e in prof.key_averages() if "PostprocessConvertdQ" in e.key)
+        assert converts == 2, converts  # one dQ per layer; grouped K/V add a dK and a dV per layer
 
 
 @pytest.mark.parametrize("mode", ["auto", "torch", "triton"])

@@ -4,15 +4,17 @@ not import; the MLP as under ``auto``), ``auto`` (the Triton kernels when triton
 quack-kernels imports on an SM90+ GPU), or a list of kernel names (the Triton ones as ``auto``, ``mlp`` then
 required; the others' references: ``model.kernels=[qk_norm_rope]`` measures what the XSA kernel brings). On CPU
 tensors every mode runs the reference. The names: ``qk_norm_rope`` (q/k RMSNorm, RoPE and query gain in one pass),
-``qkv`` (one GEMM for c_q, c_k and c_v, whose q and k that kernel prepares: without it, three GEMMs), ``xsa``
-(exclusive self-attention) and ``mlp`` (the activation in quack's GEMM epilogues)."""
+``qkv`` (one GEMM for c_q, c_k and c_v, whose q and k that kernel prepares: without it, three GEMMs), ``wide_kv``
+(with ``qkv`` under FlashAttention-3 or -4: that kernel writes K and V repeated to the query heads, so attention's
+backward skips the fp32 accumulation of grouped dK, dV), ``xsa`` (exclusive self-attention) and ``mlp`` (the
+activation in quack's GEMM epilogues)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 MODES = ("auto", "triton", "torch")
-NAMES = ("qk_norm_rope", "qkv", "xsa", "mlp")
+NAMES = ("qk_norm_rope", "qkv", "wide_kv", "xsa", "mlp")
 
 
 def _triton_imports() -> bool:

@@ -64,3 +64,24 @@ def qkv_norm_rope(qkv: Tensor, heads: int, kv_heads: int, cos: Tensor, sin: Tens
     g = None if gain is None else gain.to(qkv.dtype)
     return _k.qkv_norm_rope(qkv.contiguous(), cos.to(qkv.dtype).contiguous(), sin.to(qkv.dtype).contiguous(), g,
                             heads, kv_heads)
+
+
+def qkv_wide_reference(qkv: Tensor, heads: int, kv_heads: int, cos: Tensor, sin: Tensor, gain: Tensor | None,
+                       ve: Tensor | None, grouped: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(q, k, v, v at its own heads or empty) of ``qkv_reference``, v plus ve [B, T, kv_heads, D], k and v repeated
+    to the query heads (``repeat_interleave``: query head h reads KV head h // (heads / kv_heads))."""
+    q, k, v = qkv_reference(qkv, heads, kv_heads, cos, sin, gain)
+    if ve is not None:
+        v = v + ve
+    g = heads // kv_heads
+    return q, k.repeat_interleave(g, dim=2), v.repeat_interleave(g, dim=2), v if grouped else v.new_empty(0)
+
+
+def qkv_norm_rope_wide(qkv: Tensor, heads: int, kv_heads: int, cos: Tensor, sin: Tensor, gain: Tensor | None,
+                       ve: Tensor | None, grouped: bool, mode: str = "auto") -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``qkv_wide_reference`` in one pass (``golf::qkv_norm_rope_wide``) where ``fuses_qkv``, else the reference."""
+    if not fuses_qkv(mode, qkv, qkv.size(-1), 2 * cos.size(-1)):
+        return qkv_wide_reference(qkv, heads, kv_heads, cos, sin, gain, ve, grouped)
+    g = None if gain is None else gain.to(qkv.dtype)
+    return _k.qkv_norm_rope_wide(qkv.contiguous(), cos.to(qkv.dtype).contiguous(), sin.to(qkv.dtype).contiguous(), g,
+                                 None if ve is None else ve.contiguous(), heads, kv_heads, grouped)

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from golf.kernels import check_mode, flash4, mode_for
-from golf.kernels.qk_norm_rope import fuses_qkv, norm_rope, qkv_norm_rope
+from golf.kernels.qk_norm_rope import fuses_qkv, norm_rope, qkv_norm_rope, qkv_norm_rope_wide
 from golf.kernels.xsa import exclusive
 from golf.models.layers import CastedLinear, matmul_dtype
 
@@ -199,6 +199,11 @@ class CausalSelfAttention(nn.Module):
         self.kernels = check_mode(kernels)
         self.qk_mode, self.xsa_mode = mode_for(self.kernels, "qk_norm_rope"), mode_for(self.kernels, "xsa")
         self.qkv_mode = mode_for(self.kernels, "qkv")
+        # K/V repeated to the query heads by the fused projection's kernel: FA3's and FA4's backwards then write dK, dV
+        # per head instead of accumulating each group's in fp32 and converting (value residual mixes in layer 0's V
+        # after the projection, so it keeps grouped K/V)
+        self.wide_kv = (mode_for(self.kernels, "wide_kv") != "torch" and self.kernel in ("fa3", "fa4")
+                        and num_kv_heads < num_heads and not value_residual)
         self.attn_gate = None
         if gated:  # per-head output gate sigmoid(W x + b), W = 0, b = 4 (#635)
             self.attn_gate = CastedLinear(dim, num_heads, bias=True)
@@ -218,13 +223,16 @@ class CausalSelfAttention(nn.Module):
         xq = x[:, q_from:] if q_from else x
         Tq = T - q_from
         fused = not q_from and cache is None and self._fuses_qkv(x, 2 * cos.size(-1))
-        if fused:
+        wide = fused and self.wide_kv
+        if wide:  # k and v at the query heads for attention, v_own (v + ve) at its own for XSA
+            q, k, v, v_own = self._qkv(x, cos, sin, ve, wide=True)
+        elif fused:
             q, k, v = self._qkv(x, cos, sin)
         else:
             q = self.c_q(xq).reshape(B, Tq, self.num_heads, self.head_dim)
             k = self.c_k(x).reshape(B, T, self.num_kv_heads, self.head_dim)
             v = self.c_v(x).reshape(B, T, self.num_kv_heads, self.head_dim)
-        if ve is not None:
+        if ve is not None and not wide:
             v = v + ve.view_as(v)
         raw_v = v if self.vr_lambda is not None else None
         if self.vr_lambda is not None and v0 is not None:
@@ -244,7 +252,8 @@ class CausalSelfAttention(nn.Module):
             ks, vs = cache.append(k, v)
             y = attend(q, ks, vs, self.kernel) if ks.size(1) == T > 1 else attend_last(q, ks, vs)
         if self.xsa:
-            y = exclusive(y, v[:, q_from:] if q_from else v, self.xsa_mode if cache is None else "torch")
+            v_xsa = v_own if wide else v[:, q_from:] if q_from else v
+            y = exclusive(y, v_xsa, self.xsa_mode if cache is None else "torch")
         if self.attn_gate is not None:
             y = y * torch.sigmoid(self.attn_gate(xq)).unsqueeze(-1)
         return self.proj(y.reshape(B, Tq, D), out_scale), raw_v
@@ -255,11 +264,17 @@ class CausalSelfAttention(nn.Module):
         hooked = any(m._forward_hooks or m._forward_pre_hooks for m in (self.c_q, self.c_k, self.c_v))
         return not hooked and fuses_qkv(self.qkv_mode, x, self.head_dim, rope_dims)
 
-    def _qkv(self, x: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _qkv(self, x: Tensor, cos: Tensor, sin: Tensor, ve: Tensor | None = None,
+             wide: bool = False) -> tuple[Tensor, ...]:
         """q, k prepared (norm, RoPE, gain) and v, from one GEMM over [c_q; c_k; c_v] and one kernel: its input
-        gradient is then one GEMM too, instead of three whose outputs are summed."""
+        gradient is then one GEMM too, instead of three whose outputs are summed. ``wide``: k and v (plus ``ve``)
+        repeated to the query heads, and v at its own heads (empty without XSA)."""
         B, T, _ = x.shape
         dtype = matmul_dtype(x)
         w = torch.cat([m.cast_weight(dtype) for m in (self.c_q, self.c_k, self.c_v)])
         qkv = F.linear(x.to(dtype), w).view(B, T, self.num_heads + 2 * self.num_kv_heads, self.head_dim)
+        if wide:
+            ve = None if ve is None else ve.view(B, T, self.num_kv_heads, self.head_dim)
+            return qkv_norm_rope_wide(qkv, self.num_heads, self.num_kv_heads, cos, sin, self.q_gain, ve, self.xsa,
+                                      self.qkv_mode)
         return qkv_norm_rope(qkv, self.num_heads, self.num_kv_heads, cos, sin, self.q_gain, self.qkv_mode)
