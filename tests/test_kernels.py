@@ -365,6 +365,32 @@ def test_model_kernels_option_takes_a_list_of_kernel_names(compose):
         instantiate(compose(["model.kernels=[xsa,gemm]", "model.num_layers=1"]).model)()
 
 
+def test_wide_kv_is_chosen_for_fa3_and_fa4_with_grouped_kv_only(compose, monkeypatch):
+    """K/V at the query heads where FA3/FA4 would accumulate grouped dK, dV: not for other kernels, K/V as wide as
+    the queries, value residual (it mixes layer 0's V in after the projection) or a kernel list without wide_kv.
+    On the CPU the layer still runs its references (the grouped path)."""
+    from hydra.utils import instantiate
+
+    import golf.models.attention as attention
+
+    monkeypatch.setattr(attention, "check_kernel", lambda k: k)  # FA3 / FA4 need not run here to be chosen
+
+    def wide(*overrides):
+        model = instantiate(compose(["model.num_layers=1", "model.xsa_last_n=1", *overrides]).model)()
+        return model, model.blocks[0].attn.wide_kv
+
+    model, on = wide("model.attn_kernel=fa3")
+    assert on
+    assert wide("model.attn_kernel=fa4")[1]
+    assert wide("model.attn_kernel=fa3", "model.kernels=[qk_norm_rope,qkv,wide_kv,xsa]")[1]
+    assert not wide("model.attn_kernel=fa3", "model.kernels=[qk_norm_rope,qkv,xsa]")[1]
+    assert not wide("model.attn_kernel=cudnn")[1]
+    assert not wide("model.attn_kernel=fa3", "model.num_kv_heads=8")[1]
+    assert not wide("model.attn_kernel=fa3", "model.value_residual=true")[1]
+    ids = torch.randint(0, 64, (2, 16))
+    assert torch.isfinite(model(ids, ids))
+
+
 def test_model_kernels_option_rejects_unknown_values(compose):
     from hydra.utils import instantiate
 
