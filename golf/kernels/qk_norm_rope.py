@@ -39,8 +39,13 @@ def norm_rope(x: Tensor, cos: Tensor, sin: Tensor, gain: Tensor | None, mode: st
     D/R powers of two (``qk_norm_rope_triton.supported``); other geometries run the reference."""
     if not use_triton(mode, x) or not _k.supported(x.size(-1), 2 * cos.size(-1)):
         return reference(x, cos, sin, gain)
-    g = None if gain is None else gain.to(x.dtype)
-    return _k.norm_rope(x.contiguous(), cos.to(x.dtype).contiguous(), sin.to(x.dtype).contiguous(), g)
+    return _k.norm_rope(*_kernel_inputs(x, cos, sin, gain))
+
+
+def _kernel_inputs(x: Tensor, cos: Tensor, sin: Tensor, gain: Tensor | None) -> tuple[Tensor, ...]:
+    """x, cos, sin and gain as the kernels take them: contiguous, in x's dtype."""
+    return x.contiguous(), cos.to(x.dtype).contiguous(), sin.to(x.dtype).contiguous(), \
+        None if gain is None else gain.to(x.dtype)
 
 
 def qkv_reference(qkv: Tensor, heads: int, kv_heads: int, cos: Tensor, sin: Tensor,
@@ -61,9 +66,7 @@ def qkv_norm_rope(qkv: Tensor, heads: int, kv_heads: int, cos: Tensor, sin: Tens
     """``qkv_reference`` in one pass (``golf::qkv_norm_rope``) where ``fuses_qkv``, else the reference."""
     if not fuses_qkv(mode, qkv, qkv.size(-1), 2 * cos.size(-1)):
         return qkv_reference(qkv, heads, kv_heads, cos, sin, gain)
-    g = None if gain is None else gain.to(qkv.dtype)
-    return _k.qkv_norm_rope(qkv.contiguous(), cos.to(qkv.dtype).contiguous(), sin.to(qkv.dtype).contiguous(), g,
-                            heads, kv_heads)
+    return _k.qkv_norm_rope(*_kernel_inputs(qkv, cos, sin, gain), heads, kv_heads)
 
 
 def qkv_wide_reference(qkv: Tensor, heads: int, kv_heads: int, cos: Tensor, sin: Tensor, gain: Tensor | None,
@@ -82,6 +85,5 @@ def qkv_norm_rope_wide(qkv: Tensor, heads: int, kv_heads: int, cos: Tensor, sin:
     """``qkv_wide_reference`` in one pass (``golf::qkv_norm_rope_wide``) where ``fuses_qkv``, else the reference."""
     if not fuses_qkv(mode, qkv, qkv.size(-1), 2 * cos.size(-1)):
         return qkv_wide_reference(qkv, heads, kv_heads, cos, sin, gain, ve, grouped)
-    g = None if gain is None else gain.to(qkv.dtype)
-    return _k.qkv_norm_rope_wide(qkv.contiguous(), cos.to(qkv.dtype).contiguous(), sin.to(qkv.dtype).contiguous(), g,
-                                 None if ve is None else ve.contiguous(), heads, kv_heads, grouped)
+    return _k.qkv_norm_rope_wide(*_kernel_inputs(qkv, cos, sin, gain), None if ve is None else ve.contiguous(),
+                                 heads, kv_heads, grouped)

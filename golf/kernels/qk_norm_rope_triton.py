@@ -54,7 +54,7 @@ def _rows(rows, T, H: tl.constexpr, XH: tl.constexpr, FIRST: tl.constexpr, D: tl
     """This program's rows r (int32) of H heads per token, their mask [BLOCK] and [BLOCK, 1, 1], the mask [1, NB, 1]
     of the rotated block, the channel offsets [1, NB, HALF] of each block's first half (add HALF for the second),
     the rows' offsets (int64) in a tensor of these H heads and in x (XH heads per token, these from FIRST on),
-    positions t and heads h."""
+    their row indices in x (int64, [BLOCK]), positions t and heads h."""
     r = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     live = r < rows
     b = tl.arange(0, NB)[None, :, None]
@@ -62,7 +62,7 @@ def _rows(rows, T, H: tl.constexpr, XH: tl.constexpr, FIRST: tl.constexpr, D: tl
     tok, h = r // H, r % H
     xrow = tok.to(tl.int64) * XH + FIRST + h
     return (r, live, live[:, None, None], b == 0, c, r.to(tl.int64)[:, None, None] * D + c,
-            xrow[:, None, None] * D + c, tok % T, h)
+            xrow[:, None, None] * D + c, xrow, tok % T, h)
 
 
 @triton.jit
@@ -96,7 +96,7 @@ def _qk_norm_rope_fwd(X, COS, SIN, G, ADD, Y, Y2, rows, T, H: tl.constexpr, XH: 
                       eps, D: tl.constexpr, NB: tl.constexpr, HALF: tl.constexpr, HAS_GAIN: tl.constexpr,
                       PASS: tl.constexpr, REP: tl.constexpr, HAS_ADD: tl.constexpr, COPY: tl.constexpr,
                       BLOCK: tl.constexpr):
-    r, live, m, rotated, c, yo, xo, t, h = _rows(rows, T, H, XH, FIRST, D, NB, HALF, BLOCK)
+    r, live, m, rotated, c, yo, xo, xrow, t, h = _rows(rows, T, H, XH, FIRST, D, NB, HALF, BLOCK)
     xa, xb = _load(X, xo, m), _load(X, xo + HALF, m)
     if PASS:  # v's heads of a [q | k | v] projection, copied out (plus the value embedding)
         if HAS_ADD:
@@ -120,7 +120,7 @@ def _qk_norm_rope_bwd(DY, DY2, X, COS, SIN, G, DX, DG, DADD, rows, T, H: tl.cons
                       FIRST: tl.constexpr, sb, st, sh, sd, eps, D: tl.constexpr, NB: tl.constexpr,
                       HALF: tl.constexpr, HAS_GAIN: tl.constexpr, PASS: tl.constexpr, REP: tl.constexpr,
                       HAS_DY2: tl.constexpr, HAS_ADD: tl.constexpr, BLOCK: tl.constexpr):
-    r, live, m, rotated, c, yo, xo, t, h = _rows(rows, T, H, XH, FIRST, D, NB, HALF, BLOCK)
+    r, live, m, rotated, c, yo, xo, xrow, t, h = _rows(rows, T, H, XH, FIRST, D, NB, HALF, BLOCK)
     do = (((r // H) // T).to(tl.int64) * sb + (h * REP).to(tl.int64) * sh + t.to(tl.int64) * st)[:, None, None] + c * sd
     da, db = _load(DY, do, m), _load(DY, do + HALF * sd, m)
     for k in tl.static_range(1, REP):  # the row's copies at the query heads: their gradients summed
@@ -144,7 +144,7 @@ def _qk_norm_rope_bwd(DY, DY2, X, COS, SIN, G, DX, DG, DADD, rows, T, H: tl.cons
         dna, dnb = da * cs - db * sn, db * cs + da * sn
         mean = (tl.sum(tl.sum(dna * na + dnb * nb, axis=2), axis=1) / D)[:, None, None]
         dxa, dxb = rstd * (dna - na * mean), rstd * (dnb - nb * mean)
-    _store_rows(DX, (r // H).to(tl.int64) * XH + FIRST + h, live, dxa, dxb, D)
+    _store_rows(DX, xrow, live, dxa, dxb, D)
 
 
 def _launch(x: Tensor, heads: int, cos: Tensor, config: tuple[int, int]) -> tuple[int, tuple[int], dict]:
@@ -282,8 +282,7 @@ def _setup_wide(ctx, inputs, output) -> None:
 def _grad_wide(ctx, dq: Tensor, dk: Tensor, dv: Tensor, dv_own: Tensor):
     x, cos, sin, gain, ve = ctx.saved_tensors
     own = dv_own if ctx.grouped else None
-    dx, dg, dve = qkv_norm_rope_wide_backward(dq, dk, dv, own, x, cos, sin, gain, ve,
-                                              *ctx.heads)
+    dx, dg, dve = qkv_norm_rope_wide_backward(dq, dk, dv, own, x, cos, sin, gain, ve, *ctx.heads)
     return dx, None, None, (dg if gain is not None else None), (dve if ve is not None else None), None, None, None
 
 
