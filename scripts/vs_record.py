@@ -251,7 +251,8 @@ def print_steps_table(a: argparse.Namespace, rows: dict) -> None:
     print("| run | median step (ms) | tokens/s | peak MiB | loss steps 1-3 | val_bpb at stop (raw) | averaged val_bpb |")
     print("|---|---|---|---|---|---|---|")
     for k, r in rows.items():
-        avg = r.get("diag") or {n: v["val_bpb"] for n, v in (r.get("candidates") or {}).items() if n != "raw"}
+        cands = {n: v["val_bpb"] for n, v in (r.get("candidates") or {}).items() if n != "raw"}
+        avg = f"{r['diag']['val_bpb']:.4f} (EMA)" if r.get("diag") else ", ".join(f"{n} {v:.4f}" for n, v in cands.items())
         tps = f"{a.batch_tokens / r['median_ms'] * 1000 / 1e6:.2f}M" if r.get("median_ms") else "-"
         losses = " / ".join(f"{x:.4f}" for x in r["losses"][:3])
         val = r["val"]["val_bpb"] if r.get("val") else None

@@ -101,3 +101,15 @@ def test_merge_joins_rows_from_separate_calls(tmp_path, capsys):
     assert "training cap, seed 1337, not recorded" in out  # the rows' own seeds, not this call's --seed
     assert "| golf_pr1089 | 240 | 700.0 | 1.5000 | 1.5100 | - | 15,990,000 | 6.0 | 20.0 |" in out
     assert set(json.loads((tmp_path / "m" / "vs_record.json").read_text())) == {"record_1089", "golf_pr1089"}
+
+
+def test_step_mode_tabulates_per_step_times_and_the_post_ema_score(tmp_path, capsys):
+    steps = "".join(f"step:{i}/4 train_loss:{7 - i / 10:.4f} train_time:{600 * i}ms step_avg:600.00ms\n" for i in range(1, 5))
+    log = steps + RECORD_LOG.split("\n", 1)[1].replace("stopping_early", "#")
+    record = tmp_path / "train_gpt.py"
+    record.write_text(f"print({log!r}, end='', flush=True)\n")
+    _vs_record().main(["--steps", "4", "--from-step", "1", "--record", str(record), "--out", str(tmp_path)])
+    rec = json.loads((tmp_path / "vs_record.json").read_text())["record"]
+    assert rec["step_ms"] == [600, 600, 600, 600] and rec["diag"] == {"val_loss": 2.29, "val_bpb": 1.355}
+    row = "| record | 600.0 | 1.31M | 23000 | 6.9000 / 6.8000 / 6.7000 | 1.36 | 1.3550 (EMA) |"
+    assert row in capsys.readouterr().out
