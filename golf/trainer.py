@@ -22,6 +22,7 @@ from golf.dist import DistInfo, reduce_step
 from golf.late_qat import LateQAT, QATConfig
 
 COMPILE_MODES = ("default", "max-autotune-no-cudagraphs", "max-autotune", "reduce-overhead")
+CUDAGRAPH_MODES = ("max-autotune", "reduce-overhead")  # the modes in which inductor records CUDA graphs
 
 
 @dataclass
@@ -74,6 +75,11 @@ class TrainConfig:
         if self.iterations < 0 or (self.iterations == 0 and not self.load_weights):
             raise ValueError(f"train.iterations must be >= 1 (0 only with train.load_weights), got {self.iterations}")
 
+    @property
+    def cudagraphs(self) -> bool:
+        """Whether ``compile_mode`` records CUDA graphs (on CUDA, when compiled)."""
+        return self.compile_mode in CUDAGRAPH_MODES
+
     def grad_accum(self, world_size: int) -> int:
         """Micro-steps per optimizer step on each rank. The global batch is the same for any world size:
         the records' rule is 8 // world_size; with ``max_micro_batch_tokens`` it is the fewest micro-steps
@@ -124,6 +130,7 @@ class TrainOutcome:
     stop_reason: str = ""
     averager: WeightAverager | None = None
     qat: dict | None = None
+    cudagraph_skips: int | None = None   # with a CUDA-graph compile mode: graphs inductor ran without one
 
     @property
     def step_median_ms(self) -> float:
@@ -135,7 +142,26 @@ def _fmt_tokens(x: float) -> str:
     return f"{x / 1e6:.2f}M" if x >= 1e6 else f"{x / 1e3:.1f}K"
 
 
-def _warm_up(*, model, optimizer, loader, cfg: TrainConfig, one_step, one_micro_step, late_qat: LateQAT, sync, log) -> None:
+def _graph_hooks(model: nn.Module, optimizer, cfg: TrainConfig, device: torch.device) -> tuple[Callable, Callable]:
+    """(start of a micro-step, zero the gradients). Under a CUDA-graph compile mode a graph's outputs live in
+    memory its next replay overwrites, so the gradients must not be them: they are kept as zeroed ``.grad``
+    buffers that backward adds each micro-step's output into, and each micro-step starts a new graph step."""
+    if not (cfg.cudagraphs and device.type == "cuda"):
+        return (lambda: None), optimizer.zero_grad
+    for p in model.parameters():
+        if p.requires_grad and p.grad is None:
+            p.grad = torch.zeros_like(p)
+    return torch.compiler.cudagraph_mark_step_begin, (lambda: optimizer.zero_grad(set_to_none=False))
+
+
+def _cudagraph_skips() -> int:
+    from torch._dynamo.utils import counters
+
+    return int(counters["inductor"]["cudagraph_skips"])
+
+
+def _warm_up(*, model, optimizer, loader, cfg: TrainConfig, one_step, one_micro_step, zero_grad, late_qat: LateQAT,
+             sync, log) -> None:
     """Run ``cfg.warmup_steps`` real steps (compilation, autotuning; with QAT, its graph too), then restore
     the model, optimizer and loader, so training starts from the seeded state at token 0."""
     t0 = time.perf_counter()
@@ -147,7 +173,7 @@ def _warm_up(*, model, optimizer, loader, cfg: TrainConfig, one_step, one_micro_
     late_qat.precompile(one_micro_step)
     model.load_state_dict(model_state)
     optimizer.load_state_dict(opt_state)
-    optimizer.zero_grad()
+    zero_grad()
     loader.load_state_dict(loader_state)
     sync()
     extra = f" + one with {cfg.qat.mode} QAT" if late_qat.enabled and cfg.qat.precompile else ""
@@ -177,9 +203,12 @@ def train(
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     ddp = hasattr(train_model, "no_sync")
     late_qat = LateQAT(cfg.qat, getattr(model, "qat", None))
+    graph_step, zero_grad = _graph_hooks(model, optimizer, cfg, device)
+    skips_before = _cudagraph_skips() if cfg.cudagraphs else 0
 
     def micro_step(last: bool) -> torch.Tensor:
         x, y = loader.next_batch(cfg.batch_tokens, cfg.seq_len, accum)
+        graph_step()
         with train_model.no_sync() if ddp and not last else nullcontext():
             with ctx():
                 loss = train_model(x, y)
@@ -193,16 +222,16 @@ def train(
         for micro in range(accum):
             total += micro_step(micro == accum - 1)
         optimizer.step()
-        optimizer.zero_grad()
+        zero_grad()
         return total / accum
 
     def one_micro_step() -> None:
         micro_step(True)
-        optimizer.zero_grad()
+        zero_grad()
 
     if cfg.warmup_steps > 0:
         _warm_up(model=model, optimizer=optimizer, loader=loader, cfg=cfg, one_step=one_step,
-                 one_micro_step=one_micro_step, late_qat=late_qat, sync=sync, log=log)
+                 one_micro_step=one_micro_step, zero_grad=zero_grad, late_qat=late_qat, sync=sync, log=log)
 
     out = TrainOutcome(averager=WeightAverager(model, cfg.ema, cfg.swa))
     averager = out.averager if out.averager.active else None
@@ -255,6 +284,11 @@ def train(
     out.steps = step
     out.train_ms = 1000.0 * (time.perf_counter() - t_start) - paused_ms
     out.qat = late_qat.describe() if late_qat.enabled else None
+    if cfg.cudagraphs and device.type == "cuda":
+        out.cudagraph_skips = _cudagraph_skips() - skips_before
+        if out.cudagraph_skips:
+            log(f"WARNING: train.compile_mode={cfg.compile_mode} ran {out.cudagraph_skips} compiled graph(s) without "
+                f"CUDA graphs; torch's 'skipping cudagraphs due to ...' message above names the cause")
     return out
 
 

@@ -82,7 +82,7 @@ def bench_golf(overrides: list[str], steps: int, warmup: int) -> dict:
                 metrics=NullBackend(), autocast_dtype=g.autocast)
     return {"median_ms": statistics.median(out.step_ms), "steps_ms": out.step_ms, "batch_tokens": g.tc.batch_tokens,
             "grad_accum": g.tc.grad_accum(1), "peak_mib": torch.cuda.max_memory_allocated() // 2**20,
-            "final_loss": out.losses[-1]}
+            "final_loss": out.losses[-1], "cudagraph_skips": out.cudagraph_skips}
 
 
 def bench_reference(script: Path, data_dir: Path, tokenizer: Path, steps: int, warmup: int) -> dict:

@@ -62,12 +62,17 @@ def main(argv: list[str] | None = None) -> None:
     tc, accum = g.tc, g.tc.grad_accum(1)
     ctx = (lambda: torch.autocast("cuda", dtype=g.autocast)) if g.autocast else nullcontext
     split = defaultdict(list)
-    step = make_step(g.compiled, g.loader, tc, accum, ctx, g.optimizer, split)
+    from golf.trainer import _graph_hooks
+
+    start, zero_grad = _graph_hooks(g.model, g.optimizer, tc, g.device)  # as golf.trainer, for CUDA-graph modes
+    step = make_step(g.compiled, g.loader, tc, accum, ctx, g.optimizer, split, zero_grad, start)
     prof = run_profiled(step, a.warmup, a.steps, split, host=a.host)
     print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}; golf: {a.overrides}")
     report(prof, split, a.steps, a.top, tc.batch_tokens, accum)
     if a.host:
         report_host(prof, a.steps, a.top)
+        launches = sum(ev.name == "cudaGraphLaunch" for ev in prof.events())
+        print(f"\nCUDA graph launches: {launches / a.steps:.0f} per step")
     if a.dump_kernels:
         dump_kernels(prof, a.dump_kernels, a.top)
     if a.record:
@@ -84,19 +89,20 @@ def main(argv: list[str] | None = None) -> None:
         ref_split = defaultdict(list)
         bf16 = lambda: torch.autocast("cuda", dtype=torch.bfloat16)  # noqa: E731
         record_step = make_step(torch.compile(ref, dynamic=False, fullgraph=True), g.loader, tc, accum, bf16, None,
-                                ref_split, zero=ref)
+                                ref_split, lambda: ref.zero_grad(set_to_none=True))
         print(f"\nthe record's own GPT ({a.record.name}), forward+backward only")
         report(run_profiled(record_step, a.warmup, a.steps, ref_split), ref_split, a.steps, a.top, tc.batch_tokens, accum)
 
 
-def make_step(call, loader, tc, accum: int, ctx, optimizer, split: dict, zero=None):
-    """One training step (forward+backward of every micro-batch, then the optimizer if given), timed with
-    CUDA events into ``split``."""
+def make_step(call, loader, tc, accum: int, ctx, optimizer, split: dict, zero_grad, start=lambda: None):
+    """One training step (forward+backward of every micro-batch, each after ``start()``, then the optimizer if
+    given, then ``zero_grad()``), timed with CUDA events into ``split``."""
     def step() -> None:
         e = [torch.cuda.Event(enable_timing=True) for _ in range(3)]
         e[0].record()
         for _ in range(accum):
             x, y = loader.next_batch(tc.batch_tokens, tc.seq_len, accum)
+            start()
             with ctx():
                 loss = call(x, y)
             loader.prefetch(tc.batch_tokens, tc.seq_len, accum)  # as golf.trainer does
@@ -104,9 +110,7 @@ def make_step(call, loader, tc, accum: int, ctx, optimizer, split: dict, zero=No
         e[1].record()
         if optimizer is not None:
             optimizer.step()
-            optimizer.zero_grad()
-        else:
-            zero.zero_grad(set_to_none=True)
+        zero_grad()
         e[2].record()
         torch.cuda.synchronize()
         split["forward+backward"].append(e[0].elapsed_time(e[1]))

@@ -24,6 +24,29 @@ class DivergingGPT(GPT):
         return loss
 
 
+class RandomTokens:
+    """A loader double: uniform random token batches from a seeded generator, on ``device``, with the
+    loader's prefetch/state_dict protocol (the state is the generator's)."""
+
+    def __init__(self, vocab: int = 64, device: str | torch.device = "cpu"):
+        self.vocab, self.device = vocab, torch.device(device)
+        self.gen = torch.Generator().manual_seed(0)
+
+    def next_batch(self, batch_tokens: int, seq_len: int, accum: int) -> tuple[torch.Tensor, torch.Tensor]:
+        t = torch.randint(0, self.vocab, (batch_tokens // (accum * seq_len), seq_len + 1), generator=self.gen)
+        t = t.to(self.device)
+        return t[:, :-1], t[:, 1:]
+
+    def prefetch(self, *_) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {"g": self.gen.get_state()}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.gen.set_state(s["g"])
+
+
 def free_port() -> int:
     """A free TCP port on localhost, for a gloo process group of spawned test ranks."""
     import socket

@@ -463,27 +463,11 @@ def test_schedule_reaches_every_group_after_the_warmup_restore():
     from golf.dist import DistInfo
     from golf.logging import NullBackend
     from golf.trainer import TrainConfig, train
+    from tests.helpers import RandomTokens
 
     class ZeroAfterFirst(WarmdownSchedule):
         def lr_multiplier(self, step, *args):
             return 1.0 if step == 0 else 0.0
-
-    class Tokens:
-        def __init__(self):
-            self.gen = torch.Generator().manual_seed(0)
-
-        def next_batch(self, batch_tokens, seq_len, accum):
-            t = torch.randint(0, 64, (batch_tokens // (accum * seq_len), seq_len + 1), generator=self.gen)
-            return t[:, :-1], t[:, 1:]
-
-        def prefetch(self, *_):
-            pass
-
-        def state_dict(self):
-            return {"g": self.gen.get_state()}
-
-        def load_state_dict(self, s):
-            self.gen.set_state(s["g"])
 
     torch.manual_seed(0)
     model = _small_model()
@@ -498,7 +482,7 @@ def test_schedule_reaches_every_group_after_the_warmup_restore():
     opt.step = step_and_snapshot
     cfg = TrainConfig(batch_tokens=256, seq_len=32, max_micro_batch_tokens=128, max_wallclock_seconds=0, iterations=3,
                       warmup_steps=2, compile=False, device="cpu")
-    train(model=model, train_model=model, optimizer=opt, schedule=ZeroAfterFirst(), loader=Tokens(), cfg=cfg,
+    train(model=model, train_model=model, optimizer=opt, schedule=ZeroAfterFirst(), loader=RandomTokens(), cfg=cfg,
           dist_info=DistInfo(0, 1, 0, torch.device("cpu")), log=lambda *_: None, metrics=NullBackend(),
           autocast_dtype=None)
     after_first, end = snaps[2], snaps[-1]  # 2 warm-up steps, then the training steps

@@ -143,9 +143,9 @@ class MuonAdam:
         for opt in self.optimizers:
             opt.step()
 
-    def zero_grad(self) -> None:
+    def zero_grad(self, set_to_none: bool = True) -> None:
         for opt in self.optimizers:
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad(set_to_none=set_to_none)
 
     def state_dict(self) -> list[dict]:
         return [opt.state_dict() for opt in self.optimizers]
