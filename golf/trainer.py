@@ -142,7 +142,7 @@ def _fmt_tokens(x: float) -> str:
     return f"{x / 1e6:.2f}M" if x >= 1e6 else f"{x / 1e3:.1f}K"
 
 
-def _graph_hooks(model: nn.Module, optimizer, cfg: TrainConfig, device: torch.device) -> tuple[Callable, Callable]:
+def graph_hooks(model: nn.Module, optimizer, cfg: TrainConfig, device: torch.device) -> tuple[Callable, Callable]:
     """(start of a micro-step, zero the gradients). Under a CUDA-graph compile mode a graph's outputs live in
     memory its next replay overwrites, so the gradients must not be them: they are kept as zeroed ``.grad``
     buffers that backward adds each micro-step's output into, and each micro-step starts a new graph step."""
@@ -203,8 +203,9 @@ def train(
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     ddp = hasattr(train_model, "no_sync")
     late_qat = LateQAT(cfg.qat, getattr(model, "qat", None))
-    graph_step, zero_grad = _graph_hooks(model, optimizer, cfg, device)
-    skips_before = _cudagraph_skips() if cfg.cudagraphs else 0
+    graphs = cfg.cudagraphs and device.type == "cuda"
+    graph_step, zero_grad = graph_hooks(model, optimizer, cfg, device)
+    skips_before = _cudagraph_skips() if graphs else 0
 
     def micro_step(last: bool) -> torch.Tensor:
         x, y = loader.next_batch(cfg.batch_tokens, cfg.seq_len, accum)
@@ -284,7 +285,7 @@ def train(
     out.steps = step
     out.train_ms = 1000.0 * (time.perf_counter() - t_start) - paused_ms
     out.qat = late_qat.describe() if late_qat.enabled else None
-    if cfg.cudagraphs and device.type == "cuda":
+    if graphs:
         out.cudagraph_skips = _cudagraph_skips() - skips_before
         if out.cudagraph_skips:
             log(f"WARNING: train.compile_mode={cfg.compile_mode} ran {out.cudagraph_skips} compiled graph(s) without "

@@ -62,9 +62,9 @@ def main(argv: list[str] | None = None) -> None:
     tc, accum = g.tc, g.tc.grad_accum(1)
     ctx = (lambda: torch.autocast("cuda", dtype=g.autocast)) if g.autocast else nullcontext
     split = defaultdict(list)
-    from golf.trainer import _graph_hooks
+    from golf.trainer import graph_hooks
 
-    start, zero_grad = _graph_hooks(g.model, g.optimizer, tc, g.device)  # as golf.trainer, for CUDA-graph modes
+    start, zero_grad = graph_hooks(g.model, g.optimizer, tc, g.device)  # as golf.trainer, for CUDA-graph modes
     step = make_step(g.compiled, g.loader, tc, accum, ctx, g.optimizer, split, zero_grad, start)
     prof = run_profiled(step, a.warmup, a.steps, split, host=a.host)
     print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}; golf: {a.overrides}")

@@ -11,7 +11,7 @@ from golf.dist import DistInfo
 from golf.logging import NullBackend
 from golf.optim.muon_adam import MuonAdam
 from golf.optim.schedule import WarmdownSchedule
-from golf.trainer import TrainConfig, _graph_hooks, train
+from golf.trainer import TrainConfig, graph_hooks, train
 from tests.helpers import RandomTokens
 from tests.test_optim import _small_model
 
@@ -22,13 +22,13 @@ def test_only_the_graph_modes_on_cuda_keep_gradient_buffers():
     graphs = TrainConfig(compile_mode="reduce-overhead")
     for cfg, device in ((TrainConfig(), torch.device("cuda")), (graphs, torch.device("cpu"))):
         model = _small_model()
-        _graph_hooks(model, MuonAdam(model), cfg, device)
+        graph_hooks(model, MuonAdam(model), cfg, device)
         assert all(p.grad is None for p in model.parameters())
 
 
 def test_gradient_buffers_accumulate_in_place_and_are_zeroed_not_freed():
     model = _small_model()
-    start, zero_grad = _graph_hooks(model, MuonAdam(model), TrainConfig(compile_mode="reduce-overhead"),
+    start, zero_grad = graph_hooks(model, MuonAdam(model), TrainConfig(compile_mode="reduce-overhead"),
                                     torch.device("cuda"))  # the device only selects the behaviour; the model is on CPU
     buffers = {n: p.grad for n, p in model.named_parameters()}
     assert all(g is not None and not g.any() for g in buffers.values())
