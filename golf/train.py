@@ -9,30 +9,72 @@ the jobs already finished (``golf.sweep``).
 from __future__ import annotations
 
 import sys
-import traceback
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from golf.sweep import ConfigChanged, resume
+from golf.results import record_failure
+from golf.sweep import ConfigChanged, resume, summarize_sweep
 
 if not OmegaConf.has_resolver("golf_group"):
     OmegaConf.register_new_resolver("golf_group", lambda s: s or "default")
 
 
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def command_line_keys(overrides: list[str]) -> set[str]:
+    """The dotted keys whose values the command line sets (``model.num_layers=3`` -> ``model.num_layers``;
+    ``+a.b=1`` -> ``a.b``); a group choice (``model=xsa_all``, ``hydra/launcher=...``) sets none."""
+    keys = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    return {k for k in keys if "/" not in k and not (CONF_DIR / k).is_dir()}
+
+
+def _leaves(node: dict, prefix: str = "") -> list[tuple[str, object]]:
+    out = []
+    for k, v in node.items():
+        out += _leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
+    return out
+
+
+def apply_overlay(cfg: DictConfig, overrides: list[str]) -> list[str]:
+    """Lay the composed ``overlay`` node over the config, in place, and drop it; returns the keys it set.
+
+    An experiment's ``overlay`` holds values for whichever group options end up composed: each applies where
+    the chosen option has that key (``experiment=smoke`` shrinks ``model=xsa_all`` or ``calibration=ar`` alike;
+    ``quant.prune_max_abs`` of ``experiment=pr1019`` means nothing to ``quant=none``), and a key the command line
+    sets itself wins over it."""
+    with open_dict(cfg):
+        overlay = cfg.pop("overlay", None)
+    if not overlay:
+        return []
+    user = command_line_keys(overrides)
+    applied = []
+    for key, value in _leaves(OmegaConf.to_container(overlay, resolve=False)):
+        parent_key, _, leaf = key.rpartition(".")
+        parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+        taken = any(key == u or key.startswith(u + ".") or u.startswith(key + ".") for u in user)
+        if isinstance(parent, DictConfig) and leaf in parent and not taken:
+            parent[leaf] = value
+            applied.append(key)
+    return applied
+
+
 def resolve_run_config(cfg: DictConfig, run_dir: Path, overrides: list[str], group: str) -> DictConfig:
-    """The config every process will read: fully resolved, plus the run's identity: its group (the overrides
-    without the seed) and its name (the experiment, the other overrides, the seed)."""
+    """The config every process will read: the experiment's overlay laid on (``apply_overlay``), fully resolved,
+    plus the run's identity: its group (the overrides without the seed) and its name (the experiment, the other
+    overrides, the seed)."""
+    overlaid = apply_overlay(cfg, overrides)
     resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True))
     name = resolved.get("name") or (group if group else "run")
     extra = ",".join(p for p in group.split(",") if p and not p.startswith("experiment=")) if group else ""
     label = f"{name}/{extra}" if extra and extra != name else name
     resolved.run = {"dir": str(run_dir), "name": f"{label}/seed={resolved.seed}", "group": group or name,
-                    "overrides": overrides}
+                    "overrides": overrides, "overlay": overlaid}
     return resolved
 
 
@@ -40,8 +82,12 @@ def resolve_run_config(cfg: DictConfig, run_dir: Path, overrides: list[str], gro
 def main(cfg: DictConfig) -> int:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
-    resolved = resolve_run_config(cfg, run_dir, list(hc.overrides.task), hc.job.override_dirname)
-    if hc.mode == RunMode.MULTIRUN:
+    sweep = hc.mode == RunMode.MULTIRUN
+    try:
+        resolved = resolve_run_config(cfg, run_dir, list(hc.overrides.task), hc.job.override_dirname)
+    except Exception as e:  # noqa: BLE001 - an interpolation or a missing value: one line, on the record
+        return _failed(run_dir, f"config: {type(e).__name__}: {e}", sweep, record=True)
+    if sweep:
         try:
             done = resume(run_dir, resolved)
         except ConfigChanged as e:
@@ -52,21 +98,32 @@ def main(cfg: DictConfig) -> int:
             return 0
     config_path = run_dir / "config.yaml"
     OmegaConf.save(resolved, config_path)
-    launcher = instantiate(resolved.launcher)
     try:
-        code = launcher.launch(config_path)
+        code = instantiate(resolved.launcher).launch(config_path)
+    except KeyboardInterrupt as e:
+        code = getattr(e, "exit_code", 130)
+        if sweep:
+            print(f"golf: sweep interrupted during {run_dir}; what finished:", file=sys.stderr)
+            summarize_sweep(Path(hc.sweep.dir), resolved, baseline=(hc.callbacks.get("summary") or {}).get("baseline"))
+        sys.exit(code)
     except Exception as e:  # noqa: BLE001 - reported here; the traceback is in train.log and results.json
-        if hc.mode != RunMode.MULTIRUN:
-            print(f"golf: {type(e).__name__}: {e}\n(traceback in {run_dir / 'train.log'})", file=sys.stderr)
-            sys.exit(1)
-        traceback.print_exc()
-        print(f"golf: job {run_dir} failed; the sweep continues (see its results.json)", file=sys.stderr)
-        return 1
+        return _failed(run_dir, f"{type(e).__name__}: {e} (traceback in {run_dir / 'train.log'})", sweep)
     if code != 0:
-        print(f"golf: run {run_dir} ended with exit status {code} (see results.json)", file=sys.stderr)
-        if hc.mode != RunMode.MULTIRUN:
+        print(f"golf: run {run_dir} ended with exit status {code} (see {run_dir / 'results.json'})", file=sys.stderr)
+        if not sweep:
             sys.exit(code)
     return code
+
+
+def _failed(run_dir: Path, message: str, sweep: bool, record: bool = False) -> int:
+    """One line on stderr; with ``record``, the failure written as the run's results.json (nothing else would)."""
+    if record:
+        record_failure(run_dir, message)
+    where = f"job {run_dir} failed" if sweep else "failed"
+    print(f"golf: {where}: {message}" + ("; the sweep continues" if sweep else ""), file=sys.stderr)
+    if not sweep:
+        sys.exit(1)
+    return 1
 
 
 if __name__ == "__main__":

@@ -66,13 +66,16 @@ def smoke_dir(tmp_path_factory) -> Path:
 
 
 def compose_config(overrides: list[str]):
-    """Compose ``conf/config.yaml`` with ``overrides`` as ``python -m golf.train`` would (no run dir)."""
+    """Compose ``conf/config.yaml`` with ``overrides`` as ``python -m golf.train`` would (no run dir): the
+    experiment's overlay laid on, interpolations left for the caller."""
     from hydra import compose, initialize_config_dir
 
-    import golf.train  # noqa: F401  (registers the golf_group resolver)
+    from golf.train import apply_overlay
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+        cfg = compose(config_name="config", overrides=list(overrides))
+    apply_overlay(cfg, list(overrides))
+    return cfg
 
 
 @pytest.fixture

@@ -181,6 +181,55 @@ def test_experiment_instantiates(compose, tiny_gpt, name):
     OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # fully resolvable
 
 
+PRODUCT_GROUPS = ("experiment", "model", "optimizer", "quant", "calibration", "compressor", "eval")
+
+
+def pairwise_rows(factors: dict[str, list[str]]) -> list[dict[str, str]]:
+    """Rows (one choice per factor) in which every pair of choices of two factors meets at least once: the
+    greedy covering array (each new row takes, factor by factor, the choice that covers most new pairs)."""
+    names = list(factors)
+    todo = {(a, x, b, y) for i, a in enumerate(names) for b in names[i + 1:] for x in factors[a] for y in factors[b]}
+    rows = []
+    while todo:
+        a, x, b, y = min(todo)
+        row = {a: x, b: y}
+        for f in names:
+            if f not in row:
+                row[f] = max(factors[f], key=lambda v: sum((g, row[g], f, v) in todo or (f, v, g, row[g]) in todo
+                                                           for g in row))
+        todo -= {(p, row[p], q, row[q]) for i, p in enumerate(names) for q in names[i + 1:]}
+        rows.append(row)
+    return rows
+
+
+PRODUCT = pairwise_rows({g: [p.stem for p in sorted((CONF_DIR / g).glob("*.yaml"))] for g in PRODUCT_GROUPS})
+
+
+def test_pairwise_rows_cover_every_pair():
+    factors = {"a": ["1", "2", "3"], "b": ["x", "y"], "c": ["p", "q", "r", "s"]}
+    rows = pairwise_rows(factors)
+    for a, b in (("a", "b"), ("a", "c"), ("b", "c")):
+        assert {(r[a], r[b]) for r in rows} == {(x, y) for x in factors[a] for y in factors[b]}
+    assert len(rows) < 3 * 2 * 4 and len(PRODUCT) < 120
+    assert {r["experiment"] for r in PRODUCT} == set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("row", PRODUCT, ids=[",".join(f"{k}={v}" for k, v in r.items()) for r in PRODUCT])
+def test_every_preset_composes_with_every_option(compose, tiny_gpt, row):
+    """Every experiment preset with every option of the model, optimizer, quant, calibration, compressor and
+    eval groups, and every two options of those groups together (pairwise): each composes, resolves and
+    instantiates, its model built on the meta device (no memory, no init cost)."""
+    cfg = compose([f"{g}={o}" for g, o in row.items()])
+    OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    for node in TARGET_NODES:
+        obj = instantiate(cfg[node], _convert_="all")
+        if node == "model":
+            with torch.device("meta"):
+                assert isinstance(obj(), GPT)
+        elif node == "optimizer":
+            assert isinstance(obj(tiny_gpt()), MuonAdam)
+
+
 def test_baseline_experiment_numbers(compose):
     cfg = compose(["experiment=baseline"])
     c = OmegaConf.to_container(cfg, resolve=True)
@@ -252,10 +301,28 @@ def test_optimizer_partial_routes_tiny_model(compose, tiny_gpt):
 
 # ------------------------------------------------------------------ the records' presets, numbers and training
 
+def _built(cfg) -> GPT:
+    with torch.device("meta"):
+        return instantiate(cfg.model, _convert_="all")()
+
+
+@pytest.mark.parametrize("layers", [11, 3, 1])
+def test_all_layer_options_follow_the_depth(compose, layers):
+    """model=xsa_all puts XSA on every layer at any depth, and the value embedding's layers count from the last
+    (-2, -1: layers 9 and 10 of the records' 11)."""
+    m = _built(compose(["model=xsa_all", f"model.num_layers={layers}"]))
+    assert [b.attn.xsa for b in m.blocks] == [True] * layers
+    assert m.ve_layers == sorted({layers - 2, layers - 1} & set(range(layers)))
+    assert _built(compose(["model=xsa4"])).ve_layers == [9, 10]
+    assert [b.attn.xsa for b in _built(compose(["model=xsa4"])).blocks] == [False] * 7 + [True] * 4
+    with pytest.raises(ValueError, match="model.xsa_last_n must be a number of layers or 'all', got 'most'"):
+        _built(compose(["model=xsa_all", "model.xsa_last_n=most"]))
+
+
 def test_record_model_presets_numbers(compose):
     m = OmegaConf.to_container(compose(["model=xsa_all"]).model, resolve=True)
-    assert (m["num_layers"], m["mlp_mult"], m["activation"], m["mlp_slope"], m["xsa_last_n"]) == (11, 3, "leaky_relu2", 0.5, 11)
-    assert (m["bigram_buckets"], m["bigram_dim"], m["ve_dim"], m["ve_layers"]) == (3072, 112, 128, [9, 10])
+    assert (m["num_layers"], m["mlp_mult"], m["activation"], m["mlp_slope"]) == (11, 3, "leaky_relu2", 0.5)
+    assert (m["bigram_buckets"], m["bigram_dim"], m["ve_dim"]) == (3072, 112, 128)
     assert (m["rope_dims"], m["rope_ntk_seq_len"], m["ln_scale"], m["smear_gate"], m["init"]) == (16, 1024, True, True, "banked")
     e = OmegaConf.to_container(compose(["model=engram"]).model, resolve=True)
     assert (e["mlp_mult"], e["mlp_slope"], e["engram_buckets"], e["bigram_buckets"], e["skips"], e["mimetic_vo_alpha"]) == (

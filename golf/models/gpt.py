@@ -30,6 +30,22 @@ from golf.models.qat import FakeQuant
 ACTIVATIONS = ("relu2", "leaky_relu2")
 
 
+def layer_count(n: int | str, num_layers: int) -> int:
+    """A count of layers where ``"all"`` means every layer at any depth (``model.xsa_last_n=all``)."""
+    if isinstance(n, str):
+        if n.strip().lower() != "all":
+            raise ValueError(f"model.xsa_last_n must be a number of layers or 'all', got {n!r}")
+        return num_layers
+    return int(n)
+
+
+def layer_indices(layers: Sequence[int], num_layers: int) -> list[int]:
+    """Layer indices where a negative one counts from the last layer (-1: the last), as Python's do: [-2, -1] are
+    the last two layers, or the only one of a one-layer model; a positive index outside the model is kept as
+    given, for the check to name."""
+    return sorted({i + num_layers if i < 0 else i for i in layers if i >= -num_layers})
+
+
 class MLP(nn.Module):
     def __init__(self, dim: int, hidden: int, activation: str, slope: float, skip_init: bool = False,
                  kernels: str | Sequence[str] = "torch"):
@@ -126,16 +142,17 @@ class GPT(nn.Module):
         mlp_mult: float = 2.0, activation: str = "relu2", mlp_slope: float = 0.5, mlp_slopes: Sequence[float] | None = None,
         tie_embeddings: bool = True, tied_embed_init_std: float = 0.005, logit_softcap: float = 30.0,
         qk_gain_init: float = 1.5, rope_base: float = 10000.0, rope_dims: int = 0, rope_ntk_seq_len: int | None = None,
-        ln_scale: bool = False, xsa_last_n: int = 0, smear_gate: bool = False,
+        ln_scale: bool = False, xsa_last_n: int | str = 0, smear_gate: bool = False,
         bigram_buckets: int = 0, bigram_dim: int = 128, bigram_scale_init: float = 0.05, trigram: bool = False,
         engram_buckets: int = 0, engram_heads: int = 2, engram_orders: int = 2, engram_dim_per_head: int = 32,
-        ve_dim: int = 0, ve_layers: Sequence[int] = (9, 10), ve_scale_init: float = 0.1,
+        ve_dim: int = 0, ve_layers: Sequence[int] = (-2, -1), ve_scale_init: float = 0.1,
         value_residual: bool = False, gated_attention: bool = False, gate_bias_init: float = 4.0,
         skips: str = "plain", init: str = "default", ortho_proj_scale: bool = False, mimetic_vo_alpha: float = 0.0,
         mtp_heads: int = 0, mtp_loss_weight: float = 0.2, attn_kernel: str = "flash", kernels: str | Sequence[str] = "torch",
     ):
         super().__init__()
         head_dim = model_dim // num_heads
+        xsa_last_n, ve_layers = layer_count(xsa_last_n, num_layers), layer_indices(ve_layers, num_layers)
         self._check(dict(num_layers=num_layers, model_dim=model_dim, num_heads=num_heads, logit_softcap=logit_softcap,
                          xsa_last_n=xsa_last_n, rope_dims=rope_dims, rope_ntk_seq_len=rope_ntk_seq_len, ve_dim=ve_dim,
                          ve_layers=ve_layers, skips=skips, bigram_buckets=bigram_buckets,
@@ -188,12 +205,13 @@ class GPT(nn.Module):
         if kw["logit_softcap"] <= 0:
             raise ValueError(f"model.logit_softcap must be positive, got {kw['logit_softcap']}")
         if not 0 <= kw["xsa_last_n"] <= L:
-            raise ValueError(f"model.xsa_last_n must be in 0..num_layers={L} ({L}: every layer), got {kw['xsa_last_n']}")
+            raise ValueError(f"model.xsa_last_n must be in 0..num_layers={L}, or all, got {kw['xsa_last_n']}")
         rd = kw["rope_dims"] or head_dim
         if rd % 2 or rd > head_dim or (kw["rope_ntk_seq_len"] is not None and rd <= 2):
             raise ValueError(f"model.rope_dims must be even, in 4..head_dim={head_dim} (0: all), got {kw['rope_dims']}")
         if kw["ve_dim"] and any(not 0 <= i < L for i in kw["ve_layers"]):
-            raise ValueError(f"model.ve_layers must index layers 0..{L - 1}, got {list(kw['ve_layers'])}")
+            raise ValueError(f"model.ve_layers must index layers 0..{L - 1} (or -{L}..-1 from the last), got "
+                             f"{list(kw['ve_layers'])}")
         if kw["skips"] not in ("plain", "gated", "none"):
             raise ValueError(f"model.skips must be plain, gated or none, got {kw['skips']!r}")
         if kw["bigram_buckets"] and kw["engram_buckets"]:
