@@ -17,14 +17,17 @@ by 624 bytes), so the count is the fewest the real checks found, exactly the few
 Floor fitting (``quant.fit_scale_floor``): a row whose clip / qmax is below the grid's floor gets the floor as
 its scale; the records' floor 1/qmax sets every row of a model trained for minutes (all |w| < 1), a grid far
 coarser than its weights need. Fitting scales every floor by the smallest factor in [0, 1] whose artifact is
-estimated within the limit less ``headroom``: real sizes at factors 0 (the rows' own grids), 1/4, 1/2 and 1
-(the records' floor), compressed in parallel; then bisection between the two measured factors that bracket the
-target, on zlib-1's size mapped affinely through theirs. Where the records' floor is still over, the factor
-doubles (up to 64) first, so a run with floor fitting ends within the limit whatever the model. The probes
-round without Hessians (RTN or the clip search: GPTQ's codes compress alike); pruning absorbs what the
-estimate missed. A uniform step for every row at the floor is what
-rate-distortion theory asks of a uniform quantizer under an entropy budget (equal distortion slopes), where
-pruning zeroes only the smallest codes.
+estimated within the limit less ``headroom``: sizes at factors 0 (the rows' own grids), 1/4, 1/2 and 1 (the
+records' floor) through the real codec, in parallel; then bisection between the two measured factors that
+bracket the target, on zlib-1's size mapped affinely through theirs. A payload over 4 MB is measured on a
+systematic sample (every 8th 4 KiB block; within 1% of the whole on #1019-sized int6 states, over rather than
+under where the grid is coarse), so lzma-9 costs an eighth of a compression per anchor. Where the records'
+floor is still over, the factor doubles (up to 64) first. The probes round without Hessians (RTN or the clip
+search: GPTQ's codes compress alike, and the rows' clips are computed once for every probe); pruning absorbs
+what the estimate missed, and ``golf.quant.pack`` checks the real artifact, so a run with floor fitting ends
+within the limit whatever the model. A uniform step for every row at the floor is what rate-distortion theory
+asks of a uniform quantizer under an entropy budget (equal distortion slopes), where pruning zeroes only the
+smallest codes.
 """
 
 from __future__ import annotations
@@ -37,33 +40,48 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from golf.compress.artifact import encode_artifact
+from golf.compress.artifact import artifact_payload, encode_artifact
 from golf.compress.codecs import Zlib
 from golf.quant.format import QuantizedState
-from golf.quant.grid import qmax_for, search_clip
+from golf.quant.grid import ClipCache, qmax_for, search_clip
 from golf.quant.quantizer import matrix_group
 
 
-@dataclass
+@dataclass(frozen=True)
 class ByteBudget:
-    """Code + model against the limit; remembers the last artifact it encoded (fitting's last real check is
-    the artifact written, not compressed again: brotli-11 takes ~35 s per 16 MB)."""
+    """Code + model against the limit, through the artifact's codec."""
 
     limit: int           # decimal bytes for code + model (16,000,000)
     code_bytes: int
     compressor: Any
-    last: tuple[QuantizedState, bytes] | None = None
 
     def encode(self, q: QuantizedState) -> bytes:
-        if self.last is None or self.last[0] is not q:
-            self.last = (q, encode_artifact(q.tensors, q.meta, self.compressor))
-        return self.last[1]
+        return encode_artifact(q.tensors, q.meta, self.compressor)
 
     def model_bytes(self, q: QuantizedState) -> int:
         return len(self.encode(q))
 
     def total(self, q: QuantizedState) -> int:
         return self.code_bytes + self.model_bytes(q)
+
+    def target(self, headroom: float) -> float:
+        """Model bytes that leave ``headroom`` (a fraction of the limit) free."""
+        return (1.0 - headroom) * self.limit - self.code_bytes
+
+
+SAMPLE_ABOVE = 4 << 20   # payloads larger than this are sized on a sample
+SAMPLE_EVERY, SAMPLE_BLOCK = 8, 4096
+
+
+def estimated_model_bytes(q: QuantizedState, compressor: Any) -> tuple[int, bool]:
+    """(model bytes through the real codec, whether estimated on a sample): a large payload is sized on every
+    SAMPLE_EVERY-th block of SAMPLE_BLOCK bytes, scaled by the payload's length over the sample's."""
+    payload = artifact_payload(q.tensors, q.meta)
+    if len(payload) <= SAMPLE_ABOVE:
+        return len(encode_artifact(q.tensors, q.meta, compressor)), False
+    step = SAMPLE_BLOCK * SAMPLE_EVERY
+    sample = b"".join(payload[i : i + SAMPLE_BLOCK] for i in range(0, len(payload), step))
+    return round(len(compressor.compress(sample)) * len(payload) / len(sample)), True
 
 
 def fast_bytes(tensors: dict[str, Tensor], compressor: Any) -> int:
@@ -87,8 +105,10 @@ def sensitivities(hessians: dict[str, Tensor]) -> dict[str, float]:
 
 
 def allocate_bits(state: dict[str, Tensor], hessians: dict[str, Tensor], quantizer, budget: ByteBudget, *,
-                  base_bits: int, max_bits: int, headroom: float = 0.02) -> tuple[dict[str, int], dict]:
+                  base_bits: int, max_bits: int, headroom: float = 0.02,
+                  clips: ClipCache | None = None) -> tuple[dict[str, int], dict]:
     """Bits per block matrix (see the module docstring) and a record of the decision."""
+    clips = clips or ClipCache()
     groups = defaultdict(list)
     for name in state:
         if quantizer.classify(name, state[name]) == "matrix":
@@ -100,14 +120,14 @@ def allocate_bits(state: dict[str, Tensor], hessians: dict[str, Tensor], quantiz
         tensors = {}
         for n in groups[g]:
             q, s, _ = search_clip(state[n], qmax_for(b), quantizer.percentiles, per_row=quantizer.search == "row",
-                                  floor=quantizer.floor_for(qmax_for(b)))
+                                  floor=quantizer.floor_for(qmax_for(b)), clip=clips.of(n, state[n]))
             tensors[n + ".q"], tensors[n + ".s"] = q, s
         return fast_bytes(tensors, budget.compressor)
 
-    base_state = quantizer.quantize(state, bits={n: base_bits for ns in groups.values() for n in ns})  # no Hessians: lite
+    base_state = quantizer.quantize(state, bits={n: base_bits for ns in groups.values() for n in ns}, clips=clips)  # lite
     real_base = budget.model_bytes(base_state)
     ratio = real_base / max(fast_bytes(base_state.tensors, budget.compressor), 1)
-    target = (1.0 - headroom) * budget.limit - budget.code_bytes
+    target = budget.target(headroom)
     estimate, bits, log = float(real_base), {g: base_bits for g in groups}, []
     cost = {g: {base_bits: group_proxy(g, base_bits)} for g in order}
     for rank, g in enumerate(order):
@@ -134,18 +154,23 @@ FLOOR_ANCHORS = (0.0, 0.25, 0.5, 1.0)  # factors whose real size is measured (in
 
 
 def fit_floor(state: dict[str, Tensor], quantizer, budget: ByteBudget, *, headroom: float = 0.02,
-              steps: int = 8) -> tuple[float, dict]:
+              steps: int = 6, clips: ClipCache | None = None) -> tuple[float, dict]:
     """The factor to scale the grid floors by, and a record of the search (module docstring). Where even the
-    records' floor is over, the factor doubles past 1 (a coarser grid) until the artifact fits."""
-    target = (1.0 - headroom) * budget.limit - budget.code_bytes
+    records' floor is over, the factor doubles past 1 (a coarser grid) until the artifact fits. ``clips``: row
+    clips shared with the caller's later quantization of the same state."""
+    target = budget.target(headroom)
+    clips = clips or ClipCache()
     # zlib-1 probes: 10x faster than lzma-1 on an int6 payload and as close once mapped (benchmarks.md)
     probe_codec = Zlib(level=1, shuffle=getattr(budget.compressor, "shuffle", 0))
+    sampled = []
 
     def probe(factor: float) -> QuantizedState:
-        return quantizer.with_floor_factor(factor).quantize(state)
+        return quantizer.with_floor_factor(factor).quantize(state, clips=clips)
 
     def real_bytes(q: QuantizedState) -> int:
-        return len(encode_artifact(q.tensors, q.meta, budget.compressor))
+        size, on_sample = estimated_model_bytes(q, budget.compressor)
+        sampled.append(on_sample)
+        return size
 
     qs = {f: probe(f) for f in FLOOR_ANCHORS}
     with ThreadPoolExecutor(len(qs)) as pool:  # the codecs release the GIL: all anchors in the time of one
@@ -153,7 +178,7 @@ def fit_floor(state: dict[str, Tensor], quantizer, budget: ByteBudget, *, headro
     info = {"target_model_bytes": round(target), "headroom": headroom, "model_bytes_no_floor": real[0.0],
             "model_bytes_full_floor": real[1.0], "real_compressions": len(qs), "probes": len(qs)}
     if real[0.0] <= target:  # the rows' own grids fit
-        return 0.0, {**info, "factor": 0.0, "estimated_model_bytes": real[0.0]}
+        return 0.0, {**info, "factor": 0.0, "estimated_model_bytes": real[0.0], "sampled": any(sampled)}
     hi = 1.0
     while real[hi] > target and hi < MAX_FLOOR_FACTOR:
         hi *= 2
@@ -161,6 +186,7 @@ def fit_floor(state: dict[str, Tensor], quantizer, budget: ByteBudget, *, headro
         real[hi] = real_bytes(qs[hi])
         info["real_compressions"] += 1
         info["probes"] += 1
+    info["sampled"] = any(sampled)
     if real[hi] > target:  # pruning's turn
         return hi, {**info, "factor": hi, "estimated_model_bytes": real[hi]}
     hi = min(f for f in real if real[f] <= target)  # the bracket between neighbouring measured factors
@@ -210,25 +236,31 @@ def _pruned(q: QuantizedState, keys: list[str], which: Tensor, where: Tensor, n:
     return out
 
 
-def prune_to_fit(q: QuantizedState, budget: ByteBudget, *, max_abs: int = 1, real_checks: int = 6) -> tuple[QuantizedState, dict]:
-    """Few cheapest +-1 (..+-max_abs) entries zeroed so that code + model <= limit (module docstring)."""
-    start = budget.total(q)
+def prune_to_fit(q: QuantizedState, budget: ByteBudget, *, max_abs: int = 1, real_checks: int = 6,
+                 blob: bytes | None = None) -> tuple[QuantizedState, bytes, dict]:
+    """Few cheapest +-1 (..+-max_abs) entries zeroed so that code + model <= limit (module docstring); returns
+    the state, its encoded artifact and a record. ``blob``: ``q`` already encoded."""
+    blobs: dict[int, bytes] = {0: budget.encode(q) if blob is None else blob}
+    start = budget.code_bytes + len(blobs[0])
     info = {"max_abs": max_abs, "bytes_before": start, "pruned": 0, "candidates": 0, "real_compressions": 1}
     if start <= budget.limit:
-        return q, {**info, "bytes_after": start, "fits": True, "headroom": budget.limit - start}
+        return q, blobs[0], {**info, "bytes_after": start, "fits": True, "headroom": budget.limit - start}
     keys, which, where, _ = _candidates(q, max_abs)
     N = int(which.numel())
     info["candidates"] = N
-    states: dict[int, QuantizedState] = {}
+    states: dict[int, QuantizedState] = {0: q}
 
     def real(n: int) -> int:
-        states[n] = states.get(n) or _pruned(q, keys, which, where, n)
-        return budget.total(states[n])
+        if n not in blobs:
+            states[n] = _pruned(q, keys, which, where, n)
+            blobs[n] = budget.encode(states[n])
+        return budget.code_bytes + len(blobs[n])
 
     full = real(N)
     info["real_compressions"] += 1
     if full > budget.limit:
-        return states[N], {**info, "pruned": N, "bytes_after": full, "fits": False, "headroom": budget.limit - full}
+        return states[N], blobs[N], {**info, "pruned": N, "bytes_after": full, "fits": False,
+                                     "headroom": budget.limit - full}
     # Affine in the fast codec's size, through the two real sizes measured (unpruned and fully pruned): the
     # artifact has parts pruning does not touch (header, tables, scales).
     f0, fN = fast_bytes(q.tensors, budget.compressor), fast_bytes(states[N].tensors, budget.compressor)
@@ -256,6 +288,5 @@ def prune_to_fit(q: QuantizedState, budget: ByteBudget, *, max_abs: int = 1, rea
         else:
             probe, up = min(known_fit - 1, probe + up), up * 2
     n, size = best
-    budget.encode(states[n])  # the chosen one is the artifact: leave its bytes in the budget's memory
-    return states[n], {**info, "pruned": n, "bytes_after": size, "fits": True,
-                                                "headroom": budget.limit - size, "fewest_found": known_fit - known_over <= 1}
+    return states[n], blobs[n], {**info, "pruned": n, "bytes_after": size, "fits": True, "headroom": budget.limit - size,
+                                 "fewest_found": known_fit - known_over <= 1}

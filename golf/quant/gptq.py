@@ -77,11 +77,13 @@ def gptq_sweep(W: Tensor, U: Tensor, scales: Tensor, qmax: int, block: int = 128
 
 def gptq(weight: Tensor, hessian: Tensor, qmax: int, *, percentiles=PERCENTILES, search: str = "matrix",
          block: int = 128, damp: float = 0.01, actorder: bool = True, retries: int = 3,
-         floor: float | None = None) -> GPTQResult:
-    """GPTQ-quantize ``weight`` to [-qmax, qmax] per row given its input Hessian (see the module docstring)."""
+         floor: float | None = None, clip=None) -> GPTQResult:
+    """GPTQ-quantize ``weight`` to [-qmax, qmax] per row given its input Hessian (see the module docstring);
+    ``clip``: the row clips by percentile (a ``ClipCache``'s), default computed here."""
     if search not in ("matrix", "row"):
         raise ValueError(f"quant.search must be matrix or row, got {search!r}")
     W0 = weight.float()
+    clip = clip or (lambda pct: row_clip(W0, pct))
     H = hessian.float().to(W0.device).clone()
     cols = W0.shape[1]
     if H.shape != (cols, cols):
@@ -97,12 +99,12 @@ def gptq(weight: Tensor, hessian: Tensor, qmax: int, *, percentiles=PERCENTILES,
     if tries:
         out.notes.append(f"Hessian not positive definite at damping {damp:g}; used {used:g}")
     if search == "row":
-        s, out.percentile = search_clip(W0, qmax, percentiles, per_row=True, floor=floor)[1:]
+        s, out.percentile = search_clip(W0, qmax, percentiles, per_row=True, floor=floor, clip=clip)[1:]
         out.q, out.scale = gptq_sweep(W, U, s, qmax, block)[:, inv].contiguous(), s
         return out
     # Every candidate in one sweep: rows are independent in GPTQ (each propagates only its own error through
     # U), so stacking the candidates' copies of W quantizes each exactly as alone, with 1/P of the launches.
-    scales = [quantize_rows(W0, row_clip(W0, pct), qmax, floor=floor)[1] for pct in percentiles]
+    scales = [quantize_rows(W0, clip(pct), qmax, floor=floor)[1] for pct in percentiles]
     Qs = gptq_sweep(W.repeat(len(scales), 1), U, torch.cat(scales), qmax, block).view(len(scales), *W.shape)
     best = None
     for Q, s, pct in zip(Qs, scales, percentiles):

@@ -15,7 +15,7 @@ range (more distinct values: more bytes after compression).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch
@@ -37,6 +37,23 @@ def row_clip(w: Tensor, percentile: float | None) -> Tensor:
     if percentile is None or percentile >= 1.0:
         return a.amax(dim=1)
     return torch.quantile(a, percentile, dim=1)
+
+
+class ClipCache:
+    """Row clips by (tensor name, percentile), each computed once: budget fitting quantizes the same weights at
+    many floors and bit widths, and a row's quantile of |w| depends on neither (torch.quantile sorts every row)."""
+
+    def __init__(self) -> None:
+        self._clips: dict[tuple[str, float | None], Tensor] = {}
+
+    def of(self, name: str, w: Tensor) -> Callable[[float | None], Tensor]:
+        """``row_clip(w, percentile)`` for ``w`` under ``name``, remembered."""
+        def clip(percentile: float | None) -> Tensor:
+            key = (name, percentile)
+            if key not in self._clips:
+                self._clips[key] = row_clip(w, percentile)
+            return self._clips[key]
+        return clip
 
 
 MIN_SCALE = 1e-7  # the smallest floor: an all-zero row still gets a positive (fp16 subnormal) scale
@@ -69,13 +86,15 @@ class ClipSearch(NamedTuple):
 
 
 def search_clip(w: Tensor, qmax: int, percentiles: Sequence[float] = PERCENTILES, per_row: bool = False,
-                floor: float | None = None) -> ClipSearch:
+                floor: float | None = None, clip: Callable[[float], Tensor] | None = None) -> ClipSearch:
     """GPTQ-lite: among the candidate clip percentiles keep the one with the lowest reconstruction MSE, for the
-    whole matrix (#414/#549/#1019) or row by row (#635, #1089)."""
+    whole matrix (#414/#549/#1019) or row by row (#635, #1089). ``clip``: the row clips by percentile (a
+    ``ClipCache``'s), default computed here."""
     w32 = w.float()
+    clip = clip or (lambda pct: row_clip(w32, pct))
     best_q = best_s = best_err = best_p = None
     for pct in percentiles:
-        q, s = quantize_rows(w32, row_clip(w32, pct), qmax, floor=floor)
+        q, s = quantize_rows(w32, clip(pct), qmax, floor=floor)
         err = (w32 - dequantize_rows(q, s)).pow(2).mean(dim=1)
         p = torch.full_like(err, pct)
         if best_q is None:

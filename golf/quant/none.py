@@ -6,9 +6,13 @@ import torch
 from torch import Tensor
 
 from golf.quant.format import QuantizedState
+from golf.quant.quantizer import FitOptions
 
 
 class NoQuant:
+    fit = FitOptions()   # nothing to fit: no grid, no floor, no bits
+    needs_hessians = False
+
     def __init__(self, *, store_dtype: str | None = None):
         self.store_dtype = getattr(torch, store_dtype) if store_dtype else None
 

@@ -15,8 +15,9 @@ search, ``search`` matrix | row) or gptq (needs Hessians; a matrix without one f
 A per-matrix bit width (``bits``, from the mixed-precision allocator) overrides ``matrix_bits``.
 Fitting the budget (``golf.quant.fit``): ``allocate_max_bits`` > 0 promotes the most Hessian-sensitive layer
 groups above ``matrix_bits`` while the estimate fits (keeping ``allocate_headroom``); ``prune_max_abs`` 1 or 2
-zeroes the cheapest +-1 (+-2) entries when the artifact would be over the limit; ``fit_scale_floor`` scales every
-per-row grid's floor (``scale_floor``; null: the records' 1/qmax) by the smallest factor whose artifact fits.
+zeroes the cheapest +-1 (+-2) entries when the artifact would be over the limit; ``fit_scale_floor`` (on by
+default) scales every per-row grid's floor (``scale_floor``; null: the records' 1/qmax) by the smallest factor
+whose artifact fits, before the allocation spends what is left.
 """
 
 from __future__ import annotations
@@ -25,17 +26,30 @@ import copy
 import re
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from golf.quant.format import QuantizedState
 from golf.quant.gptq import gptq, hessian_error
-from golf.quant.grid import PERCENTILES, qmax_for, quantize_rows, quantize_tensor, row_clip, row_scales, scale_floor, search_clip
+from golf.quant.grid import PERCENTILES, ClipCache, qmax_for, quantize_rows, quantize_tensor, row_scales, scale_floor, search_clip
 
 MATRIX = re.compile(r"^blocks\.(\d+)\.(attn\.(c_q|c_k|c_v|proj)|mlp\.(fc|proj))\.weight$")
 METHODS = ("rtn", "lite", "gptq")
 FLOAT_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """How a quantizer may be fitted to the byte budget: floor fitting, then bit allocation up to ``max_bits``
+    (0: none) keeping ``headroom`` of the limit, then pruning of entries up to ``prune_max_abs`` (0: none)."""
+
+    floor: bool = False
+    max_bits: int = 0
+    headroom: float = 0.02
+    prune_max_abs: int = 0
+    prune_real_checks: int = 6
 
 
 def matrix_group(name: str) -> str | None:
@@ -68,7 +82,7 @@ class Quantizer:
         prune_max_abs: int = 0,
         prune_real_checks: int = 6,
         scale_floor: float | None = None,
-        fit_scale_floor: bool = False,
+        fit_scale_floor: bool = True,
     ):
         if method not in METHODS:
             raise ValueError(f"quant.method must be one of {METHODS}, got {method!r}")
@@ -100,15 +114,16 @@ class Quantizer:
                              f"{prune_max_abs}, {allocate_headroom}")
         if scale_floor is not None and not 0 <= scale_floor < 1:
             raise ValueError(f"quant.scale_floor must be null (the records' 1/qmax) or in [0, 1), got {scale_floor}")
-        if fit_scale_floor and scale_floor == 0:
-            raise ValueError("quant.fit_scale_floor scales the grid floor, and quant.scale_floor=0 sets none: use "
-                             "quant.scale_floor=null (the records' 1/qmax) or a positive floor")
-        if fit_scale_floor and allocate_max_bits:
-            raise ValueError("quant.fit_scale_floor and quant.allocate_max_bits both spend the byte budget: choose one "
-                             "(set quant.allocate_max_bits=0 or quant.fit_scale_floor=false)")
         self.scale_floor, self.fit_scale_floor, self.floor_factor = scale_floor, fit_scale_floor, 1.0
         self.allocate_max_bits, self.allocate_headroom = allocate_max_bits, allocate_headroom
         self.prune_max_abs, self.prune_real_checks = prune_max_abs, prune_real_checks
+
+    @property
+    def fit(self) -> FitOptions:
+        """What fitting the byte budget may do (``golf.quant.pack``); a grid without a floor has none to fit."""
+        return FitOptions(floor=self.fit_scale_floor and self.scale_floor != 0, max_bits=self.allocate_max_bits,
+                          headroom=self.allocate_headroom, prune_max_abs=self.prune_max_abs,
+                          prune_real_checks=self.prune_real_checks)
 
     def floor_for(self, qmax: int) -> float:
         """The smallest row scale of a ``qmax`` grid: ``floor_factor`` of ``scale_floor`` (null: 1/qmax)."""
@@ -125,6 +140,14 @@ class Quantizer:
         """GPTQ needs them, and so does the allocator (sensitivity = trace(H) / columns)."""
         return self.method == "gptq" or bool(self.allocate_max_bits)
 
+    def quantizes_rows(self, state: Mapping[str, Tensor]) -> bool:
+        """Whether any tensor of ``state`` goes on a per-row grid (and so has a floor to fit)."""
+        for name, t in state.items():
+            cls = self.classify(name, t)
+            if t.ndim == 2 and (cls == "matrix" or (cls in self.class_bits and self.class_bits[cls])):
+                return True
+        return False
+
     def classify(self, name: str, t: Tensor) -> str:
         if not t.is_floating_point():
             return "int"
@@ -139,8 +162,10 @@ class Quantizer:
         return "other"
 
     def quantize(self, state: Mapping[str, Tensor], hessians: Mapping[str, Tensor] | None = None,
-                 bits: Mapping[str, int] | None = None) -> QuantizedState:
-        """Quantize a state dict; ``hessians`` by matrix name (gptq), ``bits`` per matrix (overrides)."""
+                 bits: Mapping[str, int] | None = None, clips: ClipCache | None = None) -> QuantizedState:
+        """Quantize a state dict; ``hessians`` by matrix name (gptq), ``bits`` per matrix (overrides); ``clips``:
+        row clips kept across calls on the same state (budget fitting's probes)."""
+        clips = clips or ClipCache()
         t0 = time.perf_counter()
         out = QuantizedState(stats={"params": 0, "quantized_params": 0, "classes": {}, "bits": {}, "method": self.method,
                                     "gptq": {"matrices": 0, "fallbacks": 0, "damping_retries": 0, "h_error": 0.0},
@@ -157,19 +182,19 @@ class Quantizer:
                 keep32 = any(p in name for p in self.keep_fp32_patterns)
                 out.add_passthrough(name, t.cpu().contiguous(), torch.float32 if keep32 else self.float_dtype)
             elif cls == "matrix":
-                self._matrix(out, name, t, bits.get(name, self.matrix_bits), hessians.get(name))
+                self._matrix(out, name, t, bits.get(name, self.matrix_bits), hessians.get(name), clips.of(name, t))
             elif self.class_bits[cls] == 0:
                 out.add_passthrough(name, t.cpu().contiguous(), self.float_dtype)
             else:
-                self._rtn(out, name, t, self.class_bits[cls], self.clip_percentile)
+                self._rtn(out, name, t, self.class_bits[cls], self.clip_percentile, clips.of(name, t))
         out.stats["payload_bytes"] = sum(v.numel() * v.element_size() for v in out.tensors.values())
         out.stats["seconds"] = round(time.perf_counter() - t0, 3)
         return out
 
-    def _rtn(self, out: QuantizedState, name: str, t: Tensor, b: int, percentile: float) -> None:
+    def _rtn(self, out: QuantizedState, name: str, t: Tensor, b: int, percentile: float, clip) -> None:
         qmax = qmax_for(b)
         if t.ndim == 2:
-            q, s = quantize_rows(t, row_clip(t, percentile), qmax, floor=self.floor_for(qmax))
+            q, s = quantize_rows(t, clip(percentile), qmax, floor=self.floor_for(qmax))
             out.add_quantized(name, "per_row", q.cpu(), s.cpu(), t.dtype, b)
         else:
             q, s = quantize_tensor(t, percentile, qmax)
@@ -184,15 +209,15 @@ class Quantizer:
         floor = row_scales(torch.zeros(1, device=s.device), qmax, floor=self.floor_for(qmax))
         out.stats["floor_rows"] += int((s.float() <= floor.float()).sum())
 
-    def _matrix(self, out: QuantizedState, name: str, t: Tensor, b: int, hessian: Tensor | None) -> None:
+    def _matrix(self, out: QuantizedState, name: str, t: Tensor, b: int, hessian: Tensor | None, clip) -> None:
         qmax = qmax_for(b)
         g = out.stats["gptq"]
         if self.method == "rtn":
-            self._rtn(out, name, t, b, self.matrix_clip)
+            self._rtn(out, name, t, b, self.matrix_clip, clip)
             return self._count_floor(out, out.tensors[f"{name}.scale"], qmax)
         if self.method == "gptq" and hessian is not None:
             r = gptq(t, hessian, qmax, percentiles=self.percentiles, search=self.search, floor=self.floor_for(qmax),
-                     **self.gptq_kw)
+                     clip=clip, **self.gptq_kw)
             q, s, chosen = r.q, r.scale, r.percentile
             g["matrices"] += 1
             g["damping_retries"] += r.retries
@@ -201,7 +226,7 @@ class Quantizer:
             if self.method == "gptq":
                 g["fallbacks"] += 1
             q, s, chosen = search_clip(t, qmax, self.percentiles, per_row=self.search == "row",
-                                       floor=self.floor_for(qmax))
+                                       floor=self.floor_for(qmax), clip=clip)
         rows = out.stats["clip_rows"]
         for pct, n in zip(*torch.unique(chosen.cpu(), return_counts=True)):
             key = f"{float(pct):g}"
