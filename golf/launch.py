@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +37,21 @@ class TorchrunLauncher:
                 *self.extra_args, "-m", "golf.worker", str(config_path)]
 
     def launch(self, config_path: Path) -> int:
+        """Run torchrun to its end; SIGINT or SIGTERM here is passed on to it (its ranks record the interruption),
+        then raised as ``golf.pipeline.Interrupted``."""
+        from golf.pipeline import signals_interrupt
+
         env = dict(os.environ)
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // self.nproc_per_node)))
         env.setdefault("PYTHONUNBUFFERED", "1")
-        return subprocess.run(self.command(config_path), env=env, check=False).returncode
+        proc = subprocess.Popen(self.command(config_path), env=env)
+        try:
+            with signals_interrupt():
+                return proc.wait()
+        except KeyboardInterrupt as e:
+            proc.send_signal(getattr(e, "signum", signal.SIGINT))
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise

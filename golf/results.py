@@ -38,9 +38,12 @@ def write_json_atomic(path: Path, obj: dict) -> None:
 
 
 def provenance(device: torch.device) -> dict[str, Any]:
-    root = Path(golf.__file__).resolve().parents[1]
+    source = getattr(golf, "__file__", None)  # none inside a submission script: its modules come from memory
+    root = Path(source).resolve().parents[1] if source else None
 
     def git(*args: str) -> str | None:
+        if root is None:
+            return None
         try:
             r = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
             return r.stdout.strip() if r.returncode == 0 else None
@@ -68,3 +71,12 @@ def new_results(*, info: dict[str, Any], seed: int, run_dir: Path, world_size: i
         "val": {"prequant": None, "roundtrip": None, "sliding": None, "ttt": None},
         "stages_s": {},
     }
+
+
+def record_failure(run_dir: Path, error: str) -> None:
+    """A run that failed before its pipeline started (an unresolvable config): its results.json and train.log."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    results = {**new_results(info={}, seed=None, run_dir=run_dir, world_size=1), "status": "failed", "error": error}
+    write_json_atomic(run_dir / "results.json", results)
+    with open(run_dir / "train.log", "a", encoding="utf-8") as f:
+        f.write(f"FAILED before the run started: {error}\n")

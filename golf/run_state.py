@@ -13,13 +13,30 @@ import torch
 from torch import nn
 
 from golf.calibration.sources import Calibration, NoCalibration
+from golf.compress.code_size import CodeAccount
 from golf.dist import DistInfo
 from golf.eval.bpb import LutOnDevice
 from golf.logging import RunLog
+from golf.quant.pack import Packed, Quantized
 from golf.results import write_json_atomic
 from golf.trainer import TrainConfig
 
 ARTIFACT_NAME = "model.golf"
+TRAINING_STAGES = ("build", "train", "prepare")  # the stages outside the post-training (evaluation) budget
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """A run's record (results.json, train.log) and its artifact; ``golf.score`` writes its own record beside an
+    artifact it reads."""
+
+    results: Path
+    log: Path
+    artifact: Path
+
+    @classmethod
+    def of(cls, run_dir: Path) -> RunFiles:
+        return cls(run_dir / "results.json", run_dir / "train.log", run_dir / ARTIFACT_NAME)
 
 
 @dataclass
@@ -47,6 +64,11 @@ class Parts:
     budget: Budget
     calibration: Calibration = field(default_factory=NoCalibration)
 
+    @property
+    def calibrating(self) -> bool:
+        """Whether the run collects Hessians: its quantizer needs them and its calibration gives them."""
+        return bool(self.quantizer.needs_hessians) and self.calibration.enabled
+
 
 @dataclass
 class Run:
@@ -59,6 +81,8 @@ class Run:
     log: RunLog
     metrics: Any
     results: dict[str, Any]
+    config: dict[str, Any] = field(default_factory=dict)  # the resolved config it runs (its submission script's)
+    files: RunFiles | None = None         # where its record and artifact live (default: in run_dir)
     stop: bool = False                   # a stage ended the run early (status already set)
     exit_code: int = 0
     autocast_dtype: torch.dtype | None = None
@@ -68,9 +92,13 @@ class Run:
     train_model: nn.Module | None = None
     optimizer: Any = None
     loader: Any = None
-    outcome: Any = None
-    loaded: nn.Module | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    outcome: Any = None                   # train: golf.trainer.TrainOutcome
+    prequant: dict[str, Any] | None = None  # average: the exported candidate's score, when it scored them
+    hessians: dict[str, torch.Tensor] | None = None  # calibrate
+    code: CodeAccount | None = None       # the submission script the byte budget counts (made once)
+    quantized: Quantized | None = None    # quantize
+    packed: Packed | None = None          # compress
+    loaded: nn.Module | None = None       # load_artifact
 
     @property
     def device(self) -> torch.device:
@@ -80,9 +108,16 @@ class Run:
     def main(self) -> bool:
         return self.dist.is_main
 
+    def post_training_seconds(self) -> float:
+        """Seconds of every stage after training so far (what budget.eval_seconds bounds)."""
+        return sum(v for k, v in self.results["stages_s"].items() if k not in TRAINING_STAGES)
+
+    def __post_init__(self) -> None:
+        self.files = self.files or RunFiles.of(self.run_dir)
+
     def save(self) -> None:
         if self.main:
-            write_json_atomic(self.run_dir / "results.json", self.results)
+            write_json_atomic(self.files.results, self.results)
 
     def evaluate(self, model: nn.Module) -> dict[str, Any]:
         """Score ``model`` with the configured evaluator; the result as results.json stores it."""

@@ -83,25 +83,28 @@ class SweepSummary(Callback):
         self.baseline, self.plot = baseline, plot
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        from golf.summary import load_results, stats_of, write_summary
+        summarize_sweep(Path(config.hydra.sweep.dir), config, self.baseline, self.plot)
 
-        sweep_dir = Path(config.hydra.sweep.dir)
-        groups, problems = load_results(sweep_dir)
-        baseline = self.baseline
-        try:
-            md = write_summary(sweep_dir, groups, problems, baseline, self.plot)
-        except KeyError as e:
-            baseline = None
-            md = write_summary(sweep_dir, groups, problems, None, self.plot) + f"\n(no baseline test: {e.args[0]})"
-        print(f"sweep {sweep_dir}: {sum(len(g.runs) for g in groups.values())} finished runs\n{md}")
-        if not groups or "logger" not in config:
-            return
-        try:
-            backend = instantiate(config.logger)
-            backend.sweep_summary(
-                sweep_dir=sweep_dir, stats=stats_of(groups, baseline), markdown=md,
-                plot=sweep_dir / "summary.png" if self.plot else None,
-                config={"sweep_dir": str(sweep_dir), "baseline": baseline, "groups": sorted(groups),
-                        "overrides": list(config.hydra.overrides.task)})
-        except Exception as e:  # noqa: BLE001 - the summary files are written; the dashboard copy is extra
-            print(f"golf: the sweep summary is in {sweep_dir}, but its W&B run failed: {type(e).__name__}: {e}")
+
+def summarize_sweep(sweep_dir: Path, config: DictConfig, baseline: str | None = None, plot: bool = True) -> None:
+    """Print and write the sweep's table of finished runs (and its W&B summary run, with logger=wandb)."""
+    from golf.summary import load_results, stats_of, write_summary
+
+    groups, problems = load_results(sweep_dir)
+    try:
+        md = write_summary(sweep_dir, groups, problems, baseline, plot)
+    except KeyError as e:
+        baseline = None
+        md = write_summary(sweep_dir, groups, problems, None, plot) + f"\n(no baseline test: {e.args[0]})"
+    print(f"sweep {sweep_dir}: {sum(len(g.runs) for g in groups.values())} finished runs\n{md}")
+    if not groups or "logger" not in config:
+        return
+    try:
+        backend = instantiate(config.logger)
+        overrides = list(config.hydra.overrides.task) if "hydra" in config else []
+        backend.sweep_summary(
+            sweep_dir=sweep_dir, stats=stats_of(groups, baseline), markdown=md,
+            plot=sweep_dir / "summary.png" if plot else None,
+            config={"sweep_dir": str(sweep_dir), "baseline": baseline, "groups": sorted(groups), "overrides": overrides})
+    except Exception as e:  # noqa: BLE001 - the summary files are written; the dashboard copy is extra
+        print(f"golf: the sweep summary is in {sweep_dir}, but its W&B run failed: {type(e).__name__}: {e}")

@@ -1,6 +1,7 @@
-"""What every process of a run executes: read the resolved ``config.yaml``, build the components from
-their ``_target_`` entries, run the pipeline. ``python -m golf.worker <run_dir>/config.yaml``; torchrun
-starts one per rank. Exit status: 0 ok / over budget, 3 diverged, 1 failed.
+"""What every process of a run executes: read the resolved ``config.yaml``, build the components from their
+``_target_`` entries and run the pipeline (``golf.build``). ``python -m golf.worker <run_dir>/config.yaml``;
+torchrun starts one per rank. Exit status: 0 ok / over budget / partial eval, 3 diverged, 1 failed (one line
+on stderr; the traceback in train.log), 130 / 143 interrupted by SIGINT / SIGTERM.
 """
 
 from __future__ import annotations
@@ -8,49 +9,47 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
-from torch.distributed.elastic.multiprocessing.errors import record
-
-from golf.pipeline import Budget, run
-
-EXIT_CODES = {"ok": 0, "over_budget": 0, "partial_eval": 0, "diverged": 3}
+from golf.build import EXIT_CODES, run_config
 
 
-def build(cfg: DictConfig) -> dict:
-    """Instantiate every component of a resolved config (no Hydra runtime needed)."""
-    build_one = lambda node: instantiate(node, _convert_="all")  # noqa: E731
-    return dict(
-        data=build_one(cfg.data), model_factory=build_one(cfg.model), optimizer_factory=build_one(cfg.optimizer),
-        schedule=build_one(cfg.schedule), train_cfg=build_one(cfg.train), evaluator=build_one(cfg.eval),
-        quantizer=build_one(cfg.quant), compressor=build_one(cfg.compressor), metrics=build_one(cfg.logger),
-        calibration=build_one(cfg.calibration) if "calibration" in cfg else None,
-        budget=Budget(**OmegaConf.to_container(cfg.budget)),
-    )
+class ConfigFileError(ValueError):
+    """The resolved config file is missing or unreadable."""
 
 
-def run_config(cfg: DictConfig, run_dir: Path) -> dict:
-    meta = cfg.get("run", {}) or {}
-    requantize = bool(cfg.train.get("load_weights")) and int(cfg.train.iterations) == 0
-    info = {"name": meta.get("name"), "group": meta.get("group"), "overrides": list(meta.get("overrides", [])),
-            "config": OmegaConf.to_container(cfg, resolve=True), "job_type": "requantize" if requantize else "train"}
-    return run(run_dir=run_dir, seed=int(cfg.seed), info=info, **build(cfg))
+def load_config(path: str | Path) -> dict:
+    """A resolved run config (``config.yaml``) as plain dicts and lists."""
+    from omegaconf import OmegaConf
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigFileError(f"no resolved run config at {path} (python -m golf.train writes <run_dir>/config.yaml)")
+    try:
+        return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    except Exception as e:  # noqa: BLE001 - YAML and OmegaConf errors have many types; name the file
+        reason = " ".join(str(e).split())  # YAML's messages span lines
+        raise ConfigFileError(f"{path}: not a readable run config ({type(e).__name__}: {reason})") from None
 
 
 def run_file(config_path: str | Path) -> int:
+    """Run a resolved config file; the exit status (raises on failure, as the run records it)."""
     path = Path(config_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"resolved run config not found: {path}")
-    results = run_config(OmegaConf.load(path), path.parent)
+    results = run_config(load_config(path), path.parent)
     return EXIT_CODES.get(results["status"], 1)
 
 
-@record
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         sys.exit("usage: python -m golf.worker <run_dir>/config.yaml")
-    sys.exit(run_file(argv[0]))
+    try:
+        code = run_file(argv[0])
+    except KeyboardInterrupt as e:
+        code = getattr(e, "exit_code", 130)
+    except ConfigFileError as e:
+        sys.exit(f"golf.worker: {e}")
+    except Exception as e:  # noqa: BLE001 - one line; the traceback is in train.log, beside results.json
+        sys.exit(f"golf.worker: {type(e).__name__}: {e} (traceback in {Path(argv[0]).parent / 'train.log'})")
+    sys.exit(code)
 
 
 if __name__ == "__main__":

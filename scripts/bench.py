@@ -26,6 +26,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
+from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -36,21 +37,24 @@ def compose(overrides: list[str]):
     from hydra import initialize_config_dir
 
     import golf.train  # noqa: F401  (registers resolvers)
+    from golf.train import apply_overlay
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=overrides)
+        cfg = hydra_compose(config_name="config", overrides=overrides)
+    apply_overlay(cfg, overrides)
+    return cfg
 
 
 def build_on_cuda(overrides: list[str]) -> SimpleNamespace:
     """golf's model (seeded, cast), optimizer (compiled), compiled model and loader for ``overrides`` on cuda:0."""
+    from golf.build import components
     from golf.data.loader import SequentialLoader
     from golf.dist import seed_all
     from golf.pipeline import configure_backends
     from golf.stages.training import compile_model
-    from golf.worker import build
 
     cfg = compose(overrides)
-    parts = build(cfg)
+    parts = components(OmegaConf.to_container(cfg, resolve=True))
     tc = parts["train_cfg"]
     device = torch.device("cuda", 0)
     paths = parts["data"].prepare()

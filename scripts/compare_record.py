@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -229,10 +230,10 @@ class _Batches:
 
 
 def compare_training(mod, a, device) -> list[str]:
+    from golf.build import components
     from golf.dist import DistInfo
     from golf.logging import NullBackend
     from golf.trainer import train
-    from golf.worker import build
 
     args = mod.Hyperparameters()
     overrides = shlex.split(a.golf) + [
@@ -244,7 +245,7 @@ def compare_training(mod, a, device) -> list[str]:
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
-    parts = build(cfg)
+    parts = components(OmegaConf.to_container(cfg, resolve=True))
     g = torch.Generator().manual_seed(a.seed + 1)
     vocab = args.vocab_size
     batches = []

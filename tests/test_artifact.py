@@ -49,7 +49,7 @@ def test_artifact_round_trip(tmp_path, qstate, tiny_gpt, codec, monkeypatch):
     model, q = qstate
     compressor = COMPRESSORS[codec]()
     path = tmp_path / "model.golf"
-    size = write_artifact(path, q.tensors, q.meta, compressor)
+    size = write_artifact(path, encode_artifact(q.tensors, q.meta, compressor))
     assert size == path.stat().st_size
     assert not (tmp_path / "model.golf.tmp").exists()
     blob = path.read_bytes()
@@ -93,7 +93,7 @@ def test_artifact_round_trip_all_schemes(tmp_path):
              "empty": torch.zeros(0, 3), "scalar": torch.tensor(2.5)}
     q = Quantizer().quantize(state)
     assert q.meta["big3d"]["scheme"] == "per_tensor"
-    write_artifact(tmp_path / "a.golf", q.tensors, q.meta, Zlib())
+    write_artifact(tmp_path / "a.golf", encode_artifact(q.tensors, q.meta, Zlib()))
     tensors, meta = read_artifact(tmp_path / "a.golf")
     assert meta == q.meta
     for k, v in q.tensors.items():

@@ -36,8 +36,7 @@ def run_in_process(overrides: list[str], run_dir: Path):
     from golf.worker import run_config
     from tests.conftest import compose_config
 
-    cfg = OmegaConf.create(OmegaConf.to_container(compose_config(overrides), resolve=True))
-    return run_config(cfg, run_dir)
+    return run_config(OmegaConf.to_container(compose_config(overrides), resolve=True), run_dir)
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +105,7 @@ def test_score_is_that_of_the_artifact(smoke_run, smoke_dir):
     assert res.val_loss == pytest.approx(rt["val_loss"], rel=1e-6) and res.val_bpb == pytest.approx(rt["val_bpb"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_torchrun_two_gloo_ranks_match_one_process(smoke_dir, tmp_path):
     common = [*FAST, "train.iterations=4", "train.val_every=0", "logger=none"]
     local = golf_cli([*common, f"hydra.run.dir={tmp_path / 'local'}"], smoke_dir.parent)
@@ -120,7 +120,9 @@ def test_torchrun_two_gloo_ranks_match_one_process(smoke_dir, tmp_path):
     assert b["train_loss"] == pytest.approx(a["train_loss"], rel=2e-3)  # Muon's bf16 Newton–Schulz adds rounding
     assert b["val"]["roundtrip"]["val_bpb"] == pytest.approx(a["val"]["roundtrip"]["val_bpb"], rel=2e-3)
     assert a["bytes"]["code"] == b["bytes"]["code"] and a["bytes"]["code_files"] == b["bytes"]["code_files"]
-    assert "golf/worker.py" in a["bytes"]["code_files"] and "golf/train.py" not in a["bytes"]["code_files"]
+    assert "golf/submission.py" in a["bytes"]["code_files"] and "golf/train.py" not in a["bytes"]["code_files"]
+    assert "golf/worker.py" not in a["bytes"]["code_files"]  # the YAML reader: the submission script embeds its config
+    assert (tmp_path / "local" / "train_gpt.py").read_bytes() == (tmp_path / "ddp" / "train_gpt.py").read_bytes()
     assert not (tmp_path / "ddp" / "rank1").exists() and len(list((tmp_path / "ddp").glob("results.json"))) == 1
 
 
@@ -186,6 +188,7 @@ def test_artifact_over_the_byte_budget_is_flagged(smoke_dir, tmp_path, monkeypat
     assert EXIT_CODES["over_budget"] == 0 and results(tmp_path)["status"] == "over_budget"
 
 
+@pytest.mark.slow
 def test_averaging_candidates_are_scored_and_the_chosen_one_exported(smoke_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("GOLF_CACHE_DIR", str(smoke_dir.parent))
     r = run_in_process([*FAST, "logger=none", "train.iterations=8", "train.ema.decay=0.9", "train.swa.every=2",
@@ -241,12 +244,14 @@ def test_gptq_without_calibration_is_refused_before_training(smoke_dir, tmp_path
     assert "steps" not in results(tmp_path)
 
 
+@pytest.mark.slow
 def test_mixed_precision_fits_the_byte_budget_exactly(smoke_dir, tmp_path, monkeypatch):
     """quant=mixed (#1089) against imposed budgets: int5 block matrices; the allocator promotes the most
     sensitive layer groups while the estimate fits; +-1/+-2 pruning closes what is left; results.json says
     what fitting did, and without fitting the same budget is refused loudly."""
     monkeypatch.setenv("GOLF_CACHE_DIR", str(smoke_dir.parent))
-    common = [*FAST, "logger=none", "quant=mixed", "quant.keep_float_max_numel=1000", "train.iterations=6",
+    common = [*FAST, "logger=none", "quant=mixed", "quant.fit_scale_floor=false", "quant.keep_float_max_numel=1000",
+              "train.iterations=6",
               "calibration.sequences=8", "calibration.reserve_seconds=0", "compressor=brotli", "compressor.quality=5"]
     base = run_in_process([*common, "quant.allocate_max_bits=0"], tmp_path / "base")  # int5 everywhere
     t0 = base["bytes"]["total"]
@@ -340,6 +345,7 @@ TINY_RECORD = ["data=smoke", "model.model_dim=64", "model.num_heads=4", "model.n
 RECORDS = [p.stem for p in sorted((REPO / "conf" / "experiment").glob("*.yaml")) if p.stem != "smoke"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("experiment", RECORDS)
 def test_every_record_preset_runs_a_tiny_override_of_itself(smoke_dir, tmp_path, monkeypatch, experiment):
     from omegaconf import OmegaConf

@@ -31,6 +31,7 @@ def seeds_done(root: Path) -> dict[str, str]:
     return out
 
 
+@pytest.mark.slow
 def test_interrupted_sweep_completes_the_other_seeds(smoke_dir, tmp_path):
     env = dict(os.environ, GOLF_CACHE_DIR=str(smoke_dir.parent), WANDB_SILENT="true")
     args = [sys.executable, "-m", "golf.train", "-m", *SWEEP, "logger=none", "seed=1,2,3", f"hydra.sweep.dir={tmp_path}"]
@@ -72,6 +73,7 @@ def test_resume_reruns_failed_and_refuses_a_changed_config(tmp_path):
         resume(tmp_path, OmegaConf.merge(cfg, {"train": {"iterations": 3}}))
 
 
+@pytest.mark.slow
 def test_wandb_offline_sweep_reads_back(smoke_dir, tmp_path):
     from tests.wandb_files import read_run
 
@@ -104,6 +106,7 @@ def test_wandb_offline_sweep_reads_back(smoke_dir, tmp_path):
     assert s.summary["markdown"] == (tmp_path / "summary.md").read_text().strip()
 
 
+@pytest.mark.slow
 def test_submitit_local_two_seed_sweep(smoke_dir, tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install -e '.[slurm]'")
     p = golf_cli(["-m", *SWEEP, "logger=none", "seed=1,2", "hydra/launcher=submitit_local",
@@ -136,12 +139,11 @@ def test_slurm_torchrun_launcher_asks_one_task_with_a_gpu_per_rank():
     (["train.iterations=5", "train.load_weights=/w.safetensors"], "train"),
 ])
 def test_job_type_names_the_kind_of_run(monkeypatch, overrides, job_type):
-    import golf.worker
+    import golf.build
     from tests.conftest import compose_config
 
     seen = {}
-    monkeypatch.setattr(golf.worker, "build", lambda cfg: {})
-    monkeypatch.setattr(golf.worker, "run", lambda **kw: seen.update(kw))
-    cfg = OmegaConf.create(OmegaConf.to_container(compose_config(["experiment=smoke", *overrides]), resolve=True))
-    golf.worker.run_config(cfg, Path("unused"))
+    monkeypatch.setattr(golf.build, "run", lambda **kw: seen.update(kw))
+    cfg = OmegaConf.to_container(compose_config(["experiment=smoke", *overrides]), resolve=True)
+    golf.build.run_config(cfg, Path("unused"))
     assert seen["info"]["job_type"] == job_type

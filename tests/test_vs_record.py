@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import json
 
+import pytest
+
 from tests.conftest import REPO
 from tests.test_pipeline import FAST
 
@@ -35,6 +37,7 @@ def _vs_record():
     return mod
 
 
+@pytest.mark.slow
 def test_budget_mode_tabulates_a_records_log_beside_golfs_run(tmp_path, smoke_dir, monkeypatch, capsys):
     monkeypatch.setenv("GOLF_CACHE_DIR", str(smoke_dir.parent))
     record = tmp_path / "train_gpt.py"

@@ -23,10 +23,14 @@ MAGIC = b"GOLF"
 FORMAT_VERSION = 1
 
 
+def artifact_payload(tensors: dict[str, Tensor], meta: dict) -> bytes:
+    """The uncompressed payload: a safetensors file whose metadata entry "golf" holds ``meta``."""
+    return st_save({k: v.contiguous() for k, v in tensors.items()}, metadata={"golf": json.dumps(meta, sort_keys=True)})
+
+
 def encode_artifact(tensors: dict[str, Tensor], meta: dict, compressor) -> bytes:
-    payload = st_save({k: v.contiguous() for k, v in tensors.items()}, metadata={"golf": json.dumps(meta, sort_keys=True)})
     name = compressor.name.encode("ascii")
-    return MAGIC + bytes([FORMAT_VERSION, len(name)]) + name + compressor.compress(payload)
+    return MAGIC + bytes([FORMAT_VERSION, len(name)]) + name + compressor.compress(artifact_payload(tensors, meta))
 
 
 def decode_artifact(blob: bytes, source: str = "<bytes>") -> tuple[dict[str, Tensor], dict]:
@@ -52,10 +56,8 @@ def decode_artifact(blob: bytes, source: str = "<bytes>") -> tuple[dict[str, Ten
     return tensors, meta
 
 
-def write_artifact(path: str | os.PathLike, tensors: dict[str, Tensor], meta: dict, compressor,
-                   blob: bytes | None = None) -> int:
-    """Encode (unless ``blob``, already encoded, is given) and write atomically; returns the file size in bytes."""
-    blob = encode_artifact(tensors, meta, compressor) if blob is None else blob
+def write_artifact(path: str | os.PathLike, blob: bytes) -> int:
+    """Write an encoded artifact (``encode_artifact``) atomically; returns the file size in bytes."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(blob)
@@ -69,17 +71,18 @@ def read_artifact(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict]:
 
 
 CODE_BYTES_METHOD = (
-    "sum of the UTF-8 bytes of the golf source files the run executed (every golf module loaded, plus "
-    "golf/worker.py, less the Hydra front end golf/train.py, golf/launch.py, golf/sweep.py and golf/summary.py, so the "
-    "count is the same under any launcher); listed in code_files"
+    "sum of the UTF-8 bytes of the golf source files the run executed (every golf module loaded, plus the "
+    "submission entry golf/submission.py, less the front ends that read YAML or the command line: golf/train.py, "
+    "golf/worker.py, golf/launch.py, golf/sweep.py, golf/summary.py, golf/score.py, golf/export.py), so the count "
+    "is the same under any launcher; listed in code_files"
 )
-FRONT_END = ("train.py", "launch.py", "summary.py", "sweep.py")
+FRONT_END = ("train.py", "worker.py", "launch.py", "summary.py", "sweep.py", "score.py", "export.py")
 
 
 def code_files() -> list[Path]:
     """The golf source files a run needs (see CODE_BYTES_METHOD)."""
     root = Path(__file__).resolve().parents[1]
-    files = {root / "worker.py"}
+    files = {root / "submission.py", root / "build.py"}
     for mod in list(sys.modules.values()):
         f = getattr(mod, "__file__", None)
         if f and f.endswith(".py"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import lzma
+from dataclasses import dataclass
 from pathlib import Path
 
 import python_minifier
@@ -28,7 +29,8 @@ BOOTSTRAP = """import base64,importlib.abc,importlib.util,lzma,sys
 S=eval(lzma.decompress(base64.b85decode({payload}),format=lzma.FORMAT_RAW,filters=[{{"id":lzma.FILTER_LZMA2}}]))
 class L(importlib.abc.MetaPathFinder,importlib.abc.Loader):
  def find_spec(s,n,p,t=None):
-  return importlib.util.spec_from_loader(n,s,is_package=S[n][1])if n in S else None
+  if n in S:return importlib.util.spec_from_loader(n,s,is_package=S[n][1])
+  if n.split(".")[0]=="golf":raise ModuleNotFoundError(n+" is not packed in this script")
  def exec_module(s,m):
   exec(compile(S[m.__name__][0],m.__name__,"exec"),m.__dict__)
  def get_source(s,n):
@@ -37,6 +39,20 @@ sys.meta_path.insert(0,L())
 {entry}
 """
 DEFAULT_ENTRY = "import golf.worker as w;w.main()"
+
+
+@dataclass(frozen=True)
+class CodeAccount:
+    """The code half of the budget: the submission script as shipped, and the source it packs."""
+
+    script: str                      # the script's text (its UTF-8 bytes are what the budget counts)
+    files: tuple[str, ...] = ()      # the golf source files packed in it (paths from the repository root)
+    raw: int | None = None           # their bytes before minifying and packing
+    sha256: str | None = None        # of the packed source files (path and content)
+
+    @property
+    def shipped(self) -> int:
+        return len(self.script.encode("utf-8"))
 
 
 def module_name(path: Path) -> tuple[str, bool]:
@@ -53,9 +69,10 @@ def minify(source: str, filename: str = "<golf>") -> str:
                                   remove_annotations=not kernel, rename_locals=not kernel)  # alias of one is no constexpr
 
 
-def shipped_script(files: list[Path], entry: str = DEFAULT_ENTRY) -> str:
-    """The self-extracting script of ``files`` (see the module docstring), ending with ``entry``."""
-    modules = {}
+def shipped_script(files: list[Path], entry: str = DEFAULT_ENTRY, extra: dict[str, str] | None = None) -> str:
+    """The self-extracting script of ``files`` (see the module docstring), ending with ``entry``; ``extra``: more
+    modules by dotted name and source (packed as they are, not minified)."""
+    modules = {name: (source, False) for name, source in (extra or {}).items()}
     for f in files:
         name, package = module_name(f)
         modules[name] = (minify(f.read_text(encoding="utf-8"), str(f)), package)

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import golf
 from golf.compress.code_size import METHOD
-from golf.run_state import ARTIFACT_NAME, Run, fmt_eval
-from golf.stages.export import byte_budget
-
-POST_TRAINING = ("average", "calibrate", "eval_prequant", "quantize", "compress", "load_artifact", "eval_roundtrip",
-                 "eval_sliding", "eval_ttt")
+from golf.run_state import Run, fmt_eval
+from golf.stages.export import code_account
+from golf.submission import SCRIPT_NAME
 
 
 def eval_prequant(run: Run) -> None:
     r = run.results
-    r["val"]["prequant"] = run.extras.pop("prequant", None) or run.evaluate(run.model)
+    r["val"]["prequant"] = run.prequant or run.evaluate(run.model)
     run.log(f"prequant {fmt_eval(r['val']['prequant'])} | {r['steps']} steps, step_avg {r['step_avg_ms']:.1f}ms, "
             f"median {r['step_median_ms']:.1f}ms")
 
@@ -48,7 +43,7 @@ def eval_ttt(run: Run) -> None:
     ev = getattr(run.parts.evaluator, "ttt", None)
     if ev is None:
         return
-    spent = sum(run.results["stages_s"].get(k, 0.0) for k in POST_TRAINING)
+    spent = run.post_training_seconds()
     left = run.parts.budget.eval_seconds - spent
     r = ev.evaluate(run.loaded, run.val_tokens, run.lut, rank=run.dist.rank, world_size=run.dist.world_size,
                     autocast_dtype=run.autocast_dtype, time_budget=left)
@@ -58,35 +53,75 @@ def eval_ttt(run: Run) -> None:
 
 
 def account(run: Run) -> None:
-    """Bytes against the budget, post-training seconds, the status line."""
+    """Bytes against the budget, post-training seconds, the quantization gap, the status line."""
     r, budget = run.results, run.parts.budget
-    byte_budget(run)
-    code = run.extras["code"]
-    model_bytes = (run.run_dir / ARTIFACT_NAME).stat().st_size
-    total = code["shipped"] + model_bytes
-    root = Path(golf.__file__).resolve().parents[1]
+    code = code_account(run)
+    model_bytes = (run.files.artifact).stat().st_size
+    total = code.shipped + model_bytes
     r["bytes"] = {
-        "code": code["shipped"], "code_raw": code["raw"], "model": model_bytes, "total": total,
+        "code": code.shipped, "code_raw": code.raw, "model": model_bytes, "total": total,
         "limit": budget.artifact_bytes, "headroom": budget.artifact_bytes - total, "code_method": METHOD,
-        "code_files": [str(f.relative_to(root)) for f in code["files"]], "artifact": ARTIFACT_NAME,
-        "codec": getattr(run.parts.compressor, "name", None), "code_sha256": code["sha256"],
+        "code_script": SCRIPT_NAME, "code_files": list(code.files),
+        "artifact": run.files.artifact.name, "codec": getattr(run.parts.compressor, "name", None), "code_sha256": code.sha256,
     }
-    r["eval_seconds"] = round(sum(r["stages_s"].get(k, 0.0) for k in POST_TRAINING), 3)
+    r["eval_seconds"] = round(run.post_training_seconds(), 3)
     if r["eval_seconds"] > budget.eval_seconds:
         run.log(f"warning: post-training stages took {r['eval_seconds']:.0f}s, over budget.eval_seconds="
                 f"{budget.eval_seconds:.0f}")
     fits = total <= budget.artifact_bytes
-    r["status"] = "ok" if fits else "over_budget"
-    ttt = r["val"].get("ttt")
-    if ttt and ttt["status"] != "complete" and fits:
-        r["status"] = "partial_eval"  # the TTT score covers only what the time guard let it score
-    headline = next(k for k in ("ttt", "sliding", "roundtrip") if r["val"].get(k))
-    r["headline"] = {"eval": headline, "val_bpb": r["val"][headline]["val_bpb"], "val_loss": r["val"][headline]["val_loss"]}
-    run.log(f"roundtrip {fmt_eval(r['val']['roundtrip'])} | bytes: model {model_bytes:,} + code {code['shipped']:,} "
-            f"(raw {code['raw']:,}) = {total:,} / {budget.artifact_bytes:,} {'OK' if fits else 'OVER BUDGET'}")
+    _conclude(r, "ok" if fits else "over_budget")
+    run.log(f"roundtrip {fmt_eval(r['val']['roundtrip'])} | bytes: model {model_bytes:,} + code {code.shipped:,} "
+            f"= {total:,} / {budget.artifact_bytes:,} {'OK' if fits else 'OVER BUDGET'}")
+    gap = quantization_gap(r, run.parts.quantizer)
+    if gap:
+        run.log(gap)
     if not fits:
         run.log(f"!!! OVER BUDGET by {total - budget.artifact_bytes:,} bytes: this artifact is not a valid submission !!!")
     run.metrics.summary(dashboard_summary(r))
+
+
+def report(run: Run) -> None:
+    """The closing lines of scoring an artifact alone (``golf.score``): its bytes and the headline."""
+    r, size = run.results, run.files.artifact.stat().st_size
+    r["bytes"] = {"model": size, "artifact": str(run.files.artifact)}
+    _conclude(r, "ok")
+    run.log(f"roundtrip {fmt_eval(r['val']['roundtrip'])} | artifact {run.files.artifact} {size:,} B")
+    run.log(f"headline ({r['headline']['eval']}) {fmt_eval(r['headline'])}")
+
+
+def _conclude(r: dict, status: str) -> None:
+    """The status (partial_eval where TTT's time guard stopped it) and the headline: TTT, else sliding, else
+    the round trip."""
+    ttt = r["val"].get("ttt")
+    r["status"] = "partial_eval" if status == "ok" and ttt and ttt["status"] != "complete" else status
+    headline = next(k for k in ("ttt", "sliding", "roundtrip") if r["val"].get(k))
+    r["headline"] = {"eval": headline, "val_bpb": r["val"][headline]["val_bpb"], "val_loss": r["val"][headline]["val_loss"]}
+
+
+GAP_WARNING = 0.01  # bpb between the float model and the artifact's round trip
+
+
+def quantization_gap(r: dict, quantizer) -> str | None:
+    """One warning line when the round trip loses more than GAP_WARNING bpb to quantization, naming the causes
+    results.json shows (rows at the grid's floor, pruning, narrow bits) and the key that changes each."""
+    pre, rt = r["val"].get("prequant"), r["val"].get("roundtrip")
+    if not pre or not rt or rt["val_bpb"] - pre["val_bpb"] <= GAP_WARNING:
+        return None
+    st, fitting, causes = r.get("quant_stats") or {}, r.get("fitting") or {}, []
+    if st.get("matrix_rows") and st.get("floor_rows", 0) >= 0.5 * st["matrix_rows"]:
+        floor = fitting.get("scale_floor")
+        share = f"{st['floor_rows'] / st['matrix_rows']:.0%} of matrix rows at the grid's floor"
+        causes.append(f"{share}, fitted x{floor['factor']:.3g} to fill the budget (a larger budget.artifact_bytes or "
+                      f"more quant.matrix_bits)" if floor else f"{share} (quant.fit_scale_floor=true lowers it)")
+    pruned = (fitting.get("pruning") or {}).get("pruned", 0)
+    if pruned:
+        causes.append(f"{pruned:,} entries pruned to fit (quant.prune_max_abs=0 stops it)")
+    bits = getattr(quantizer, "matrix_bits", 8)
+    if bits <= 5:
+        causes.append(f"int{bits} block matrices (quant.matrix_bits)")
+    why = "; ".join(causes) or "no floor, pruning or narrow bits to blame: try quant.method=gptq or quant.matrix_bits"
+    return (f"warning: quantization costs {rt['val_bpb'] - pre['val_bpb']:+.4f} bpb (round trip {rt['val_bpb']:.4f} vs "
+            f"{pre['val_bpb']:.4f} before): {why}")
 
 
 def dashboard_summary(r: dict) -> dict:

@@ -10,12 +10,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from golf.compress.artifact import MAGIC, read_artifact
 from golf.data.loader import SequentialLoader
 from golf.data.shards import read_shard, shard_files
+from golf.data.sources import DataPaths
 from golf.data.tokenizer import byte_lut, load_sentencepiece
 from golf.dist import seed_all
 from golf.eval.bpb import LutOnDevice, truncate_validation
-from golf.run_state import Parts, Run, VocabMismatch, fmt_eval
+from golf.quant.format import dequantize_state
+from golf.run_state import ARTIFACT_NAME, Parts, Run, VocabMismatch, fmt_eval
 from golf.trainer import TrainConfig, TrainOutcome, inductor_setting, train
 
 WEIGHTS_NAME = "weights.safetensors"
@@ -51,21 +54,31 @@ def _want_compile(cfg: TrainConfig, device: torch.device) -> bool:
     raise ValueError(f"train.compile must be true, false or auto, got {cfg.compile!r}")
 
 
-def build(run: Run) -> None:
-    """Data, tokenizer tables, validation tokens, the model (seeded), optimizer, compiled/DDP wrapper, loader."""
-    p, cfg = run.parts, run.parts.train_cfg
+def prepare(run: Run) -> DataPaths:
+    """Data, the tokenizer's byte tables, the validation tokens and the precision: what scoring needs."""
+    p = run.parts
     paths = p.data.prepare()
     sp = load_sentencepiece(paths.tokenizer)
     if int(sp.vocab_size()) != paths.vocab_size:
         raise VocabMismatch(f"tokenizer {paths.tokenizer} has vocabulary {sp.vocab_size()} but data.vocab_size="
                             f"{paths.vocab_size}; set data.vocab_size (and model.vocab_size) to {sp.vocab_size()}")
+    run.autocast_dtype = configure_backends(p.train_cfg, run.device)
+    run.lut = LutOnDevice(byte_lut(sp, paths.vocab_size), run.device)
+    val_np = np.concatenate([read_shard(f) for f in shard_files(paths.val_pattern)])
+    run.val_tokens = torch.from_numpy(truncate_validation(val_np, p.evaluator.seq_len).astype(np.int32)).to(run.device)
+    return paths
+
+
+def build(run: Run) -> None:
+    """``prepare``, then the model (seeded), optimizer, compiled/DDP wrapper and training loader."""
+    p, cfg = run.parts, run.parts.train_cfg
+    paths = prepare(run)
     seed_all(run.seed)
     model = p.model_factory()
-    if getattr(model, "vocab_size", None) != int(sp.vocab_size()):
+    if getattr(model, "vocab_size", None) != paths.vocab_size:
         raise VocabMismatch(f"model.vocab_size={getattr(model, 'vocab_size', None)} does not match the tokenizer "
-                            f"{paths.tokenizer} (vocabulary {sp.vocab_size()}); refusing to train")
+                            f"{paths.tokenizer} (vocabulary {paths.vocab_size}); refusing to train")
     device = run.device
-    run.autocast_dtype = configure_backends(cfg, device)
     model = model.to(device)
     if run.autocast_dtype is not None and hasattr(model, "cast_for_training"):
         model.cast_for_training(run.autocast_dtype)
@@ -73,9 +86,6 @@ def build(run: Run) -> None:
     if cfg.load_weights:
         load_weights(model, cfg.load_weights)
         run.results["loaded_weights"] = str(cfg.load_weights)
-    run.lut = LutOnDevice(byte_lut(sp, model.vocab_size), device)
-    val_np = np.concatenate([read_shard(f) for f in shard_files(paths.val_pattern)])
-    run.val_tokens = torch.from_numpy(truncate_validation(val_np, p.evaluator.seq_len).astype(np.int32)).to(device)
     _check_calibration(p, model)
     run.optimizer = p.optimizer_factory(model)
     compiled = _want_compile(cfg, device)
@@ -100,7 +110,7 @@ def build(run: Run) -> None:
 
 def _check_calibration(p: Parts, model: nn.Module) -> None:
     """Fail before training when the quantizer needs Hessians the calibration source cannot give."""
-    if getattr(p.quantizer, "needs_hessians", False) and not p.calibration.enabled:
+    if p.quantizer.needs_hessians and not p.calibration.enabled:
         raise ValueError(f"quant.method={p.quantizer.method} needs calibration data but calibration="
                          f"{p.calibration.name} gives none; choose calibration=train (inside the training budget), "
                          f"ar (self-generated), val (not allowed for a record) or random")
@@ -109,14 +119,25 @@ def _check_calibration(p: Parts, model: nn.Module) -> None:
 
 
 def load_weights(model: nn.Module, path: str | Path) -> None:
-    """Float weights a run saved (``train.save_weights``) into ``model``; names the file on any mismatch."""
-    from safetensors.torch import load_file
-
+    """Weights into ``model``: a golf artifact (``model.golf``, dequantized) or the float weights a run saved
+    (``train.save_weights``, safetensors); names the file and what it expected on any mismatch."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"train.load_weights: no file {path} (a run with train.save_weights=true writes "
-                                f"<run_dir>/{WEIGHTS_NAME})")
-    state = load_file(str(path), device=str(next(model.parameters()).device))
+        raise FileNotFoundError(f"train.load_weights: no file {path} (a run writes <run_dir>/{ARTIFACT_NAME}, and with "
+                                f"train.save_weights=true <run_dir>/{WEIGHTS_NAME})")
+    device = next(model.parameters()).device
+    if path.read_bytes()[:4] == MAGIC:
+        tensors, meta = read_artifact(path)
+        state = {k: v.to(device) for k, v in dequantize_state(tensors, meta).items()}
+    else:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(str(path), device=str(device))
+        except (SafetensorError, OSError) as e:
+            raise ValueError(f"train.load_weights: {path} is neither a golf artifact (model.golf) nor safetensors "
+                             f"weights (weights.safetensors): {e}") from None
     try:
         if hasattr(model, "load_export_state_dict"):
             model.load_export_state_dict(state)
@@ -133,7 +154,7 @@ def train_stage(run: Run) -> None:
         run.results.update(steps=0, stop_reason=run.outcome.stop_reason, train_seconds=0.0, step_avg_ms=0.0,
                            step_median_ms=0.0, tokens_per_s=0.0, tokens_seen=0, train_loss=[], step_ms=[])
         return
-    reserve = run.parts.calibration.reserve_seconds if calibrating(run) else 0.0
+    reserve = run.parts.calibration.reserve_seconds if run.parts.calibrating else 0.0
     if reserve and cfg.max_wallclock_seconds:
         cfg = dataclasses.replace(cfg, max_wallclock_seconds=cfg.max_wallclock_seconds - reserve)
         run.results["train_budget"] = {"wallclock_seconds": run.parts.train_cfg.max_wallclock_seconds,
@@ -187,7 +208,7 @@ def average(run: Run) -> None:
     run.results["averaging"] = {**av.describe(), "requested": wanted, "exported": choice, "note": note,
                                 "candidates": evals}
     if choice in evals:
-        run.extras["prequant"] = evals[choice]
+        run.prequant = evals[choice]
     save_weights(run)
 
 
@@ -200,9 +221,3 @@ def save_weights(run: Run) -> None:
         state = model.export_state_dict() if hasattr(model, "export_state_dict") else model.state_dict()
         save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(run.run_dir / WEIGHTS_NAME))
         run.results["weights"] = WEIGHTS_NAME
-
-
-
-
-def calibrating(run: Run) -> bool:
-    return bool(getattr(run.parts.quantizer, "needs_hessians", False)) and run.parts.calibration.enabled
