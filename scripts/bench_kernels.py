@@ -47,7 +47,7 @@ def bench_tensor(name: str, heads: int, gain: bool, tiles: list[int], warps: lis
     if k is None:
         from golf.kernels import qk_norm_rope_triton as k
     from golf.kernels.qk_norm_rope import reference
-    from golf.models.layers import rotary_tables
+    from golf.kernels.rotary import rotary_tables
 
     cos, sin = (t.bfloat16() for t in rotary_tables(2048, 16, 22082.0, torch.device("cuda")))
     x = torch.randn(48, 2048, heads, 64, device="cuda", dtype=torch.bfloat16)
@@ -80,7 +80,7 @@ def bench_qkv(tiles: list[int], warps: list[int], k=None, form: str = "triton") 
     and backward, each (tile, warps) setting; GB/s by the bytes each must move."""
     if k is None:
         from golf.kernels import qk_norm_rope_triton as k
-    from golf.models.layers import rotary_tables
+    from golf.kernels.rotary import rotary_tables
 
     B, T, H, J, D = 48, 2048, 8, 4, 64
     cos, sin = (t.bfloat16() for t in rotary_tables(T, 16, 22082.0, torch.device("cuda")))

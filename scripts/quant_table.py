@@ -67,7 +67,10 @@ def fitting_summary(x: dict) -> str:
     """What fitting did, in a table cell: the floor's factor, the promoted bit widths, the entries pruned."""
     fit, parts = x.get("fitting") or {}, []
     if "scale_floor" in fit:
-        parts.append(f"floor x{fit['scale_floor']['factor']:.3g}")
+        sf = fit["scale_floor"]
+        parts.append(f"floor x{sf['factor']:.3g} in {sf['seconds']:.1f}s" if "seconds" in sf else f"floor x{sf['factor']:.3g}")
+    if fit.get("refits"):
+        parts.append(f"{len(fit['refits'])} refit(s)")
     if "allocation" in fit:
         parts.append(", ".join(f"int{b}: {n} groups" for b, n in fit["allocation"]["bits_histogram"].items()))
     if fit.get("pruning", {}).get("pruned"):

@@ -181,9 +181,6 @@ def test_code_bytes_counts_loaded_golf_files():
     assert code_bytes(files[:2]) == sum(f.stat().st_size for f in files[:2])
 
 
-def test_code_bytes_of_no_files_is_zero():
-    assert code_bytes([]) == 0
-
 
 def test_shipped_script_runs_the_minified_modules_from_memory(tmp_path):
     """The code count is that of a real script: it imports golf's modules from its own payload (not from
@@ -220,7 +217,7 @@ def test_shipped_triton_kernels_run_from_memory(tmp_path):
     from golf.compress.code_size import shipped_script
 
     entry = ("import torch,golf.kernels.xsa_triton as k,golf.kernels.xsa as x,golf.kernels.qk_norm_rope_triton as q;"
-             "import golf.kernels.qk_norm_rope as r;from golf.models.layers import rotary_tables as t;"
+             "import golf.kernels.qk_norm_rope as r;from golf.kernels.rotary import rotary_tables as t;"
              "y=torch.randn(2,5,4,8);v=torch.randn(2,5,2,8);c,s=t(5,4,1e4,y.device);g=torch.rand(4);"
              "print(k.__spec__.origin,float((k.xsa(y,v)-x.reference(y,v)).abs().max()),"
              "float((q.norm_rope(y,c,s,g)-r.reference(y,c,s,g)).abs().max()))")

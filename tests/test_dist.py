@@ -27,6 +27,3 @@ def test_reduce_step_agrees_on_mean_or_and_the_largest_clock(tmp_path):
     for rank in range(2):
         assert torch.load(tmp_path / f"r.{rank}") == (3.0, [True, False], 1250.5)
 
-
-def test_reduce_step_in_one_process_returns_its_inputs():
-    assert reduce_step(1.5, [False, True], torch.device("cpu"), 12.0) == (1.5, [False, True], 12.0)

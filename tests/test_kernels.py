@@ -19,7 +19,7 @@ import torch
 from golf.kernels import check_mode, triton_available
 from golf.kernels import xsa as xsa_ops
 from golf.kernels.qk_norm_rope import norm_rope, qkv_norm_rope, qkv_reference, qkv_wide_reference, reference
-from golf.models.layers import rotary_tables
+from golf.kernels.rotary import rotary_tables
 
 needs_triton = pytest.mark.skipif(not (torch.cuda.is_available() and triton_available()),
                                   reason="needs a CUDA device and triton")

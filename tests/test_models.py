@@ -11,11 +11,12 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 
 from golf.kernels import flash4
+from golf.kernels.rotary import apply_rotary, rope_base_for, rotary_tables
 from golf.kernels.xsa import exclusive
 from golf.models.attention import attend, check_kernel, fa3_function, resolve_kernel
 from golf.models.embeddings import SmearGate, bigram_index, engram_indices, trigram_index
 from golf.models.gpt import GPT
-from golf.models.layers import CastedLinear, apply_rotary, rope_base_for, rotary_tables
+from golf.models.layers import CastedLinear
 
 SMALL = dict(vocab_size=64, num_layers=4, model_dim=64, num_heads=4, num_kv_heads=2, mlp_mult=2)
 

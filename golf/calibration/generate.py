@@ -7,7 +7,7 @@ rank decodes all of its batches in one loop (one model call per position, not on
 #1019 recomputed the whole prefix at every step (197 s on 8xH100); the cache makes each step one position,
 and on CUDA one step of fixed shapes is captured in a CUDA graph and replayed: eager decoding of 64 x 2048
 tokens of the #1019 model spent 31-40 s on an H100 in Python dispatch and kernel launches, the graph 6.3 s
-(benchmarks.md, scripts/bench_decode.py).
+(benchmarks.md).
 RoPE uses the base of the full ``seq_len`` throughout (the length the model trained at); the record's
 recomputation used the base of the current prefix, which above 1024 positions changes with every step.
 """

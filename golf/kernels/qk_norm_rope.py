@@ -21,7 +21,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from golf.kernels import TRITON, use_triton
-from golf.models.layers import apply_rotary, rms_norm
+from golf.kernels.rotary import apply_rotary, rms_norm
 
 if TRITON:
     from golf.kernels import qk_norm_rope_triton as _k

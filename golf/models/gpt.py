@@ -21,10 +21,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from golf.kernels import check_mode, fused_mlp, mode_for
+from golf.kernels.rotary import rms_norm, rope_base_for, rotary_tables
 from golf.models.attention import CausalSelfAttention, KVCache
 from golf.models.embeddings import BigramHash, EngramLite, SmearGate, ValueEmbedding
 from golf.models.init import init_weights
-from golf.models.layers import CastedLinear, matmul_dtype, rms_norm, rope_base_for, rotary_tables
+from golf.models.layers import CastedLinear, matmul_dtype
 from golf.models.qat import FakeQuant
 
 ACTIVATIONS = ("relu2", "leaky_relu2")
