@@ -80,9 +80,16 @@ def test_smoke_config_is_resolved_and_reloadable(smoke_run):
     assert cfg.train.iterations == 24 and cfg.model.num_layers == 2
 
 
-def test_wandb_offline_run_is_written_under_the_run_dir(smoke_run):
-    runs = list((smoke_run / "wandb").glob("offline-run-*"))
-    assert len(runs) == 1
+def test_wandb_offline_run_holds_the_runs_record(smoke_run):
+    from tests.wandb_files import read_run
+
+    (run_dir,) = (smoke_run / "wandb").glob("offline-run-*")
+    run, r = read_run(run_dir), results(smoke_run)
+    assert run.job_type == "train" and run.group == r["group"] and run.config["train"]["iterations"] == 24
+    assert run.summary["val_bpb"] == pytest.approx(r["headline"]["val_bpb"]) and run.summary["steps"] == 24
+    assert run.summary["bytes/total"] == r["bytes"]["total"]
+    losses = [h["train/loss"] for h in run.history if "train/loss" in h]
+    assert losses and losses[-1] == pytest.approx(r["train_loss"][-1], rel=1e-6)
 
 
 def test_score_is_that_of_the_artifact(smoke_run, smoke_dir):
