@@ -30,7 +30,7 @@ from golf.logging import NullBackend, RunLog
 from golf.results import new_results, provenance, write_json_atomic
 from golf.run_state import ARTIFACT_NAME, Budget, Parts, Run, RunFiles, VocabMismatch  # noqa: F401  (re-exported)
 from golf.stages.export import calibrate, compress, load_artifact, quantize
-from golf.stages.scoring import account, eval_prequant, eval_roundtrip, eval_sliding, eval_ttt, report
+from golf.stages.scoring import account, eval_prequant, eval_roundtrip, eval_sliding, eval_ttt
 from golf.stages.training import average, build, configure_backends, prepare, train_stage  # noqa: F401  (re-exported)
 
 Stages = tuple[tuple[str, Callable[[Run], None]], ...]
@@ -38,12 +38,11 @@ STAGES: Stages = (
     ("build", build), ("train", train_stage), ("average", average), ("calibrate", calibrate),
     ("eval_prequant", eval_prequant), ("quantize", quantize),
     ("compress", compress), ("load_artifact", load_artifact), ("eval_roundtrip", eval_roundtrip), ("eval_sliding", eval_sliding),
-    ("eval_ttt", eval_ttt), ("account", account),
+    ("eval_ttt", eval_ttt),
 )
 # Scoring an artifact alone (``golf.score``): the data, then the stages after compress.
 SCORING: Stages = (("prepare", prepare), ("load_artifact", load_artifact), ("eval_roundtrip", eval_roundtrip),
-                   ("eval_sliding", eval_sliding), ("eval_ttt", eval_ttt), ("report", report))
-UNTIMED = ("account", "report")  # the closing lines, not work: their seconds are not a stage's
+                   ("eval_sliding", eval_sliding), ("eval_ttt", eval_ttt))
 
 
 class Interrupted(KeyboardInterrupt):
@@ -73,8 +72,9 @@ def signals_interrupt() -> Iterator[None]:
 
 
 def run(*, run_dir, seed: int, build: Callable[[], dict[str, Any]], info: dict[str, Any] | None = None,
-        stages: Stages = STAGES, files: RunFiles | None = None) -> dict:
-    """Run ``stages`` in this process (one rank of a torchrun job, or alone); returns the results dict.
+        stages: Stages = STAGES, close: Callable[[Run], None] = account, files: RunFiles | None = None) -> dict:
+    """Run ``stages`` in this process (one rank of a torchrun job, or alone), then ``close`` (the status, the
+    bytes and the closing lines, untimed) unless a stage stopped the run; returns the results dict.
     ``build`` makes the components (``golf.build.components``): a config error fails the run on the record.
     ``files``: where the record goes (default: results.json and train.log in ``run_dir``)."""
     run_dir, info = Path(run_dir), dict(info or {})
@@ -93,11 +93,13 @@ def run(*, run_dir, seed: int, build: Callable[[], dict[str, Any]], info: dict[s
             for name, stage in stages:
                 t0 = time.perf_counter()
                 stage(state)
-                if name not in UNTIMED:
-                    results["stages_s"][name] = round(time.perf_counter() - t0, 3)
+                results["stages_s"][name] = round(time.perf_counter() - t0, 3)
                 state.save()
                 if state.stop:
                     break
+            if not state.stop:
+                close(state)
+                state.save()
         return results
     except BaseException as e:
         _record_failure(e, results, log, state, stages, files)
@@ -132,7 +134,7 @@ def _start(run_dir: Path, seed: int, parts: dict[str, Any], info: dict, results:
 
 def _record_failure(e: BaseException, results: dict, log: RunLog, state: Run | None, stages: Stages,
                     files: RunFiles) -> None:
-    stage = next((k for k, _ in stages if k not in results["stages_s"] and k not in UNTIMED), None)
+    stage = next((k for k, _ in stages if k not in results["stages_s"]), "the closing account")
     where = f" in stage {stage}" if state is not None and stage else " before the run started"
     if isinstance(e, KeyboardInterrupt):
         name = signal.Signals(getattr(e, "signum", signal.SIGINT)).name

@@ -23,6 +23,7 @@ from golf.build import EXIT_CODES, components
 from golf.compress.artifact import read_artifact
 from golf.pipeline import SCORING, run
 from golf.run_state import ARTIFACT_NAME, RunFiles
+from golf.stages.scoring import report
 
 GROUPS = ("data", "eval")                       # options the command line may choose
 KEYS = ("data.", "eval.", "budget.", "train.device", "train.precision", "train.tf32")  # values it may set
@@ -89,7 +90,7 @@ def score(path: Path, overrides: list[str], config: Path | None = None) -> dict[
     files = RunFiles(artifact.parent / f"{stem}.json", artifact.parent / f"{stem}.log", artifact)
     info = {"name": f"score {artifact}", "overrides": overrides, "config": cfg, "job_type": "score"}
     return run(run_dir=artifact.parent, seed=int(cfg["seed"]), info=info, build=lambda: components(cfg),
-               stages=SCORING, files=files)
+               stages=SCORING, close=report, files=files)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -27,7 +27,7 @@ def eval_roundtrip(run: Run) -> None:
 
 
 def eval_sliding(run: Run) -> None:
-    ev = getattr(run.parts.evaluator, "sliding", None)
+    ev = run.parts.evaluator.sliding
     if ev is None:
         return
     r = ev.evaluate(run.loaded, run.val_tokens, run.lut, rank=run.dist.rank, world_size=run.dist.world_size,
@@ -40,7 +40,7 @@ def eval_sliding(run: Run) -> None:
 
 def eval_ttt(run: Run) -> None:
     """Score-first TTT on the loaded (dequantized) model, guarded by what is left of budget.eval_seconds."""
-    ev = getattr(run.parts.evaluator, "ttt", None)
+    ev = run.parts.evaluator.ttt
     if ev is None:
         return
     spent = run.post_training_seconds()
@@ -72,7 +72,7 @@ def account(run: Run) -> None:
     _conclude(r, "ok" if fits else "over_budget")
     run.log(f"roundtrip {fmt_eval(r['val']['roundtrip'])} | bytes: model {model_bytes:,} + code {code.shipped:,} "
             f"= {total:,} / {budget.artifact_bytes:,} {'OK' if fits else 'OVER BUDGET'}")
-    gap = quantization_gap(r, run.parts.quantizer)
+    gap = quantization_gap(r)
     if gap:
         run.log(gap)
     if not fits:
@@ -101,7 +101,7 @@ def _conclude(r: dict, status: str) -> None:
 GAP_WARNING = 0.01  # bpb between the float model and the artifact's round trip
 
 
-def quantization_gap(r: dict, quantizer) -> str | None:
+def quantization_gap(r: dict) -> str | None:
     """One warning line when the round trip loses more than GAP_WARNING bpb to quantization, naming the causes
     results.json shows (rows at the grid's floor, pruning, narrow bits) and the key that changes each."""
     pre, rt = r["val"].get("prequant"), r["val"].get("roundtrip")
@@ -116,9 +116,9 @@ def quantization_gap(r: dict, quantizer) -> str | None:
     pruned = (fitting.get("pruning") or {}).get("pruned", 0)
     if pruned:
         causes.append(f"{pruned:,} entries pruned to fit (quant.prune_max_abs=0 stops it)")
-    bits = getattr(quantizer, "matrix_bits", 8)
-    if bits <= 5:
-        causes.append(f"int{bits} block matrices (quant.matrix_bits)")
+    narrow = sorted(int(b) for b in st.get("bits") or {} if int(b) <= 5)
+    if narrow:
+        causes.append(f"int{narrow[0]} weights (quant.matrix_bits, quant.allocate_max_bits)")
     why = "; ".join(causes) or "no floor, pruning or narrow bits to blame: try quant.method=gptq or quant.matrix_bits"
     return (f"warning: quantization costs {rt['val_bpb'] - pre['val_bpb']:+.4f} bpb (round trip {rt['val_bpb']:.4f} vs "
             f"{pre['val_bpb']:.4f} before): {why}")
