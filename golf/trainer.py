@@ -201,35 +201,13 @@ def train(
     cap_ms = 1000.0 * cfg.max_wallclock_seconds if cfg.max_wallclock_seconds else None
     ctx = (lambda: torch.autocast(device.type, dtype=autocast_dtype)) if autocast_dtype else nullcontext
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    ddp = hasattr(train_model, "no_sync")
     late_qat = LateQAT(cfg.qat, getattr(model, "qat", None))
     graphs = cfg.cudagraphs and device.type == "cuda"
     graph_step, zero_grad = graph_hooks(model, optimizer, cfg, device)
     skips_before = _cudagraph_skips() if graphs else 0
 
-    def micro_step(last: bool) -> torch.Tensor:
-        x, y = loader.next_batch(cfg.batch_tokens, cfg.seq_len, accum)
-        graph_step()
-        with train_model.no_sync() if ddp and not last else nullcontext():
-            with ctx():
-                loss = train_model(x, y)
-            # the next micro-batch's read and copy, while the GPU still has this forward and backward queued
-            loader.prefetch(cfg.batch_tokens, cfg.seq_len, accum)
-            (loss / accum).backward()
-        return loss.detach()
-
-    def one_step() -> torch.Tensor:
-        total = torch.zeros((), device=device)
-        for micro in range(accum):
-            total += micro_step(micro == accum - 1)
-        optimizer.step()
-        zero_grad()
-        return total / accum
-
-    def one_micro_step() -> None:
-        micro_step(True)
-        zero_grad()
-
+    one_step, one_micro_step = _step_functions(train_model, optimizer, loader, cfg, accum, ctx, graph_step, zero_grad,
+                                               device)
     if cfg.warmup_steps > 0:
         _warm_up(model=model, optimizer=optimizer, loader=loader, cfg=cfg, one_step=one_step,
                  one_micro_step=one_micro_step, zero_grad=zero_grad, late_qat=late_qat, sync=sync, log=log)
@@ -246,14 +224,7 @@ def train(
     step = 0
     while True:
         if validate is not None and cfg.val_every > 0 and step > 0 and step % cfg.val_every == 0:
-            sync()
-            tv = time.perf_counter()
-            res = validate()
-            res["step"] = step
-            out.val_history.append(res)
-            log(f"step {step} val_loss {res['val_loss']:.4f} val_bpb {res['val_bpb']:.4f}")
-            metrics.log({"val/loss": res["val_loss"], "val/bpb": res["val_bpb"]}, step=step)
-            paused_ms += 1000.0 * (time.perf_counter() - tv)
+            paused_ms += _validate(validate, step, out, log, metrics, sync)
             t_prev = time.perf_counter()
 
         mult = schedule.lr_multiplier(step, elapsed_ms, cap_ms, cfg.iterations)
@@ -291,6 +262,49 @@ def train(
             log(f"WARNING: train.compile_mode={cfg.compile_mode} ran {out.cudagraph_skips} compiled graph(s) without "
                 f"CUDA graphs; torch's 'skipping cudagraphs due to ...' message above names the cause")
     return out
+
+
+def _step_functions(train_model, optimizer, loader, cfg: TrainConfig, accum: int, ctx, graph_step, zero_grad,
+                    device: torch.device) -> tuple[Callable[[], torch.Tensor], Callable[[], None]]:
+    """(one optimizer step over ``accum`` micro-batches returning the mean loss, one micro-step alone)."""
+    ddp = hasattr(train_model, "no_sync")
+
+    def micro_step(last: bool) -> torch.Tensor:
+        x, y = loader.next_batch(cfg.batch_tokens, cfg.seq_len, accum)
+        graph_step()
+        with train_model.no_sync() if ddp and not last else nullcontext():
+            with ctx():
+                loss = train_model(x, y)
+            # the next micro-batch's read and copy, while the GPU still has this forward and backward queued
+            loader.prefetch(cfg.batch_tokens, cfg.seq_len, accum)
+            (loss / accum).backward()
+        return loss.detach()
+
+    def one_step() -> torch.Tensor:
+        total = torch.zeros((), device=device)
+        for micro in range(accum):
+            total += micro_step(micro == accum - 1)
+        optimizer.step()
+        zero_grad()
+        return total / accum
+
+    def one_micro_step() -> None:
+        micro_step(True)
+        zero_grad()
+
+    return one_step, one_micro_step
+
+
+def _validate(validate: Callable[[], dict], step: int, out: TrainOutcome, log, metrics, sync) -> float:
+    """A periodic validation, recorded and logged; the milliseconds it took (they pause the training clock)."""
+    sync()
+    tv = time.perf_counter()
+    res = validate()
+    res["step"] = step
+    out.val_history.append(res)
+    log(f"step {step} val_loss {res['val_loss']:.4f} val_bpb {res['val_bpb']:.4f}")
+    metrics.log({"val/loss": res["val_loss"], "val/bpb": res["val_bpb"]}, step=step)
+    return 1000.0 * (time.perf_counter() - tv)
 
 
 def _log_progress(log, metrics, step: int, loss: float, mult: float, elapsed_ms: float, cap_ms: float | None,
