@@ -128,7 +128,7 @@ def _start(run_dir: Path, seed: int, parts: dict[str, Any], info: dict, results:
     state.metrics.start(config=info.get("config", {}), run_dir=run_dir, name=info.get("name") or run_dir.name,
                         group=info.get("group"), job_type=info.get("job_type", "train"))
     log(f"golf {golf.__version__} | run {run_dir} | device {env['device']} x{dist_info.world_size} | "
-        f"git {env['git_sha'] and env['git_sha'][:10]}{' (dirty)' if env['git_dirty'] else ''}")
+        + (f"git {env['git_sha'][:10]}{' (dirty)' if env['git_dirty'] else ''}" if env["git_sha"] else "no git checkout"))
     return state
 
 
