@@ -15,7 +15,7 @@ from torch import nn
 from golf.calibration.sources import Calibration, NoCalibration
 from golf.compress.code_size import CodeAccount
 from golf.dist import DistInfo
-from golf.eval.bpb import LutOnDevice
+from golf.eval.bpb import TargetBytes
 from golf.logging import RunLog
 from golf.quant.pack import Packed, Quantized
 from golf.results import write_json_atomic
@@ -86,7 +86,7 @@ class Run:
     stop: bool = False                   # a stage ended the run early (status already set)
     exit_code: int = 0
     autocast_dtype: torch.dtype | None = None
-    lut: LutOnDevice | None = None
+    val_bytes: TargetBytes | None = None  # the bytes each validation target counts (val_bpb's denominator)
     val_tokens: torch.Tensor | None = None
     model: nn.Module | None = None
     train_model: nn.Module | None = None
@@ -122,7 +122,7 @@ class Run:
     def evaluate(self, model: nn.Module) -> dict[str, Any]:
         """Score ``model`` with the configured evaluator; the result as results.json stores it."""
         t = time.perf_counter()
-        r = self.parts.evaluator.evaluate(model, self.val_tokens, self.lut, rank=self.dist.rank,
+        r = self.parts.evaluator.evaluate(model, self.val_tokens, self.val_bytes, rank=self.dist.rank,
                                           world_size=self.dist.world_size, autocast_dtype=self.autocast_dtype)
         return {"val_loss": r.val_loss, "val_bpb": r.val_bpb, "tokens": r.tokens, "bytes": r.bytes,
                 "seconds": round(time.perf_counter() - t, 3)}

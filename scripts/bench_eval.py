@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     from golf.data.shards import read_shard, shard_files
     from golf.data.tokenizer import byte_lut, load_sentencepiece
-    from golf.eval.bpb import LutOnDevice
+    from golf.eval.bpb import LutOnDevice, TargetBytes
     from golf.eval.sliding import SlidingEvaluator
     from golf.stages.training import load_weights
     from scripts.bench import build_on_cuda
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     n = a.val_tokens or (val.size - 1)
     val_t = torch.from_numpy(val[: n + 1].astype(np.int32)).to(g.device)
     sp = load_sentencepiece(paths.tokenizer)
-    lut = LutOnDevice(byte_lut(sp, g.model.vocab_size), g.device)
+    lut = TargetBytes.of_lut(LutOnDevice(byte_lut(sp, g.model.vocab_size), g.device), val_t)
     record_row = timed_record(a, g, val_t, sp, n) if a.record else None  # first: every golf mode is set beside it
     rows, modes = {}, a.compile_modes.split(",")
     runs = [("golf (every target once)", False, modes[0])]

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from golf.data.tokenizer import BOS_ID, ByteLUT, byte_lut, encode_documents, load_sentencepiece
-from golf.eval.bpb import Evaluator, LutOnDevice, bits_per_byte, truncate_validation
+from golf.eval.bpb import Evaluator, LutOnDevice, TargetBytes, bits_per_byte, truncate_validation
 
 # A hand-built vocabulary:
 #   0 "<s>"     control (boundary)                      0 bytes
@@ -76,7 +76,7 @@ def test_evaluate_constant_nll_closed_form():
     val = _val_tokens(n_seqs, T, extra=5)  # a tail shorter than a sequence is not scored
     model = ConstantNLL(2.5)
     model.train()
-    res = Evaluator(batch_tokens=3 * T, seq_len=T).evaluate(model, val, LutOnDevice(LUT, torch.device("cpu")))
+    res = Evaluator(batch_tokens=3 * T, seq_len=T).evaluate(model, val, TargetBytes.of_lut(LutOnDevice(LUT, torch.device("cpu")), val))
     used = val[: n_seqs * T + 1].numpy()
     n_bytes = LUT.count_bytes(used[:-1], used[1:])
     assert res.tokens == n_seqs * T and res.bytes == n_bytes
@@ -91,7 +91,7 @@ def test_evaluate_constant_nll_closed_form():
 def test_evaluate_target_dependent_nll():
     T, n_seqs = 16, 9
     val = _val_tokens(n_seqs, T, extra=0, seed=1)
-    res = Evaluator(batch_tokens=4 * T, seq_len=T).evaluate(TargetNLL(), val, LutOnDevice(LUT, torch.device("cpu")))
+    res = Evaluator(batch_tokens=4 * T, seq_len=T).evaluate(TargetNLL(), val, TargetBytes.of_lut(LutOnDevice(LUT, torch.device("cpu")), val))
     targets = val[1 : n_seqs * T + 1].double()
     nll_sum = float((0.25 * (targets + 1)).sum())
     used = val.numpy()
@@ -105,7 +105,7 @@ def test_evaluate_target_dependent_nll():
 def test_evaluate_rank_split_sums_to_single_rank(world):
     T, n_seqs = 8, 11
     val = _val_tokens(n_seqs, T, extra=3, seed=2)
-    lut = LutOnDevice(LUT, torch.device("cpu"))
+    lut = TargetBytes.of_lut(LutOnDevice(LUT, torch.device("cpu")), val)
     ev = Evaluator(batch_tokens=4 * T, seq_len=T)
     single = ev.evaluate(TargetNLL(), val, lut)
     nll = toks = nbytes = 0.0

@@ -12,7 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from golf.eval.bpb import Evaluator, LutOnDevice
+from golf.eval.bpb import Evaluator, LutOnDevice, TargetBytes
 from golf.eval.sliding import SlidingEvaluator, golf_windows, record_windows
 from golf.eval.ttt import TTTEvaluator
 from golf.models.gpt import GPT
@@ -30,6 +30,10 @@ class _Lut:
 
 def _lut() -> LutOnDevice:
     return LutOnDevice(_Lut, torch.device("cpu"))
+
+
+def _target_bytes(val: torch.Tensor) -> TargetBytes:
+    return TargetBytes.of_lut(_lut(), val)
 
 
 def _model(seed: int = 0) -> GPT:
@@ -70,7 +74,7 @@ def _naive_sliding(model, val, W: int, s: int) -> tuple[float, int, int]:
 @pytest.mark.parametrize(("n", "W", "s", "batch"), [(300, 64, 16, 5), (257, 64, 64, 3), (50, 64, 16, 4), (200, 48, 20, 7)])
 def test_sliding_equals_the_naive_reference_and_scores_every_target_once(n, W, s, batch):
     model, val = _model(), _tokens(n)
-    r = SlidingEvaluator(window=W, stride=s, batch_windows=batch, compile=False).evaluate(model, val, _lut())
+    r = SlidingEvaluator(window=W, stride=s, batch_windows=batch, compile=False).evaluate(model, val, _target_bytes(val))
     nll, count, nbytes = _naive_sliding(model, val, W, s)
     assert r.tokens == count == n and r.bytes == nbytes
     assert r.val_loss == pytest.approx(nll / count, rel=1e-6)
@@ -96,18 +100,18 @@ def test_only_a_shape_that_recurs_is_compiled(monkeypatch):
 
     monkeypatch.setattr(sliding.torch, "compile", fake_compile)
     model, val = _model(), _tokens(300)  # 16 windows in 4 batches: window 0's, then 3 of tail windows
-    got = SlidingEvaluator(window=64, stride=16, batch_windows=4, compile=True).evaluate(model, val, _lut())
-    want = SlidingEvaluator(window=64, stride=16, batch_windows=4, compile=False).evaluate(model, val, _lut())
+    got = SlidingEvaluator(window=64, stride=16, batch_windows=4, compile=True).evaluate(model, val, _target_bytes(val))
+    want = SlidingEvaluator(window=64, stride=16, batch_windows=4, compile=False).evaluate(model, val, _target_bytes(val))
     assert calls == [16] * 3 and got.val_loss == pytest.approx(want.val_loss, rel=1e-9)
     calls.clear()
-    SlidingEvaluator(window=64, stride=64, batch_windows=1, compile=True).evaluate(model, val[:257], _lut())
+    SlidingEvaluator(window=64, stride=64, batch_windows=1, compile=True).evaluate(model, val[:257], _target_bytes(val[:257]))
     assert calls == [None] * 4  # stride = window: every batch is full length, so that shape is compiled
 
 
 def test_standard_equals_sliding_with_stride_equal_to_window():
     model, val = _model(), _tokens(64 * 7)
-    std = Evaluator(batch_tokens=64 * 3, seq_len=64).evaluate(model, val, _lut())
-    sl = SlidingEvaluator(window=64, stride=64, batch_windows=3, compile=False).evaluate(model, val, _lut())
+    std = Evaluator(batch_tokens=64 * 3, seq_len=64).evaluate(model, val, _target_bytes(val))
+    sl = SlidingEvaluator(window=64, stride=64, batch_windows=3, compile=False).evaluate(model, val, _target_bytes(val))
     assert (std.tokens, std.bytes) == (sl.tokens, sl.bytes)
     assert std.val_loss == pytest.approx(sl.val_loss, rel=1e-6) and std.val_bpb == pytest.approx(sl.val_bpb, rel=1e-6)
 
@@ -121,7 +125,7 @@ def test_records_windows_rescore_the_tail():
     assert int(counts.min()) == 1 and int(counts[-1]) == W // s  # the last targets scored W/s = 4 times
     model, val = _model(), _tokens(n)
     rec = SlidingEvaluator(window=W, stride=s, batch_windows=4, reproduce_record_tail=True, compile=False)
-    assert rec.evaluate(model, val, _lut()).tokens == int(counts.sum()) > n
+    assert rec.evaluate(model, val, _target_bytes(val)).tokens == int(counts.sum()) > n
 
 
 def test_ttt_never_scores_a_target_with_weights_trained_on_it():
@@ -129,7 +133,7 @@ def test_ttt_never_scores_a_target_with_weights_trained_on_it():
     events = []
     ttt = TTTEvaluator(chunk_tokens=128, window=64, stride=16, batch_windows=4, seq_len=32, lr=0.05, epochs=2,
                        batch_seqs=2, compile=False)
-    r = ttt.evaluate(model, val, _lut(), recorder=lambda kind, v, pos: events.append((kind, v, pos)))
+    r = ttt.evaluate(model, val, _target_bytes(val), recorder=lambda kind, v, pos: events.append((kind, v, pos)))
     scored_at = torch.full((600,), -1)
     trained_first = torch.full((600,), 10**9)
     for kind, v, pos in events:
@@ -147,10 +151,10 @@ def test_ttt_never_scores_a_target_with_weights_trained_on_it():
 def test_ttt_without_training_is_the_sliding_score_and_training_changes_it():
     val = _tokens(600)
     kw = dict(chunk_tokens=128, window=64, stride=16, batch_windows=4, seq_len=32, batch_seqs=2, compile=False)
-    sl = SlidingEvaluator(window=64, stride=16, batch_windows=4, compile=False).evaluate(_model(), val, _lut())
-    frozen = TTTEvaluator(**kw, epochs=0).evaluate(_model(), val, _lut())
+    sl = SlidingEvaluator(window=64, stride=16, batch_windows=4, compile=False).evaluate(_model(), val, _target_bytes(val))
+    frozen = TTTEvaluator(**kw, epochs=0).evaluate(_model(), val, _target_bytes(val))
     assert frozen.val_loss == pytest.approx(sl.val_loss, rel=1e-9) and frozen.tokens == sl.tokens
-    trained = TTTEvaluator(**kw, epochs=2, lr=0.05).evaluate(_model(), val, _lut())
+    trained = TTTEvaluator(**kw, epochs=2, lr=0.05).evaluate(_model(), val, _target_bytes(val))
     assert trained.val_loss != pytest.approx(sl.val_loss, rel=1e-6)
 
 
@@ -158,7 +162,7 @@ def test_frozen_blocks_are_frozen_entirely():
     model = _model()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     TTTEvaluator(chunk_tokens=128, window=64, stride=16, seq_len=32, lr=0.05, epochs=1, batch_seqs=2, freeze_blocks=1,
-                 compile=False).evaluate(model, _tokens(400), _lut())
+                 compile=False).evaluate(model, _tokens(400), _target_bytes(_tokens(400)))
     after = model.state_dict()
     for k in before:
         if k.startswith("blocks.0."):
@@ -169,7 +173,7 @@ def test_frozen_blocks_are_frozen_entirely():
 def test_ttt_time_guard_reports_a_valid_partial_score():
     val = _tokens(600)
     ttt = TTTEvaluator(chunk_tokens=128, window=64, stride=16, seq_len=32, lr=0.05, epochs=1, batch_seqs=2, compile=False)
-    r = ttt.evaluate(_model(), val, _lut(), time_budget=1e-6)
+    r = ttt.evaluate(_model(), val, _target_bytes(val), time_budget=1e-6)
     assert r.chunks_scored == 1 and r.chunks == 5 and "stopped by the time guard before chunk 1 of 5" in r.status
     starts, first, end = golf_windows(600, 64, 16)
     first_chunk = ((starts + first) // 128 == 0)
@@ -180,12 +184,12 @@ def _eval_worker(rank: int, world: int, port: int, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     val = _tokens(500)
-    sl = SlidingEvaluator(window=64, stride=16, batch_windows=3, compile=False).evaluate(_model(), val, _lut(), rank=rank,
+    sl = SlidingEvaluator(window=64, stride=16, batch_windows=3, compile=False).evaluate(_model(), val, _target_bytes(val), rank=rank,
                                                                                         world_size=world)
     tt = TTTEvaluator(chunk_tokens=128, window=64, stride=16, batch_windows=3, seq_len=32, lr=0.05, epochs=1, batch_seqs=4,
-                      compile=False).evaluate(_model(), val, _lut(), rank=rank, world_size=world)
+                      compile=False).evaluate(_model(), val, _target_bytes(val), rank=rank, world_size=world)
     guard = TTTEvaluator(chunk_tokens=128, window=64, stride=16, batch_windows=3, seq_len=32, lr=0.05, epochs=1,
-                         batch_seqs=4, compile=False).evaluate(_model(), val, _lut(), rank=rank, world_size=world,
+                         batch_seqs=4, compile=False).evaluate(_model(), val, _target_bytes(val), rank=rank, world_size=world,
                                                                time_budget=[None, 1e-6][rank])  # only rank 1 is late
     if rank == 0:
         torch.save({"sliding": (sl.val_loss, sl.tokens, sl.bytes), "ttt": (tt.val_loss, tt.tokens, tt.bytes),
@@ -199,13 +203,13 @@ def test_two_gloo_ranks_score_as_one_process(tmp_path):
     mp.spawn(_eval_worker, args=(2, free_port(), out), nprocs=2, join=True)
     two = torch.load(out)
     val = _tokens(500)
-    sl = SlidingEvaluator(window=64, stride=16, batch_windows=3, compile=False).evaluate(_model(), val, _lut())
+    sl = SlidingEvaluator(window=64, stride=16, batch_windows=3, compile=False).evaluate(_model(), val, _target_bytes(val))
     tt = TTTEvaluator(chunk_tokens=128, window=64, stride=16, batch_windows=3, seq_len=32, lr=0.05, epochs=1, batch_seqs=4,
-                      compile=False).evaluate(_model(), val, _lut())
+                      compile=False).evaluate(_model(), val, _target_bytes(val))
     assert two["sliding"][1:] == (sl.tokens, sl.bytes) and two["sliding"][0] == pytest.approx(sl.val_loss, rel=1e-9)
     assert two["ttt"][1:] == (tt.tokens, tt.bytes) and two["ttt"][0] == pytest.approx(tt.val_loss, rel=1e-5)
     late = TTTEvaluator(chunk_tokens=128, window=64, stride=16, batch_windows=3, seq_len=32, lr=0.05, epochs=1,
-                        batch_seqs=4, compile=False).evaluate(_model(), val, _lut(), time_budget=1e-6)
+                        batch_seqs=4, compile=False).evaluate(_model(), val, _target_bytes(val), time_budget=1e-6)
     assert two["guard"] == (1, late.tokens)  # one rank out of time stops both after the same chunk
 
 

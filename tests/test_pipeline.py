@@ -97,7 +97,7 @@ def test_score_is_that_of_the_artifact(smoke_run, smoke_dir):
     from golf.compress.artifact import read_artifact
     from golf.data.shards import read_shard
     from golf.data.tokenizer import byte_lut, load_sentencepiece
-    from golf.eval.bpb import Evaluator, LutOnDevice, truncate_validation
+    from golf.eval.bpb import Evaluator, LutOnDevice, TargetBytes, truncate_validation
     from golf.models.gpt import GPT
     from golf.quant.format import dequantize_state
 
@@ -107,7 +107,8 @@ def test_score_is_that_of_the_artifact(smoke_run, smoke_dir):
     model.load_state_dict(dequantize_state(*read_artifact(smoke_run / "model.golf")), strict=True)
     sp = load_sentencepiece(smoke_dir / "tokenizer.model")
     val = torch.from_numpy(truncate_validation(read_shard(smoke_dir / "fineweb_val_000000.bin"), 128).astype("int32"))
-    res = Evaluator(batch_tokens=16384, seq_len=128).evaluate(model, val, LutOnDevice(byte_lut(sp, 512), torch.device("cpu")))
+    res = Evaluator(batch_tokens=16384, seq_len=128).evaluate(
+        model, val, TargetBytes.of_lut(LutOnDevice(byte_lut(sp, 512), torch.device("cpu")), val))
     rt = results(smoke_run)["val"]["roundtrip"]
     assert res.val_loss == pytest.approx(rt["val_loss"], rel=1e-6) and res.val_bpb == pytest.approx(rt["val_bpb"], rel=1e-6)
 

@@ -17,6 +17,7 @@ class DataPaths:
     val_pattern: str
     tokenizer: Path
     vocab_size: int
+    byte_sidecar: bool = False  # val bytes from the sidecars beside the val shards (CaseOps), not the tokenizer
 
 
 class ShardData:
@@ -24,11 +25,12 @@ class ShardData:
 
     def __init__(self, *, path: str, tokenizer: str, vocab_size: int = 1024,
                  train_pattern: str = "fineweb_train_*.bin", val_pattern: str = "fineweb_val_*.bin",
-                 make_hint: str | None = None):
+                 byte_sidecar: bool = False, make_hint: str | None = None):
         self.path = Path(path).expanduser()
         self.tokenizer = Path(tokenizer).expanduser()
         self.vocab_size = vocab_size
         self.train_pattern, self.val_pattern = train_pattern, val_pattern
+        self.byte_sidecar = byte_sidecar
         self.make_hint = make_hint or (
             "python scripts/download_data.py --variant sp1024 --train-shards 10   # the challenge's FineWeb export, or\n"
             "  python scripts/prepare_data.py --train corpus.jsonl --val val.jsonl --tokenizer MODEL --output DIR"
@@ -51,7 +53,8 @@ class ShardData:
                 f"tokenizer not found: {self.tokenizer.resolve()} (data.tokenizer={self.tokenizer}). "
                 f"Make or fetch it with:\n  {self.make_hint}"
             )
-        return DataPaths(str(self.path / self.train_pattern), str(self.path / self.val_pattern), self.tokenizer, self.vocab_size)
+        return DataPaths(str(self.path / self.train_pattern), str(self.path / self.val_pattern), self.tokenizer,
+                         self.vocab_size, self.byte_sidecar)
 
 
 class SmokeData:

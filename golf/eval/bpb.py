@@ -1,7 +1,8 @@
 """Non-sliding validation (techniques.md §1.4) and the val_bpb formula (§1.3).
 
 The validation stream (truncated to a multiple of ``seq_len`` plus one token) is cut into disjoint
-``seq_len`` windows split evenly over ranks; every target is scored. NLL, token and byte counts are
+``seq_len`` windows split evenly over ranks; every target is scored. A target's bytes come from
+``TargetBytes`` (the tokenizer's pieces, or a CaseOps sidecar). NLL, token and byte counts are
 accumulated in float64 and summed over ranks:
     val_loss = sum NLL / N_tokens,   val_bpb = sum NLL / (ln 2 * sum bytes).
 """
@@ -56,6 +57,40 @@ class LutOnDevice:
         return self.bytes(prev, tgt).sum(dtype=torch.float64)
 
 
+class TargetBytes:
+    """The bytes each position of the validation stream counts as a target (position 0, never a target, counts 0):
+    from the tokenizer's pieces (``of_lut``: the challenge's rule, which needs the previous token), or from a byte
+    sidecar (``of_sidecar``: CaseOps data, the original text's bytes). Every evaluation sums them over the targets
+    it scores, so every tokenizer's val_bpb counts bytes the same way."""
+
+    def __init__(self, per_position: Tensor):
+        self.per_position = per_position
+
+    @classmethod
+    def of_lut(cls, lut: LutOnDevice, tokens: Tensor) -> TargetBytes:
+        t = tokens.to(lut.base.device).long()
+        out = torch.zeros(t.numel(), dtype=torch.int32, device=t.device)
+        out[1:] = lut.bytes(t[:-1], t[1:])
+        return cls(out)
+
+    @classmethod
+    def of_sidecar(cls, sidecar: np.ndarray, device: torch.device) -> TargetBytes:
+        out = torch.from_numpy(sidecar.astype(np.int32)).to(device)
+        out[0] = 0
+        return cls(out)
+
+    @property
+    def device(self) -> torch.device:
+        return self.per_position.device
+
+    def span(self, lo: int, hi: int) -> Tensor:
+        """float64 bytes of the targets at positions lo..hi-1."""
+        return self.per_position[lo:hi].sum(dtype=torch.float64)
+
+    def at(self, positions: Tensor) -> Tensor:
+        return self.per_position[positions]
+
+
 class Evaluator:
     """Scores a model (``model(x, y) -> mean NLL``) on the validation tokens: disjoint ``seq_len`` windows
     (pre-quantization, averaging candidates, round trip). ``sliding`` and ``ttt`` (instantiated
@@ -70,9 +105,9 @@ class Evaluator:
         self.sliding, self.ttt = sliding, ttt
 
     @torch.inference_mode()
-    def evaluate(self, model, val_tokens: Tensor, lut: LutOnDevice, *, rank: int = 0, world_size: int = 1,
+    def evaluate(self, model, val_tokens: Tensor, val_bytes: TargetBytes, *, rank: int = 0, world_size: int = 1,
                  autocast_dtype: torch.dtype | None = None) -> EvalResult:
-        device = lut.base.device
+        device = val_bytes.device
         T = self.seq_len
         total_seqs = (val_tokens.numel() - 1) // T
         lo, hi = total_seqs * rank // world_size, total_seqs * (rank + 1) // world_size
@@ -89,7 +124,7 @@ class Evaluator:
                 loss = model(x, y).detach()
             sums[0] += loss.double() * y.numel()
             sums[1] += y.numel()
-            sums[2] += lut.count(x.reshape(-1), y.reshape(-1))
+            sums[2] += val_bytes.span(s * T + 1, e * T + 1)
         if world_size > 1 and dist.is_available() and dist.is_initialized():
             dist.all_reduce(sums, op=dist.ReduceOp.SUM)
         model.train(was_training)

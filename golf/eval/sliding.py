@@ -25,7 +25,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
-from golf.eval.bpb import EvalResult, LutOnDevice, bits_per_byte
+from golf.eval.bpb import EvalResult, TargetBytes, bits_per_byte
 from golf.trainer import COMPILE_MODES
 
 COMPILE_MIN_BATCHES = 3
@@ -76,10 +76,10 @@ class SlidingEvaluator:
         return self._compiled[key]
 
     @torch.inference_mode()
-    def score(self, model, val_tokens: Tensor, lut: LutOnDevice, windows: tuple[Tensor, Tensor, Tensor],
+    def score(self, model, val_tokens: Tensor, val_bytes: TargetBytes, windows: tuple[Tensor, Tensor, Tensor],
               autocast_dtype: torch.dtype | None = None) -> Tensor:
         """float64 [nll, targets, bytes] of ``windows`` (start, first, end offsets) on this process."""
-        device = lut.base.device
+        device = val_bytes.device
         starts, first, end = windows
         sums = torch.zeros(3, dtype=torch.float64, device=device)
         if starts.numel() == 0:
@@ -101,8 +101,9 @@ class SlidingEvaluator:
             real = s.numel()
             if real < B:  # a static shape: repeat the last window, masked out below
                 s, f, e = (torch.cat((t, t[-1:].expand(B - real))) for t in (s, f, e))
-            chunk = val[torch.clamp(s[:, None] + offsets[None, :], max=n)].long()
-            x, y = chunk[:, lo:-1], chunk[:, lo + 1 :]
+            at = torch.clamp(s[:, None] + offsets[None, :], max=n)
+            chunk = val[at].long()
+            y = chunk[:, lo + 1 :]
             with ctx:
                 h = forward[tail](chunk[:, :-1], last=self.stride) if tail else forward[tail](chunk[:, :-1])[:, lo:]
                 logits = model._project(h, None)
@@ -112,17 +113,17 @@ class SlidingEvaluator:
             mask[real:] = 0.0
             sums[0] += (nll.double() * mask).sum()
             sums[1] += mask.sum()
-            sums[2] += (lut.bytes(x, y).double() * mask).sum()
+            sums[2] += (val_bytes.at(at[:, lo + 1 :]).double() * mask).sum()
         return sums
 
-    def evaluate(self, model, val_tokens: Tensor, lut: LutOnDevice, *, rank: int = 0, world_size: int = 1,
+    def evaluate(self, model, val_tokens: Tensor, val_bytes: TargetBytes, *, rank: int = 0, world_size: int = 1,
                  autocast_dtype: torch.dtype | None = None) -> EvalResult:
         t0 = time.perf_counter()
         was_training = model.training
         model.eval()
         starts, first, end = self.windows(val_tokens.numel() - 1)
         lo, hi = starts.numel() * rank // world_size, starts.numel() * (rank + 1) // world_size
-        sums = self.score(model, val_tokens, lut, (starts[lo:hi], first[lo:hi], end[lo:hi]), autocast_dtype)
+        sums = self.score(model, val_tokens, val_bytes, (starts[lo:hi], first[lo:hi], end[lo:hi]), autocast_dtype)
         if world_size > 1 and dist.is_available() and dist.is_initialized():
             dist.all_reduce(sums, op=dist.ReduceOp.SUM)
         model.train(was_training)

@@ -24,7 +24,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from golf.dist import reduce_step
-from golf.eval.bpb import LutOnDevice, bits_per_byte
+from golf.eval.bpb import TargetBytes, bits_per_byte
 from golf.eval.sliding import SlidingEvaluator
 
 
@@ -56,13 +56,13 @@ class TTTEvaluator:
         frozen = {id(p) for b in list(model.blocks)[: self.freeze_blocks] for p in b.parameters()}
         return [p for p in model.parameters() if id(p) not in frozen]
 
-    def evaluate(self, model, val_tokens: Tensor, lut: LutOnDevice, *, rank: int = 0, world_size: int = 1,
+    def evaluate(self, model, val_tokens: Tensor, val_bytes: TargetBytes, *, rank: int = 0, world_size: int = 1,
                  autocast_dtype: torch.dtype | None = None, time_budget: float | None = None,
                  recorder: Callable[[str, int, Tensor], None] | None = None) -> TTTResult:
         """Score-first TTT of ``model`` (its weights change). ``recorder(kind, version, target positions)``
         sees every scored ("score") and trained-on ("train") target with the weights' version number."""
         t0 = time.perf_counter()
-        device = lut.base.device
+        device = val_bytes.device
         n = val_tokens.numel() - 1
         starts, first, end = self.sliding.windows(n)
         chunk_of = (starts + first) // self.chunk_tokens
@@ -83,7 +83,7 @@ class TTTEvaluator:
             sel = torch.nonzero(chunk_of == ci).squeeze(1)
             mine = sel[len(sel) * rank // world_size : len(sel) * (rank + 1) // world_size]
             model.eval()
-            sums += self.sliding.score(model, val_tokens, lut, (starts[mine], first[mine], end[mine]), autocast_dtype)
+            sums += self.sliding.score(model, val_tokens, val_bytes, (starts[mine], first[mine], end[mine]), autocast_dtype)
             scored_upto = int((starts[sel] + end[sel]).max())  # targets < this are scored (all ranks)
             if recorder is not None:
                 for i in sel.tolist():

@@ -30,7 +30,7 @@ def eval_sliding(run: Run) -> None:
     ev = run.parts.evaluator.sliding
     if ev is None:
         return
-    r = ev.evaluate(run.loaded, run.val_tokens, run.lut, rank=run.dist.rank, world_size=run.dist.world_size,
+    r = ev.evaluate(run.loaded, run.val_tokens, run.val_bytes, rank=run.dist.rank, world_size=run.dist.world_size,
                     autocast_dtype=run.autocast_dtype)
     run.results["val"]["sliding"] = {**_scored(r, r.seconds), "window": ev.window, "stride": ev.stride,
                                      "windows": "records' (tail re-scored)" if ev.reproduce_record_tail else "exactly once"}
@@ -45,7 +45,7 @@ def eval_ttt(run: Run) -> None:
         return
     spent = run.post_training_seconds()
     left = run.parts.budget.eval_seconds - spent
-    r = ev.evaluate(run.loaded, run.val_tokens, run.lut, rank=run.dist.rank, world_size=run.dist.world_size,
+    r = ev.evaluate(run.loaded, run.val_tokens, run.val_bytes, rank=run.dist.rank, world_size=run.dist.world_size,
                     autocast_dtype=run.autocast_dtype, time_budget=left)
     run.results["val"]["ttt"] = {**_scored(r, r.seconds), "chunks": r.chunks, "chunks_scored": r.chunks_scored,
                                  "status": r.status, "time_budget_s": round(left, 1)}

@@ -11,12 +11,13 @@ import torch
 from torch import nn
 
 from golf.compress.artifact import MAGIC, read_artifact
+from golf.data.caseops import check_caseops_tokenizer
 from golf.data.loader import SequentialLoader
-from golf.data.shards import read_shard, shard_files
+from golf.data.shards import read_shard, read_sidecars, shard_files
 from golf.data.sources import DataPaths
 from golf.data.tokenizer import byte_lut, load_sentencepiece
 from golf.dist import seed_all
-from golf.eval.bpb import LutOnDevice, truncate_validation
+from golf.eval.bpb import LutOnDevice, TargetBytes, truncate_validation
 from golf.quant.format import dequantize_state
 from golf.run_state import ARTIFACT_NAME, Parts, Run, VocabMismatch, fmt_eval
 from golf.trainer import TrainConfig, TrainOutcome, inductor_setting, train
@@ -63,9 +64,14 @@ def prepare(run: Run) -> DataPaths:
         raise VocabMismatch(f"tokenizer {paths.tokenizer} has vocabulary {sp.vocab_size()} but data.vocab_size="
                             f"{paths.vocab_size}; set data.vocab_size (and model.vocab_size) to {sp.vocab_size()}")
     run.autocast_dtype = configure_backends(p.train_cfg, run.device)
-    run.lut = LutOnDevice(byte_lut(sp, paths.vocab_size), run.device)
-    val_np = np.concatenate([read_shard(f) for f in shard_files(paths.val_pattern)])
-    run.val_tokens = torch.from_numpy(truncate_validation(val_np, p.evaluator.seq_len).astype(np.int32)).to(run.device)
+    val_files = shard_files(paths.val_pattern)
+    val_np = truncate_validation(np.concatenate([read_shard(f) for f in val_files]), p.evaluator.seq_len)
+    run.val_tokens = torch.from_numpy(val_np.astype(np.int32)).to(run.device)
+    if paths.byte_sidecar:  # CaseOps: the original text's bytes, from the sidecars beside the val shards
+        check_caseops_tokenizer(sp, paths.tokenizer)
+        run.val_bytes = TargetBytes.of_sidecar(read_sidecars(val_files)[: val_np.size], run.device)
+    else:
+        run.val_bytes = TargetBytes.of_lut(LutOnDevice(byte_lut(sp, paths.vocab_size), run.device), run.val_tokens)
     return paths
 
 
