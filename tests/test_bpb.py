@@ -91,7 +91,8 @@ def test_evaluate_constant_nll_closed_form():
 def test_evaluate_target_dependent_nll():
     T, n_seqs = 16, 9
     val = _val_tokens(n_seqs, T, extra=0, seed=1)
-    res = Evaluator(batch_tokens=4 * T, seq_len=T).evaluate(TargetNLL(), val, TargetBytes.of_lut(LutOnDevice(LUT, torch.device("cpu")), val))
+    res = Evaluator(batch_tokens=4 * T, seq_len=T).evaluate(
+        TargetNLL(), val, TargetBytes.of_lut(LutOnDevice(LUT, torch.device("cpu")), val))
     targets = val[1 : n_seqs * T + 1].double()
     nll_sum = float((0.25 * (targets + 1)).sum())
     used = val.numpy()
