@@ -11,8 +11,10 @@ tokenizer files belong to it. All val shards are fetched, and the first ``--trai
 shards. Files already present are kept, so a second run only fetches what is missing. Without
 network access the script stops with a one-line error (exit code 2) instead of a traceback.
 
-The dataset repository and its root folder can be overridden with the environment variables
-MATCHED_FINEWEB_REPO_ID and MATCHED_FINEWEB_REMOTE_ROOT_PREFIX, as upstream.
+sp1024 and byte260 come from the official repository; sp4096 and sp8192 from the one the April records name
+(kevclark/parameter-golf), and sp8192_caseops, with a byte sidecar per val shard, from romeerp's. The
+repository and its root folder can be overridden with the environment variables MATCHED_FINEWEB_REPO_ID and
+MATCHED_FINEWEB_REMOTE_ROOT_PREFIX, as upstream.
 """
 
 from __future__ import annotations
@@ -51,8 +53,16 @@ class NetworkUnavailable(DownloadError):
     """The hub could not be reached."""
 
 
+# Where the records got each export (their READMEs): the official repo holds sp1024 and byte260; the sp4096 and
+# sp8192 exports of the April records live in kevclark/parameter-golf, CaseOps' in romeerp/parameter-golf-caseops-v1.
+VARIANT_REPOS = {"sp4096": "kevclark/parameter-golf", "sp8192": "kevclark/parameter-golf",
+                 "sp8192_caseops": "romeerp/parameter-golf-caseops-v1"}
+CASEOPS_DATASETS = {"sp8192_caseops": "fineweb10B_sp8192_lossless_caps_caseops_v1_reserved"}
+_variant = {"name": "sp1024"}  # the variant being fetched (its repository when none is set in the environment)
+
+
 def repo_id() -> str:
-    return os.environ.get("MATCHED_FINEWEB_REPO_ID", DEFAULT_REPO_ID)
+    return os.environ.get("MATCHED_FINEWEB_REPO_ID") or VARIANT_REPOS.get(_variant["name"], DEFAULT_REPO_ID)
 
 
 def remote_root() -> str:
@@ -60,10 +70,13 @@ def remote_root() -> str:
 
 
 def dataset_dir_for_variant(variant: str) -> str:
-    """``sp1024`` -> ``fineweb10B_sp1024``; also ``byte260`` and any ``sp<N>``."""
+    """``sp1024`` -> ``fineweb10B_sp1024``; also ``byte260``, any ``sp<N>`` and ``sp8192_caseops``."""
+    if variant in CASEOPS_DATASETS:
+        return CASEOPS_DATASETS[variant]
     if variant == "byte260" or (variant.startswith("sp") and variant[2:].isdigit()):
         return f"fineweb10B_{variant}"
-    raise DownloadError(f"unknown variant {variant!r}: expected byte260 or sp<VOCAB_SIZE> (e.g. sp1024)")
+    raise DownloadError(f"unknown variant {variant!r}: expected byte260, sp<VOCAB_SIZE> (e.g. sp1024, sp8192) or "
+                        f"{', '.join(CASEOPS_DATASETS)}")
 
 
 def local_path_for_remote(remote_path: str, output: str | os.PathLike, root: str | None = None) -> Path:
@@ -169,6 +182,8 @@ def plan(manifest: dict, variant: str, train_shards: int, with_docs: bool = Fals
     prefix = f"{remote_root()}/" if remote_root() else ""
     paths = [prefix + f for f in DOCS_FILES] if with_docs else []
     paths += [f"{prefix}datasets/{name}/fineweb_val_{i:06d}.bin" for i in range(n_val)]
+    if variant in CASEOPS_DATASETS:  # each val shard's byte sidecar: val_bpb counts the original text's bytes
+        paths += [f"{prefix}datasets/{name}/fineweb_val_bytes_{i:06d}.bin" for i in range(n_val)]
     paths += [f"{prefix}datasets/{name}/fineweb_train_{i:06d}.bin" for i in range(train_shards)]
     paths += [prefix + a for a in artifacts]
     return paths
@@ -188,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("train_shards_positional", nargs="?", type=int, help=argparse.SUPPRESS)
     parser.add_argument(
-        "--variant", default="sp1024", help="tokenizer family: sp1024, sp4096, ... or byte260 (default: %(default)s)"
+        "--variant", default="sp1024",
+        help="tokenizer family: sp1024 (default), sp4096, sp8192, sp8192_caseops (with its byte sidecars), byte260"
     )
     parser.add_argument(
         "--train-shards",
@@ -218,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     train_shards = args.train_shards if args.train_shards_positional is None else args.train_shards_positional
+    _variant["name"] = args.variant
     try:
         dataset_dir_for_variant(args.variant)
         print(f"fetching {args.variant} from dataset repo {repo_id()} into {args.output}", flush=True)

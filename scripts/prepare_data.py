@@ -13,6 +13,8 @@ Examples:
         --tokenizer fineweb_1024_bpe.model --output data/enwiki_sp1024
     python scripts/prepare_data.py --input docs_selected.jsonl --val-docs 50000 \\
         --train-tokenizer --vocab-size 1024 --tokenizer-docs 500000 --output data/my_sp1024
+    python scripts/prepare_data.py --val val.jsonl.xz --train train_*.jsonl.xz --caseops \\
+        --tokenizer fineweb_8192_bpe_lossless_caps_caseops_v1_reserved.model --output data/enwiki_sp8192_caseops
 """
 
 from __future__ import annotations
@@ -41,8 +43,12 @@ try:
 except ImportError:  # run as `python scripts/prepare_data.py` from a checkout without installing golf
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from golf.data.shards import MAX_TOKEN_ID, write_shard
-from golf.data.tokenizer import encode_documents, load_sentencepiece, train_sentencepiece
+from golf.data.caseops import OPERATORS as caseops_operators
+from golf.data.caseops import check_caseops_tokenizer as caseops_check
+from golf.data.caseops import encode as caseops_encode
+from golf.data.caseops import token_bytes as caseops_token_bytes
+from golf.data.shards import MAX_TOKEN_ID, SIDECAR_KIND, sidecar_path, write_shard
+from golf.data.tokenizer import BOS_ID, encode_documents, load_sentencepiece, train_sentencepiece
 
 DEFAULT_SHARD_TOKENS = 100_000_000
 DEFAULT_BATCH_DOCS = 64
@@ -156,20 +162,37 @@ def check_inputs(paths: Iterable[str | os.PathLike]) -> None:
 # Encoding
 
 _worker_sp = None
+_worker_caseops = False
 
 
-def _init_worker(model_path: str) -> None:
+def _init_worker(model_path: str, caseops: bool = False) -> None:
     import sentencepiece as spm
 
-    global _worker_sp
+    global _worker_sp, _worker_caseops
     # One thread per process: the parallelism comes from the pool.
     _worker_sp = spm.SentencePieceProcessor(model_file=model_path, num_threads=1)
+    _worker_caseops = caseops
 
 
-def _encode_batch(job: tuple[str, list[str]]) -> tuple[str, int, np.ndarray]:
+def _encode_batch(job: tuple[str, list[str]]) -> tuple[str, int, np.ndarray, np.ndarray | None]:
+    """(split, documents, [BOS] + tokens per document, and with CaseOps on the val split the byte sidecar: 0 for
+    BOS, then each token's bytes of the original text)."""
     split, docs = job
-    tokens = np.concatenate(list(encode_documents(_worker_sp, docs, batch_size=len(docs))))
-    return split, len(docs), tokens
+    if not _worker_caseops:
+        return split, len(docs), np.concatenate(list(encode_documents(_worker_sp, docs, batch_size=len(docs)))), None
+    texts = [caseops_encode(doc) for doc in docs]
+    if split != "val":
+        return split, len(docs), np.concatenate(list(encode_documents(_worker_sp, texts, batch_size=len(texts)))), None
+    tokens, sidecar = [], []
+    for doc, text in zip(docs, texts):
+        pieces = _worker_sp.encode(text, out_type="proto").pieces
+        ids = [p.id for p in pieces]
+        if _worker_sp.unk_id() in ids:
+            raise CorpusError(f"a val document ({doc[:50]!r}...) holds characters the tokenizer cannot encode (unknown "
+                              f"pieces): their bytes could not be counted; use a tokenizer with byte fallback")
+        tokens += [BOS_ID, *ids]
+        sidecar += [0, *caseops_token_bytes(text, [(p.begin, p.end) for p in pieces])]
+    return split, len(docs), np.array(tokens, dtype=np.uint16), np.array(sidecar, dtype=np.int64)
 
 
 def batch_documents(tagged: Iterable[tuple[str, str]], batch_docs: int) -> Iterator[tuple[str, list[str]]]:
@@ -192,16 +215,16 @@ def _bounded(items: Iterable, slots: threading.Semaphore, stop: threading.Event)
 
 
 def encode_batches(
-    batches: Iterable[tuple[str, list[str]]], model_path: str | os.PathLike, workers: int = 1
-) -> Iterator[tuple[str, int, np.ndarray]]:
-    """Yield ``(split, n_docs, tokens)`` per batch, in input order, encoding with ``workers``
+    batches: Iterable[tuple[str, list[str]]], model_path: str | os.PathLike, workers: int = 1, caseops: bool = False
+) -> Iterator[tuple[str, int, np.ndarray, np.ndarray | None]]:
+    """Yield ``(split, n_docs, tokens, sidecar)`` per batch, in input order, encoding with ``workers``
     processes (in this process when ``workers <= 1``)."""
     if workers <= 1:
-        _init_worker(str(model_path))
+        _init_worker(str(model_path), caseops)
         yield from map(_encode_batch, batches)
         return
     slots, stop = threading.Semaphore(4 * workers), threading.Event()
-    with multiprocessing.Pool(workers, initializer=_init_worker, initargs=(str(model_path),)) as pool:
+    with multiprocessing.Pool(workers, initializer=_init_worker, initargs=(str(model_path), caseops)) as pool:
         try:
             for result in pool.imap(_encode_batch, _bounded(batches, slots, stop)):
                 slots.release()
@@ -222,10 +245,12 @@ class SplitStats:
     documents: int = 0
     tokens: int = 0
     shards: list[str] = field(default_factory=list)
+    original_bytes: int = 0   # with CaseOps, the val split's sidecar total: the documents' UTF-8 bytes
 
 
 class ShardWriter:
-    """Accumulates one split's token stream and writes it as shards of ``shard_tokens`` tokens."""
+    """Accumulates one split's token stream (and its byte sidecar, if given) and writes it as shards of
+    ``shard_tokens`` tokens, each sidecar shard beside its token shard."""
 
     def __init__(self, directory: Path, split: str, shard_tokens: int) -> None:
         if shard_tokens <= 0:
@@ -233,30 +258,40 @@ class ShardWriter:
         self.directory, self.split, self.shard_tokens = directory, split, shard_tokens
         self.stats = SplitStats()
         self._pending: list[np.ndarray] = []
+        self._side: list[np.ndarray] = []
         self._pending_tokens = 0
 
-    def add(self, tokens: np.ndarray, documents: int) -> None:
+    def add(self, tokens: np.ndarray, documents: int, sidecar: np.ndarray | None = None) -> None:
         self.stats.documents += documents
         self.stats.tokens += int(tokens.size)
         self._pending.append(tokens)
+        if sidecar is not None:
+            self._side.append(sidecar)
+            self.stats.original_bytes += int(sidecar.sum())
         self._pending_tokens += int(tokens.size)
         if self._pending_tokens >= self.shard_tokens:
             stream = np.concatenate(self._pending)
+            side = np.concatenate(self._side) if self._side else None
             full = len(stream) // self.shard_tokens * self.shard_tokens
             for start in range(0, full, self.shard_tokens):
-                self._write(stream[start : start + self.shard_tokens])
-            rest = stream[full:]
-            self._pending, self._pending_tokens = [rest], int(rest.size)
+                cut = slice(start, start + self.shard_tokens)
+                self._write(stream[cut], None if side is None else side[cut])
+            self._pending, self._pending_tokens = [stream[full:]], int(stream.size - full)
+            self._side = [side[full:]] if side is not None else []
 
     def close(self) -> SplitStats:
         if self._pending_tokens:
-            self._write(np.concatenate(self._pending))
-        self._pending, self._pending_tokens = [], 0
+            self._write(np.concatenate(self._pending), np.concatenate(self._side) if self._side else None)
+        self._pending, self._side, self._pending_tokens = [], [], 0
         return self.stats
 
-    def _write(self, tokens: np.ndarray) -> None:
+    def _write(self, tokens: np.ndarray, sidecar: np.ndarray | None) -> None:
         path = self.directory / f"fineweb_{self.split}_{len(self.stats.shards):06d}.bin"
         write_shard(path, tokens)
+        if sidecar is not None:
+            if int(sidecar.max(initial=0)) > MAX_TOKEN_ID:
+                raise CorpusError(f"{sidecar_path(path)}: a token stands for more than {MAX_TOKEN_ID} bytes")
+            write_shard(sidecar_path(path), sidecar, kind=SIDECAR_KIND)
         self.stats.shards.append(path.name)
 
 
@@ -283,10 +318,12 @@ def resolve_tokenizer(
     vocab_size: int | None,
     threads: int,
     max_sentence_length: int | None = None,
+    reserved: Sequence[str] = (),
 ) -> Path:
     """Put the tokenizer at ``output/tokenizer.model``: a copy of ``tokenizer``, or a new one
     trained with the challenge spec on ``train_docs`` (SentencePiece skips documents longer than
-    ``max_sentence_length`` bytes, by default 4192 as in the challenge). Returns its path."""
+    ``max_sentence_length`` bytes, by default 4192 as in the challenge), with ``reserved`` symbols as
+    single pieces right after the control ids (CaseOps' operators). Returns its path."""
     target = output / TOKENIZER_FILE
     if tokenizer is not None:
         source = Path(tokenizer)
@@ -311,6 +348,8 @@ def resolve_tokenizer(
             file=sys.stderr,
         )
     overrides = {"max_sentence_length": max_sentence_length} if max_sentence_length else {}
+    if reserved:
+        overrides["user_defined_symbols"] = list(reserved)
     prefix = output / ".tokenizer-training"
     model = train_sentencepiece(texts, prefix, vocab_size, num_threads=threads, **overrides)
     os.replace(model, target)
@@ -371,13 +410,15 @@ def encode_corpus(
     workers: int,
     batch_docs: int,
     progress: bool,
+    caseops: bool = False,
 ) -> dict[str, SplitStats]:
     """Encode every document and write each split's shards; returns per-split statistics."""
     writers = {split: ShardWriter(output, split, shard_tokens) for split in corpus.splits}
     bar = tqdm(desc="encoding", unit="doc", disable=not progress, dynamic_ncols=True)
     start, tokens_done = time.perf_counter(), 0
-    for split, n_docs, tokens in encode_batches(batch_documents(corpus.tagged(), batch_docs), model_path, workers):
-        writers[split].add(tokens, n_docs)
+    batches = batch_documents(corpus.tagged(), batch_docs)
+    for split, n_docs, tokens, sidecar in encode_batches(batches, model_path, workers, caseops):
+        writers[split].add(tokens, n_docs, sidecar)
         tokens_done += int(tokens.size)
         rate = tokens_done / max(time.perf_counter() - start, 1e-9)
         bar.set_postfix_str(f"{tokens_done:,} tok, {rate:,.0f} tok/s", refresh=False)
@@ -412,13 +453,16 @@ def prepare(
     batch_docs: int = DEFAULT_BATCH_DOCS,
     overwrite: bool = False,
     progress: bool = True,
+    caseops: bool = False,
 ) -> dict:
     """Write the shards (and ``tokenizer.model``, ``prepare_meta.json``) of a dataset to ``output``.
 
     Give ``train`` and/or ``val`` files, or ``inputs`` with ``val_docs`` (the first ``val_docs``
     documents become val, the rest train). Give ``tokenizer`` (an existing SentencePiece model) or
     ``vocab_size`` to train one on the first ``tokenizer_docs`` training documents (all if None).
-    Returns the metadata also written to ``prepare_meta.json``."""
+    ``caseops``: documents go through golf.data.caseops before the tokenizer (a trained one reserves the
+    operators), and every val shard gets its byte sidecar. Returns the metadata also written to
+    ``prepare_meta.json``."""
     output = Path(output)
     workers = max(1, workers or os.cpu_count() or 1)
     corpus = Corpus(
@@ -434,11 +478,16 @@ def prepare(
 
     start = time.perf_counter()
     tok_docs = None if tokenizer is not None else itertools.islice(corpus.training_documents(), tokenizer_docs)
-    model_path = resolve_tokenizer(output, tokenizer, tok_docs, vocab_size, workers, max_sentence_length)
+    if tok_docs is not None and caseops:
+        tok_docs = map(caseops_encode, tok_docs)
+    model_path = resolve_tokenizer(output, tokenizer, tok_docs, vocab_size, workers, max_sentence_length,
+                                   caseops_operators if caseops else ())
     sp = load_sentencepiece(model_path)
     if sp.vocab_size() - 1 > MAX_TOKEN_ID:
         raise ValueError(f"{model_path}: vocab size {sp.vocab_size()} does not fit the uint16 shard format")
-    stats = encode_corpus(corpus, model_path, output, shard_tokens, workers, batch_docs, progress)
+    if caseops:
+        caseops_check(sp, tokenizer or model_path)
+    stats = encode_corpus(corpus, model_path, output, shard_tokens, workers, batch_docs, progress, caseops)
 
     meta = {
         "tokenizer": TOKENIZER_FILE,
@@ -452,6 +501,9 @@ def prepare(
         "shard_tokens": shard_tokens,
         "bos_id": int(sp.bos_id()),
         "append_eos": False,
+        "caseops": caseops,
+        "byte_sidecar": "fineweb_val_bytes_NNNNNN.bin beside each val shard: each token's bytes of the original text"
+        if caseops else None,
         "seconds": round(time.perf_counter() - start, 2),
         "splits": {split: asdict(s) for split, s in stats.items()},
     }
@@ -525,7 +577,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="train a BPE tokenizer with the challenge spec on the training documents; "
         "written to OUTPUT/tokenizer.model",
     )
-    tok.add_argument("--vocab-size", type=int, metavar="N", help="vocabulary size of the trained tokenizer")
+    tok.add_argument("--vocab-size", type=int, metavar="N", help="vocabulary size of the trained tokenizer (1024, 4096, 8192...)")
+    tok.add_argument(
+        "--caseops",
+        action="store_true",
+        help="apply the records' CaseOps case transform before tokenizing (the tokenizer must hold its operators, "
+        "as fineweb_8192_bpe_lossless_caps_caseops_v1_reserved.model does; a trained one reserves them) and write "
+        "each val shard's byte sidecar, so val_bpb counts the original text's bytes",
+    )
     tok.add_argument(
         "--tokenizer-docs",
         type=int,
@@ -616,6 +675,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             batch_docs=args.batch_docs,
             overwrite=args.overwrite,
             progress=not args.no_progress,
+            caseops=args.caseops,
         )
     except (CorpusError, FileNotFoundError, FileExistsError, ValueError) as exc:
         print(f"prepare_data: error: {exc}", file=sys.stderr)

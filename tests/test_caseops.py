@@ -114,3 +114,32 @@ def test_a_tokenizer_without_the_operators_is_refused(caseops_sp, shared_data):
     plain = spm.SentencePieceProcessor(model_file=str(shared_data / "tokenizers" / "fineweb_8192_bpe.model"))
     with pytest.raises(CaseOpsError, match="plain.model: tokenizer lacks the CaseOps operators U\\+E001"):
         check_caseops_tokenizer(plain, "plain.model")
+
+
+@pytest.fixture(scope="module")
+def caseops_data(shared_data, tmp_path_factory):
+    """The 300 FineWeb sample documents after CaseOps, tokenized with the records' tokenizer: 60 val documents
+    (with their sidecars), the rest train."""
+    from tests.test_prepare_data import prepare_data
+
+    out = tmp_path_factory.mktemp("caseops_data")
+    prepare_data.prepare(out, inputs=[shared_data / "fineweb_sample" / "docs.jsonl"], val_docs=60, caseops=True,
+                         tokenizer=shared_data / CASEOPS_MODEL, workers=2, progress=False)
+    return out
+
+
+def test_a_run_on_caseops_data_scores_the_original_bytes(caseops_data, smoke_dir, tmp_path, monkeypatch):
+    from golf.data.shards import read_shard, read_sidecars, shard_files, sidecar_path
+    from tests.test_pipeline import FAST, run_in_process
+
+    monkeypatch.setenv("GOLF_CACHE_DIR", str(smoke_dir.parent))
+    common = [*FAST, "logger=none", "train.iterations=2", "data=enwiki_sp8192_caseops", f"data.path={caseops_data}"]
+    r = run_in_process(common, tmp_path / "a")
+    val = shard_files(str(caseops_data / "fineweb_val_*.bin"))
+    n = (sum(read_shard(v).size for v in val) - 1) // 128 * 128  # the scored targets: whole sequences of seq_len
+    want = int(read_sidecars(val)[1 : n + 1].sum())
+    assert r["status"] == "ok" and r["val"]["prequant"]["bytes"] == r["val"]["roundtrip"]["bytes"] == want
+    assert r["val"]["prequant"]["tokens"] == n and r["model_params"] > 8192 * 64  # the vocabulary follows the data
+    sidecar_path(val[0]).unlink()
+    with pytest.raises(Exception, match="the byte sidecar of fineweb_val_000000.bin is missing"):
+        run_in_process(common, tmp_path / "b")

@@ -313,3 +313,64 @@ def test_download_with_a_fake_hub(tmp_path, monkeypatch):
     n_calls = len(calls)
     assert download_data.main(["--output", str(out), "--train-shards", "1"]) == 0
     assert len(calls) == n_calls  # everything was already there
+
+
+def test_the_april_variants_come_from_the_records_repositories(monkeypatch):
+    """sp4096/sp8192 from the repository the April records name, sp8192_caseops from romeerp's with a byte
+    sidecar per val shard; MATCHED_FINEWEB_REPO_ID still wins."""
+    monkeypatch.delenv("MATCHED_FINEWEB_REPO_ID", raising=False)
+    monkeypatch.delenv("MATCHED_FINEWEB_REMOTE_ROOT_PREFIX", raising=False)
+    name = "fineweb10B_sp8192_lossless_caps_caseops_v1_reserved"
+    manifest = {"datasets": [{"name": name, "tokenizer_name": "t", "stats": {"files_train": 2, "files_val": 2}}],
+                "tokenizers": [{"name": "t", "model_path": "tokenizers/t.model"}]}
+    monkeypatch.setitem(download_data._variant, "name", "sp8192_caseops")
+    assert download_data.repo_id() == "romeerp/parameter-golf-caseops-v1"
+    paths = download_data.plan(manifest, "sp8192_caseops", 1)
+    assert paths == [f"datasets/datasets/{name}/fineweb_val_00000{i}.bin" for i in (0, 1)] + [
+        f"datasets/datasets/{name}/fineweb_val_bytes_00000{i}.bin" for i in (0, 1)] + [
+        f"datasets/datasets/{name}/fineweb_train_000000.bin", "datasets/tokenizers/t.model"]
+    monkeypatch.setitem(download_data._variant, "name", "sp8192")
+    assert download_data.repo_id() == "kevclark/parameter-golf"
+    assert download_data.dataset_dir_for_variant("sp4096") == "fineweb10B_sp4096"
+    monkeypatch.setenv("MATCHED_FINEWEB_REPO_ID", "me/mine")
+    assert download_data.repo_id() == "me/mine"
+
+
+def test_caseops_shards_carry_a_byte_sidecar_of_the_original_text(tmp_path, shared_data):
+    """--caseops with the records' tokenizer: val shards get sidecars whose total is the documents' UTF-8 length,
+    cut at the same places as their shards; train shards get none; the tokens decode to the original text."""
+    from golf.data.caseops import decode
+    from golf.data.shards import SIDECAR_KIND, read_header, read_shard, read_sidecars, sidecar_path
+
+    model = shared_data / "tokenizers" / "fineweb_8192_bpe_lossless_caps_caseops_v1_reserved.model"
+    docs = ["The NASA Launch was OK.", "iPhone \ue001 McDonald's ÀB", "  lead and trail  ", "中文 ТЕКСТ"] * 5
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+    out = tmp_path / "out"
+    meta = prepare_data.prepare(out, inputs=[corpus], val_docs=12, tokenizer=model, caseops=True, shard_tokens=40,
+                                workers=2, progress=False)
+    assert meta["caseops"] and meta["splits"]["val"]["original_bytes"] == sum(len(d.encode()) for d in docs[:12])
+    val = sorted(out.glob("fineweb_val_0*.bin"))
+    assert len(val) > 1 and all(sidecar_path(v).is_file() for v in val)
+    assert not list(out.glob("fineweb_train_bytes_*.bin"))
+    assert all(read_header(sidecar_path(v), SIDECAR_KIND) == read_header(v) for v in val)
+    assert int(read_sidecars(val).sum()) == meta["splits"]["val"]["original_bytes"]
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(model))
+    tokens = np.concatenate([read_shard(v) for v in val]).tolist()
+    texts = sp.decode([[t for t in doc if t] for doc in _split_at(tokens, 1)])
+    assert [decode(t) for t in texts] == [d.strip() for d in docs[:12]]  # SentencePiece drops outer whitespace
+    with pytest.raises(ValueError, match="tokenizer lacks the CaseOps operators"):
+        prepare_data.prepare(tmp_path / "plain", inputs=[corpus], val_docs=2, caseops=True, progress=False,
+                             tokenizer=shared_data / "tokenizers" / "fineweb_8192_bpe.model")
+
+
+def _split_at(tokens: list[int], bos: int) -> list[list[int]]:
+    docs: list[list[int]] = []
+    for t in tokens:
+        if t == bos:
+            docs.append([])
+        else:
+            docs[-1].append(t)
+    return docs
