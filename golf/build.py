@@ -16,9 +16,9 @@ from typing import Any
 
 from golf.pipeline import Budget, run
 
-COMPONENTS = {"data": "data", "model_factory": "model", "optimizer_factory": "optimizer", "schedule": "schedule",
-              "train_cfg": "train", "evaluator": "eval", "quantizer": "quant", "compressor": "compressor",
-              "metrics": "logger", "calibration": "calibration"}
+COMPONENTS = {"data": "data", "loader_factory": "loader", "model_factory": "model", "optimizer_factory": "optimizer",
+              "schedule": "schedule", "train_cfg": "train", "evaluator": "eval", "quantizer": "quant",
+              "compressor": "compressor", "metrics": "logger", "calibration": "calibration"}
 EXIT_CODES = {"ok": 0, "over_budget": 0, "partial_eval": 0, "diverged": 3}  # failed: 1; interrupted: 128 + signal
 
 

@@ -14,6 +14,7 @@ from torch import nn
 
 from golf.calibration.sources import Calibration, NoCalibration
 from golf.compress.code_size import CodeAccount
+from golf.data.loader import SequentialLoader
 from golf.dist import DistInfo
 from golf.eval.bpb import TargetBytes
 from golf.logging import RunLog
@@ -63,6 +64,7 @@ class Parts:
     compressor: Any
     budget: Budget
     calibration: Calibration = field(default_factory=NoCalibration)
+    loader_factory: Callable[..., Any] = SequentialLoader   # (train pattern, rank=, world_size=, device=) -> loader
 
     @property
     def calibrating(self) -> bool:

@@ -29,9 +29,9 @@ from golf.quant.quantizer import Quantizer
 from golf.trainer import TrainConfig
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-CONFIG_GROUPS = ("data", "model", "optimizer", "schedule", "calibration", "quant", "compressor", "eval", "logger", "launcher")
+CONFIG_GROUPS = ("data", "loader", "model", "optimizer", "schedule", "calibration", "quant", "compressor", "eval", "logger", "launcher")
 # Every node of a composed config that has a ``_target_``.
-TARGET_NODES = ("data", "model", "optimizer", "schedule", "train", "calibration", "quant", "compressor", "eval", "logger",
+TARGET_NODES = ("data", "loader", "model", "optimizer", "schedule", "train", "calibration", "quant", "compressor", "eval", "logger",
                 "launcher")
 GROUP_OPTIONS = [(g, p.stem) for g in CONFIG_GROUPS for p in sorted((CONF_DIR / g).glob("*.yaml"))]
 EXPERIMENTS = [p.stem for p in sorted((CONF_DIR / "experiment").glob("*.yaml"))]
@@ -105,6 +105,8 @@ def _check_and_instantiate(cfg, tiny_gpt) -> dict:
             assert isinstance(obj, GPT)
             assert obj.tok_emb.num_embeddings == cfg.data.vocab_size == cfg.model.vocab_size
             assert not any(p.is_cuda for p in obj.parameters())
+        elif node == "loader":
+            assert callable(obj), "loader node must be a partial (built with the shards, rank and device)"
         elif node == "optimizer":
             assert callable(obj), "optimizer node must be a partial (called with the model)"
             obj = obj(tiny_gpt())
@@ -181,7 +183,7 @@ def test_experiment_instantiates(compose, tiny_gpt, name):
     OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # fully resolvable
 
 
-PRODUCT_GROUPS = ("experiment", "model", "optimizer", "quant", "calibration", "compressor", "eval")
+PRODUCT_GROUPS = ("experiment", "loader", "model", "optimizer", "quant", "calibration", "compressor", "eval")
 
 
 def pairwise_rows(factors: dict[str, list[str]]) -> list[dict[str, str]]:

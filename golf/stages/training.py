@@ -12,7 +12,6 @@ from torch import nn
 
 from golf.compress.artifact import MAGIC, read_artifact
 from golf.data.caseops import check_caseops_tokenizer
-from golf.data.loader import SequentialLoader
 from golf.data.shards import read_shard, read_sidecars, shard_files
 from golf.data.sources import DataPaths
 from golf.data.tokenizer import byte_lut, load_sentencepiece
@@ -111,7 +110,7 @@ def build(run: Run) -> None:
     run.log(f"model {type(model).__name__} params {run.results['model_params']:,} | vocab {model.vocab_size} | batch "
             f"{cfg.batch_tokens:,} tokens x seq {cfg.seq_len} | grad_accum {accum} | compile {compiled} | precision "
             f"{run.results['precision']} | attention {kernel} | val {run.val_tokens.numel() - 1:,} tokens")
-    run.loader = SequentialLoader(paths.train_pattern, rank=run.dist.rank, world_size=run.dist.world_size, device=device)
+    run.loader = p.loader_factory(paths.train_pattern, rank=run.dist.rank, world_size=run.dist.world_size, device=device)
 
 
 def _check_calibration(p: Parts, model: nn.Module) -> None:
