@@ -4,16 +4,21 @@
 optimizer, built later); nested ``_target_`` nodes are built first, and every other value passes as plain
 Python. Hydra composes the config (``golf.train``); the worker, the exported submission script and
 ``golf.score`` build from the resolved result with this module alone, so a submission runs where Hydra is absent.
+``submission_main`` is the submission script's entry: its packed config, with the records' environment overrides.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib
+import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from golf import submission
 from golf.pipeline import Budget, run
 
 COMPONENTS = {"data": "data", "loader_factory": "loader", "model_factory": "model", "optimizer_factory": "optimizer",
@@ -69,3 +74,31 @@ def run_config(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]:
             "overrides": list(meta.get("overrides", [])), "config": dict(cfg),
             "job_type": "requantize" if requantize else "train"}
     return run(run_dir=Path(run_dir), seed=int(cfg["seed"]), info=info, build=lambda: components(cfg))
+
+
+def with_environment(config: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    """The records' environment overrides: SEED (default 1337), DATA_PATH and TOKENIZER_PATH."""
+    cfg = copy.deepcopy(config)
+    cfg["seed"] = int(env.get("SEED") or submission.DEFAULT_SEED)
+    for var, key in (("DATA_PATH", "path"), ("TOKENIZER_PATH", "tokenizer")):
+        if env.get(var):
+            if key not in cfg["data"]:
+                raise SystemExit(f"{submission.SCRIPT_NAME}: {var} is set but this submission's data ({cfg['data']['_target_']}) "
+                                 f"has no {key}")
+            cfg["data"][key] = env[var]
+    return cfg
+
+
+def submission_main(config: dict[str, Any] | None = None) -> None:
+    """Run ``config`` (default: the one packed in the script): what a submission script's last line calls."""
+    submission.RUNNING = Path(sys.argv[0]).resolve()
+    config = importlib.import_module(submission.CONFIG_MODULE).CONFIG if config is None else config
+    cfg = with_environment(config, dict(os.environ))
+    run_dir = Path(os.environ.get("RUN_DIR") or ".")
+    try:
+        results = run_config(cfg, run_dir)
+    except KeyboardInterrupt as e:
+        sys.exit(getattr(e, "exit_code", 130))
+    except Exception as e:  # noqa: BLE001 - one line; the traceback is in train.log
+        sys.exit(f"{submission.SCRIPT_NAME}: {type(e).__name__}: {e} (traceback in {run_dir / 'train.log'})")
+    sys.exit(EXIT_CODES.get(results["status"], 1))

@@ -2,7 +2,7 @@
 
 ``account`` makes the script of this run: the golf modules this process loaded, minified and packed into one
 self-extracting file (``golf.compress.code_size``) with the run's resolved config beside them, ending in a call
-of ``main``. Its bytes are the code the byte budget counts, and every run leaves it beside its results
+of ``golf.build.submission_main``. Its bytes are the code the byte budget counts, and every run leaves it beside its results
 (``<run_dir>/train_gpt.py``); ``python -m golf.export`` ships it. Where golf is not installed it runs as
 
     torchrun --standalone --nproc_per_node=8 train_gpt.py     # or: python train_gpt.py
@@ -16,8 +16,6 @@ train.log.
 from __future__ import annotations
 
 import copy
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +24,11 @@ from golf.compress.artifact import code_bytes, code_digest, code_files
 from golf.compress.code_size import CodeAccount, shipped_script
 
 SCRIPT_NAME = "train_gpt.py"
-RUNNING: Path | None = None  # the submission script this process runs as (set by ``main``)
+RUNNING: Path | None = None  # the submission script this process runs as (set by golf.build.submission_main)
 NOT_SHIPPED = ("run", "launcher", "hydra", "seed")  # how golf launched it; the seed comes from SEED, as the records'
 DEFAULT_SEED = 1337                                  # the records' default SEED
 CONFIG_MODULE = "golf.submitted_config"      # packed into the script beside the modules: CONFIG, the run's config
-ENTRY = "import golf.submission as s;s.main()"
+ENTRY = "import golf.build as b;b.submission_main()"
 
 
 def submission_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -51,36 +49,3 @@ def account(config: dict[str, Any]) -> CodeAccount:
     root = Path(golf.__file__).resolve().parents[1]
     names = tuple(f.resolve().relative_to(root).as_posix() for f in files)
     return CodeAccount(script, names, code_bytes(files), code_digest(files))
-
-
-def with_environment(config: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
-    """The records' environment overrides: SEED (default 1337), DATA_PATH and TOKENIZER_PATH."""
-    cfg = copy.deepcopy(config)
-    cfg["seed"] = int(env.get("SEED") or DEFAULT_SEED)
-    for var, key in (("DATA_PATH", "path"), ("TOKENIZER_PATH", "tokenizer")):
-        if env.get(var):
-            if key not in cfg["data"]:
-                raise SystemExit(f"{SCRIPT_NAME}: {var} is set but this submission's data ({cfg['data']['_target_']}) "
-                                 f"has no {key}")
-            cfg["data"][key] = env[var]
-    return cfg
-
-
-def main(config: dict[str, Any] | None = None) -> None:
-    """Run ``config`` (default: the one packed in the script; what a submission script's last line calls)."""
-    import importlib
-
-    from golf.build import EXIT_CODES, run_config  # the pipeline, which imports this module
-
-    global RUNNING
-    RUNNING = Path(sys.argv[0]).resolve()
-    config = importlib.import_module(CONFIG_MODULE).CONFIG if config is None else config
-    cfg = with_environment(config, dict(os.environ))
-    run_dir = Path(os.environ.get("RUN_DIR") or ".")
-    try:
-        results = run_config(cfg, run_dir)
-    except KeyboardInterrupt as e:
-        sys.exit(getattr(e, "exit_code", 130))
-    except Exception as e:  # noqa: BLE001 - one line; the traceback is in train.log
-        sys.exit(f"{SCRIPT_NAME}: {type(e).__name__}: {e} (traceback in {run_dir / 'train.log'})")
-    sys.exit(EXIT_CODES.get(results["status"], 1))
