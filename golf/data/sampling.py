@@ -36,8 +36,8 @@ def _phase(rng: np.random.Generator, n_tokens: int, seq_len: int) -> int:
     return int(rng.integers(top + 1)) if top > 0 else 0
 
 
-def _windows(shard: np.ndarray, starts: list[int], seq_len: int) -> np.ndarray:
-    return np.stack([np.asarray(shard[p : p + seq_len + 1], dtype=np.int32) for p in starts])
+def _window(shard: np.ndarray, start: int, seq_len: int) -> np.ndarray:
+    return np.asarray(shard[start : start + seq_len + 1], dtype=np.int32)
 
 
 def fnv_seed(files: list[Path]) -> int:
@@ -85,7 +85,7 @@ class ShuffledLoader(BatchLoader):
                 total = self.left.sum()
             si = int(self.rng.choice(len(self.left), p=self.left / total))
             self.left[si] -= 1
-            out.append(_windows(self.shards[si], [int(self.starts[si][self.left[si]])], seq_len)[0])
+            out.append(_window(self.shards[si], int(self.starts[si][self.left[si]]), seq_len))
         return np.stack(out)
 
     def _draw(self, global_tokens: int, seq_len: int, grad_accum: int) -> tuple[np.ndarray, np.ndarray]:
@@ -180,12 +180,12 @@ class CoprimeLoader(BatchLoader):
             self.micro = 0
         mine = self.step_windows[self.micro * self.world_size + self.rank :: virtual]
         self.micro += 1
-        w = np.stack([_windows(self.shards[si], [pos], seq_len)[0] for si, pos in mine])
+        w = np.stack([_window(self.shards[si], pos, seq_len) for si, pos in mine])
         return w[:, :-1], w[:, 1:]
 
     def _sequences(self, n: int, seq_len: int) -> np.ndarray:
         windows = self._global_windows(n, self.world_size, seq_len)
-        return np.stack([_windows(self.shards[si], [pos], seq_len)[0][:-1] for si, pos in windows])
+        return np.stack([_window(self.shards[si], pos, seq_len)[:-1] for si, pos in windows])
 
     def _state(self) -> dict:
         return {"rng": self.rng.bit_generator.state, "steps": self.steps, "micro": self.micro,
