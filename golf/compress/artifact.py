@@ -28,9 +28,14 @@ def artifact_payload(tensors: dict[str, Tensor], meta: dict) -> bytes:
     return st_save({k: v.contiguous() for k, v in tensors.items()}, metadata={"golf": json.dumps(meta, sort_keys=True)})
 
 
-def encode_artifact(tensors: dict[str, Tensor], meta: dict, compressor) -> bytes:
+def encode_payload(payload: bytes, compressor) -> bytes:
+    """The artifact of an uncompressed payload: the header naming the codec, then the compressed payload."""
     name = compressor.name.encode("ascii")
-    return MAGIC + bytes([FORMAT_VERSION, len(name)]) + name + compressor.compress(artifact_payload(tensors, meta))
+    return MAGIC + bytes([FORMAT_VERSION, len(name)]) + name + compressor.compress(payload)
+
+
+def encode_artifact(tensors: dict[str, Tensor], meta: dict, compressor) -> bytes:
+    return encode_payload(artifact_payload(tensors, meta), compressor)
 
 
 def decode_artifact(blob: bytes, source: str = "<bytes>") -> tuple[dict[str, Tensor], dict]:

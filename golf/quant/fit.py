@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from golf.compress.artifact import artifact_payload, encode_artifact
+from golf.compress.artifact import artifact_payload, encode_artifact, encode_payload
 from golf.compress.codecs import Zlib
 from golf.quant.format import QuantizedState
 from golf.quant.grid import ClipCache, qmax_for, search_clip
@@ -78,7 +78,7 @@ def estimated_model_bytes(q: QuantizedState, compressor: Any) -> tuple[int, bool
     SAMPLE_EVERY-th block of SAMPLE_BLOCK bytes, scaled by the payload's length over the sample's."""
     payload = artifact_payload(q.tensors, q.meta)
     if len(payload) <= SAMPLE_ABOVE:
-        return len(encode_artifact(q.tensors, q.meta, compressor)), False
+        return len(encode_payload(payload, compressor)), False
     step = SAMPLE_BLOCK * SAMPLE_EVERY
     sample = b"".join(payload[i : i + SAMPLE_BLOCK] for i in range(0, len(payload), step))
     return round(len(compressor.compress(sample)) * len(payload) / len(sample)), True
