@@ -1,5 +1,6 @@
 """Causal attention through FlashAttention-4's CuTe-DSL kernels (``flash_attn.cute``, the ``flash-attn-4`` package of
-Dao-AILab/flash-attention; the fa4 extra takes 4.0.0b36 from the package registry, measured here as beta27), which run on Hopper (SM90) as well as Blackwell.
+Dao-AILab/flash-attention; the fa4 extra takes 4.0.0b36 from the package registry, measured here as beta27), which
+run on Hopper (SM90) as well as Blackwell.
 
 Why: the records call FlashAttention-3 (``flash_attn_interface``), which has no wheel in our package mirror; on
 our H100 without it, the #1019 step spent 209.5 of its 604.5 GPU ms in cuDNN's attention (docs/benchmarks.md).
