@@ -21,6 +21,7 @@ from typing import Any
 
 from golf.submission import SCRIPT_NAME
 from golf.summary import load_results
+from golf.worker import load_config
 
 TRACK = "10min_16mb"
 README_KEYS = (  # the configuration table of the README: (label, dotted key)
@@ -141,7 +142,8 @@ def export(source: Path, out: Path, *, group: str | None = None, name: str | Non
         raise ExportError(f"{out} exists and is not empty; choose another folder or pass --force")
     out.mkdir(parents=True, exist_ok=True)
     run_dirs = [Path(r["_path"]).parent for r in runs]
-    cfg = json.loads(json.dumps(_load_config(run_dirs[0] / "config.yaml")))
+    config = run_dirs[0] / "config.yaml"
+    cfg = load_config(config) if config.is_file() else {}
     sub = submission_json(runs, name or f"golf {runs[0].get('group') or cfg.get('name') or 'run'}", blurb, author,
                           github_id)
     shutil.copyfile(run_dirs[0] / SCRIPT_NAME, out / SCRIPT_NAME)
@@ -152,12 +154,6 @@ def export(source: Path, out: Path, *, group: str | None = None, name: str | Non
     (out / "submission.json").write_text(json.dumps(sub, indent=2) + "\n", encoding="utf-8")
     (out / "README.md").write_text(readme(sub, runs, cfg), encoding="utf-8")
     return sub
-
-
-def _load_config(path: Path) -> dict[str, Any]:
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=True) if path.is_file() else {}
 
 
 def main(argv: list[str] | None = None) -> None:

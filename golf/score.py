@@ -24,6 +24,7 @@ from golf.compress.artifact import read_artifact
 from golf.pipeline import SCORING, run
 from golf.run_state import ARTIFACT_NAME, RunFiles
 from golf.stages.scoring import report
+from golf.worker import ConfigFileError, load_config
 
 GROUPS = ("data", "eval")                       # options the command line may choose
 KEYS = ("data.", "eval.", "budget.", "train.device", "train.precision", "train.tf32")  # values it may set
@@ -84,7 +85,7 @@ def score(path: Path, overrides: list[str], config: Path | None = None) -> dict[
         read_artifact(artifact)
     except ValueError as e:
         raise ScoreError(str(e)) from None
-    cfg = scoring_config(OmegaConf.to_container(OmegaConf.load(config_path), resolve=True), overrides)
+    cfg = scoring_config(load_config(config_path), overrides)
     tag = "_".join(re.sub(r"[^A-Za-z0-9.=-]+", "-", o) for o in overrides)
     stem = f"score_{tag}" if tag else "score"
     files = RunFiles(artifact.parent / f"{stem}.json", artifact.parent / f"{stem}.log", artifact)
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         results = score(args.path, args.overrides, args.config)
     except KeyboardInterrupt as e:
         sys.exit(getattr(e, "exit_code", 130))
-    except ScoreError as e:
+    except (ScoreError, ConfigFileError) as e:
         sys.exit(f"golf.score: {e}")
     except Exception as e:  # noqa: BLE001 - one line; the traceback is in the score log
         sys.exit(f"golf.score: {type(e).__name__}: {e}")
