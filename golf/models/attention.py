@@ -22,6 +22,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from golf.kernels import check_mode, flash4, mode_for
 from golf.kernels.qk_norm_rope import fuses_qkv, norm_rope, qkv_norm_rope, qkv_norm_rope_wide
 from golf.kernels.xsa import exclusive
+from golf.models.documents import Documents, allowed, flex, sdpa
 from golf.models.layers import CastedLinear, matmul_dtype
 
 SDPA_BACKENDS = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
@@ -65,9 +66,12 @@ def resolve_kernel(kernel: str) -> str:
     return kernel
 
 
-def attend(q: Tensor, k: Tensor, v: Tensor, kernel: str) -> Tensor:
+def attend(q: Tensor, k: Tensor, v: Tensor, kernel: str, docs: Documents | None = None) -> Tensor:
     """Causal attention of q [B, T, H, D] over k, v [B, T, Hkv, D] (H a multiple of Hkv); returns [B, T, H, D].
-    ``kernel`` is resolved (not ``auto``): see ``resolve_kernel``."""
+    ``kernel`` is resolved (not ``auto``): see ``resolve_kernel``. With ``docs`` a query sees only its own
+    segment's keys: flex attention on CUDA, SDPA under the dense mask on the CPU."""
+    if docs is not None:
+        return flex(q, k, v, docs) if q.is_cuda else sdpa(q, k, v, docs)
     if q.is_cuda and kernel in ("fa3", "fa4") and q.dtype not in HALF:
         kernel = "cudnn"
     if q.is_cuda and kernel == "fa3":
@@ -148,7 +152,8 @@ def _scores_fp32(qg: Tensor, k: Tensor) -> Tensor:
 
 
 def attend_grouped(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor) -> Tensor:
-    """Attention of q [B, Tq, H, D] over head-major k, v [B, Hkv, S, D] where ``allowed`` [Tq, S] says which
+    """Attention of q [B, Tq, H, D] over head-major k, v [B, Hkv, S, D] where ``allowed`` [Tq, S] (or per row,
+    [B, Tq, S]) says which
     key each query may see; two batched matmuls per KV group, so each K and V is read once, never repeated to
     the query heads. For the few queries of static decoding and of the sliding eval's last block, where SDPA
     has no fused kernel for an explicit mask with grouped K/V (its math path repeats K and V: for the #1019
@@ -159,7 +164,8 @@ def attend_grouped(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor) -> Tensor:
     qg = q.reshape(B, Tq, hkv, g, D).permute(0, 2, 3, 1, 4).reshape(B, hkv, g * Tq, D)
     with torch.autocast(q.device.type, enabled=False):  # scores in fp32, as flash keeps them: bf16 logits of
         scores = _scores_fp32(qg, k) * D ** -0.5                        # ~30 would be off by ~0.1
-    probs = torch.softmax(scores.masked_fill(~allowed.repeat(g, 1), float("-inf")), dim=-1)
+    mask = allowed.repeat(g, 1) if allowed.dim() == 2 else allowed.repeat(1, g, 1)[:, None]
+    probs = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
     y = torch.matmul(probs.to(v.dtype), v)
     return y.view(B, hkv, g, Tq, D).permute(0, 3, 1, 2, 4).reshape(B, Tq, H, D)
 
@@ -169,11 +175,15 @@ def attend_masked(q: Tensor, k: Tensor, v: Tensor, valid: Tensor) -> Tensor:
     return attend_grouped(q, k, v, valid[None, :])
 
 
-def attend_tail(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """Causal attention of the last Tq positions q [B, Tq, H, D] over all S positions k, v [B, S, Hkv, D]."""
+def attend_tail(q: Tensor, k: Tensor, v: Tensor, docs: Documents | None = None) -> Tensor:
+    """Causal attention of the last Tq positions q [B, Tq, H, D] over all S positions k, v [B, S, Hkv, D]
+    (within their segments, with ``docs``)."""
     tq, s = q.size(1), k.size(1)
-    allowed = torch.arange(s, device=q.device)[None, :] <= torch.arange(s - tq, s, device=q.device)[:, None]
-    return attend_grouped(q, k.transpose(1, 2), v.transpose(1, 2), allowed)
+    if docs is not None:
+        mask = allowed(docs.seg, tq)
+    else:
+        mask = torch.arange(s, device=q.device)[None, :] <= torch.arange(s - tq, s, device=q.device)[:, None]
+    return attend_grouped(q, k.transpose(1, 2), v.transpose(1, 2), mask)
 
 
 class CausalSelfAttention(nn.Module):
@@ -213,10 +223,10 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, ve: Tensor | None = None,
                 v0: Tensor | None = None, cache: KVCache | None = None, q_from: int = 0,
-                out_scale: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+                out_scale: Tensor | None = None, docs: Documents | None = None) -> tuple[Tensor, Tensor | None]:
         """Returns the output (its channels scaled by ``out_scale``, folded into proj's weight) and, with value
         residual on, this layer's own V (layer 0's becomes v0). With a ``cache`` the positions of ``x`` follow the
-        cached ones (cos/sin are theirs), and attend to them too.
+        cached ones (cos/sin are theirs), and attend to them too. ``docs``: attention within documents.
         ``q_from`` > 0: outputs for positions q_from.. only (their queries over every key; the sliding eval's
         last block, where only the scored positions are needed)."""
         B, T, D = x.shape
@@ -243,9 +253,9 @@ class CausalSelfAttention(nn.Module):
             q = norm_rope(q, cos[q_from:], sin[q_from:], self.q_gain, mode)
             k = norm_rope(k, cos, sin, None, mode)
         if q_from:
-            y = attend_tail(q, k, v)
+            y = attend_tail(q, k, v, docs)
         elif cache is None:
-            y = attend(q, k, v, self.kernel)
+            y = attend(q, k, v, self.kernel, docs)
         elif cache.pos is not None:
             y = attend_masked(q, *cache.write(k, v))
         else:

@@ -13,35 +13,54 @@ from golf.models.layers import CastedLinear
 
 
 class SmearGate(nn.Module):
-    """x_t <- (1 - sigmoid(g)) * x_t + sigmoid(g) * x_{t-1} (x_{-1} = 0), g in R^dim initialised to 0."""
+    """x_t <- (1 - sigmoid(g)) * x_t + sigmoid(g) * x_{t-1} (x_{-1} = 0), g in R^dim initialised to 0. Given
+    ``first`` (document masking), x_{t-1} is 0 where position t starts a document: no document sees another's
+    last token through the smear (the leak #1851/#1855 fixed in theirs)."""
 
     def __init__(self, dim: int):
         super().__init__()
         self.gate = nn.Parameter(torch.zeros(dim))
 
-    def forward(self, x: Tensor, before: Tensor | None = None) -> Tensor:
-        """``before``: the (normalised) input of the position preceding x's first one, when decoding."""
+    def forward(self, x: Tensor, before: Tensor | None = None, first: Tensor | None = None) -> Tensor:
+        """``before``: the (normalised) input of the position preceding x's first one, when decoding. ``first``
+        [B, T] bool: the positions that start a document."""
         g = torch.sigmoid(self.gate.to(x.dtype))[None, None, :]
-        first = torch.zeros_like(x[:, :1]) if before is None else before.to(x.dtype)
-        prev = torch.cat((first, x[:, :-1]), dim=1)
+        head = torch.zeros_like(x[:, :1]) if before is None else before.to(x.dtype)
+        prev = torch.cat((head, x[:, :-1]), dim=1)
+        if first is not None:
+            prev = prev * (~first).unsqueeze(-1).to(x.dtype)
         return (1 - g) * x + g * prev
 
 
-def bigram_index(ids: Tensor, buckets: int) -> Tensor:
-    """((36313 t_i) xor (27191 t_{i-1})) mod (buckets - 1) in int32; position 0 gets bucket buckets - 1."""
-    t = ids.to(torch.int32)
-    mod = buckets - 1
-    first = torch.full_like(t[..., :1], mod)
-    return torch.cat((first, torch.bitwise_xor(36313 * t[..., 1:], 27191 * t[..., :-1]) % mod), dim=-1).long()
+def _back(first: Tensor, n: int) -> Tensor:
+    """[B, T] bool: a document starts within the last ``n`` positions up to t (t - n + 1 .. t), i.e. the
+    token n back from t belongs to another document (or is before the row)."""
+    out = first.clone()
+    for k in range(1, n):
+        out[..., k:] |= first[..., :-k]
+    out[..., : n - 1] = True
+    return out
 
 
-def trigram_index(ids: Tensor, buckets: int) -> Tensor:
-    """(36313 t_i xor 27191 t_{i-1} xor 51497 t_{i-2}) mod (buckets - 1); positions 0 and 1 -> buckets - 1."""
+def bigram_index(ids: Tensor, buckets: int, first: Tensor | None = None) -> Tensor:
+    """((36313 t_i) xor (27191 t_{i-1})) mod (buckets - 1) in int32; position 0 (and, given ``first``, every
+    position that starts a document) gets bucket buckets - 1."""
     t = ids.to(torch.int32)
     mod = buckets - 1
-    first = torch.full_like(t[..., :2], mod)
+    head = torch.full_like(t[..., :1], mod)
+    idx = torch.cat((head, torch.bitwise_xor(36313 * t[..., 1:], 27191 * t[..., :-1]) % mod), dim=-1)
+    return (idx if first is None else idx.masked_fill(first, mod)).long()
+
+
+def trigram_index(ids: Tensor, buckets: int, first: Tensor | None = None) -> Tensor:
+    """(36313 t_i xor 27191 t_{i-1} xor 51497 t_{i-2}) mod (buckets - 1); positions 0 and 1 (and, given
+    ``first``, those within a document's first two) -> buckets - 1."""
+    t = ids.to(torch.int32)
+    mod = buckets - 1
+    head = torch.full_like(t[..., :2], mod)
     body = torch.bitwise_xor(torch.bitwise_xor(36313 * t[..., 2:], 27191 * t[..., 1:-1]), 51497 * t[..., :-2]) % mod
-    return torch.cat((first, body), dim=-1).long()
+    idx = torch.cat((head, body), dim=-1)
+    return (idx if first is None else idx.masked_fill(_back(first, 2), mod)).long()
 
 
 class BigramHash(nn.Module):
@@ -62,22 +81,27 @@ class BigramHash(nn.Module):
             self.proj.needs_init = True  # the table starts at zero: the projection must not
         self.scale = nn.Parameter(torch.tensor(scale_init, dtype=torch.float32))
 
-    def forward(self, ids: Tensor) -> Tensor:
-        h = self.embed(bigram_index(ids, self.buckets))
+    def forward(self, ids: Tensor, first: Tensor | None = None) -> Tensor:
+        h = self.embed(bigram_index(ids, self.buckets, first))
         if self.trigram:
-            h = h + self.embed(trigram_index(ids, self.buckets))
+            h = h + self.embed(trigram_index(ids, self.buckets, first))
         if self.proj is not None:
             h = self.proj(h)
         return h * self.scale.to(h.dtype)
 
 
-def engram_indices(ids: Tensor, buckets: int, orders: int) -> Tensor:
+def engram_indices(ids: Tensor, buckets: int, orders: int, first: Tensor | None = None) -> Tensor:
     """EngramLite's row indices [..., 2 * orders] into its table of 2 * orders * buckets rows: two bigram
-    hash heads, then (orders >= 2) two trigram heads, each offset into its own slice of ``buckets`` rows."""
+    hash heads, then (orders >= 2) two trigram heads, each offset into its own slice of ``buckets`` rows. A
+    token before the row, or (given ``first``) in another document, counts as 0."""
     prev = F.pad(ids[:, :-1], (1, 0), value=0)
+    if first is not None:
+        prev = prev.masked_fill(first, 0)
     idx = [(prev * 1009 + ids) % buckets, ((prev * 2719 + 314159) ^ (ids * 3137)) % buckets + buckets]
     if orders >= 2:
         prev2 = F.pad(prev[:, :-1], (1, 0), value=0)
+        if first is not None:
+            prev2 = prev2.masked_fill(_back(first, 2), 0)
         idx.append(((prev2 * 36313) ^ (prev * 27191) ^ (ids * 4903)) % buckets + 2 * buckets)
         idx.append(((prev2 * 7919) ^ (prev * 4391) ^ (ids * 6151)) % buckets + 3 * buckets)
     return torch.stack(idx, dim=-1)
@@ -99,8 +123,8 @@ class EngramLite(nn.Module):
         self.proj = CastedLinear(orders * heads * dim_per_head, model_dim, zero_init=True)
         self.ngram_gate = nn.Parameter(torch.zeros(model_dim))
 
-    def forward(self, ids: Tensor) -> Tensor:
-        flat = self.embed(engram_indices(ids, self.buckets, self.orders)).flatten(-2)
+    def forward(self, ids: Tensor, first: Tensor | None = None) -> Tensor:
+        flat = self.embed(engram_indices(ids, self.buckets, self.orders, first)).flatten(-2)
         out = self.proj(flat)
         return out * torch.sigmoid(self.ngram_gate.to(out.dtype))[None, None, :]
 

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from golf.kernels import check_mode, fused_mlp, mode_for
 from golf.kernels.rotary import rms_norm, rope_base_for, rotary_tables
 from golf.models.attention import CausalSelfAttention, KVCache
+from golf.models.documents import Documents, first_of_document
 from golf.models.embeddings import BigramHash, EngramLite, SmearGate, ValueEmbedding
 from golf.models.init import init_weights
 from golf.models.layers import CastedLinear, matmul_dtype
@@ -87,13 +88,15 @@ class Block(nn.Module):
         return rms_norm(x) * self.ln_scale if self.ln_scale != 1.0 else rms_norm(x)
 
     def forward(self, x: Tensor, x0: Tensor, cos: Tensor, sin: Tensor, ve: Tensor | None = None,
-                v0: Tensor | None = None, cache: KVCache | None = None, q_from: int = 0) -> tuple[Tensor, Tensor | None]:
-        """``q_from`` > 0: the output of positions q_from.. only (see ``CausalSelfAttention.forward``)."""
+                v0: Tensor | None = None, cache: KVCache | None = None, q_from: int = 0,
+                docs: Documents | None = None) -> tuple[Tensor, Tensor | None]:
+        """``q_from`` > 0: the output of positions q_from.. only (see ``CausalSelfAttention.forward``); ``docs``:
+        attention within documents."""
         mix = self.resid_mix.to(x.dtype)
         x = mix[0] * x + mix[1] * x0
         # attn_scale and mlp_scale scale the output channels of attention's and the MLP's last matrix: folded into
         # those weights, no pass over the tokens multiplies by them or reduces their gradients
-        a, raw_v = self.attn(self.norm(x), cos, sin, ve, v0, cache, q_from, out_scale=self.attn_scale)
+        a, raw_v = self.attn(self.norm(x), cos, sin, ve, v0, cache, q_from, out_scale=self.attn_scale, docs=docs)
         x = (x[:, q_from:] if q_from else x) + a
         return x + self.mlp(self.norm(x), self.mlp_scale), raw_v
 
@@ -150,6 +153,7 @@ class GPT(nn.Module):
         value_residual: bool = False, gated_attention: bool = False, gate_bias_init: float = 4.0,
         skips: str = "plain", init: str = "default", ortho_proj_scale: bool = False, mimetic_vo_alpha: float = 0.0,
         mtp_heads: int = 0, mtp_loss_weight: float = 0.2, attn_kernel: str = "flash", kernels: str | Sequence[str] = "torch",
+        doc_mask: bool = False, bos_id: int = 1, doc_max_len: int = 0,
     ):
         super().__init__()
         head_dim = model_dim // num_heads
@@ -162,6 +166,9 @@ class GPT(nn.Module):
         self.rope_dims = rope_dims or head_dim
         self.rope_base, self.rope_ntk_seq_len = rope_base, rope_ntk_seq_len
         self.mtp_loss_weight = mtp_loss_weight
+        if doc_max_len < 0:
+            raise ValueError(f"model.doc_max_len must be >= 0 (0: documents are not cut), got {doc_max_len}")
+        self.doc_mask, self.bos_id, self.doc_max_len = bool(doc_mask), int(bos_id), int(doc_max_len)
         # Built in the records' order: the random draws of construction and init then match theirs.
         self.tok_emb = nn.Embedding(vocab_size, model_dim)
         self.bigram = BigramHash(bigram_buckets, bigram_dim, model_dim, bigram_scale_init, trigram) if bigram_buckets else None
@@ -269,15 +276,17 @@ class GPT(nn.Module):
     # ------------------------------------------------------------------------------------ forward
 
     def embed(self, input_ids: Tensor, state: DecodeState | None = None) -> Tensor:
-        """tok_emb (+ hash embeddings, which see the previous tokens) -> RMSNorm (-> SmearGate)."""
+        """tok_emb (+ hash embeddings, which see the previous tokens) -> RMSNorm (-> SmearGate). Under document
+        masking neither the hashes nor the smear see a token of another document."""
         ctx = input_ids if state is None or state.prev_ids is None else torch.cat((state.prev_ids, input_ids), dim=1)
+        first = first_of_document(input_ids, self.bos_id) if self.doc_mask and state is None else None
         T = input_ids.size(1)
         x = self.tok_emb(input_ids)
         for extra in (self.bigram, self.engram):
             if extra is not None:
-                x = x + extra(ctx)[:, -T:]
+                x = x + (extra(ctx) if first is None else extra(ctx, first))[:, -T:]
         x = rms_norm(x)
-        out = self.smear(x, None if state is None else state.prev_x) if self.smear is not None else x
+        out = self.smear(x, None if state is None else state.prev_x, first) if self.smear is not None else x
         if state is not None:
             state.remember(ctx[:, -2:], x[:, -1:])
         return out
@@ -295,12 +304,16 @@ class GPT(nn.Module):
             raise ValueError(f"decode state is full: {start} of {state.capacity} positions used")
         x = x0 = self.embed(input_ids, state)
         T = input_ids.size(1)
-        cos, sin = self._rope(start + T, rope_len or (state.capacity if state is not None else T), input_ids.device, state)
+        base_len = rope_len or (state.capacity if state is not None else T)
+        if self.doc_mask and self.doc_max_len:  # no query sees further back than a segment (flat packed rows)
+            base_len = min(base_len, self.doc_max_len)
+        cos, sin = self._rope(start + T, base_len, input_ids.device, state)
         if state is not None and state.pos is not None:
             cos, sin = cos.index_select(0, state.pos), sin.index_select(0, state.pos)
         else:
             cos, sin = cos[start : start + T], sin[start : start + T]
         ve_base = self.ve(input_ids) if self.ve is not None else None
+        docs = Documents.build(input_ids, self.bos_id, self.doc_max_len) if self.doc_mask and state is None else None
         skips: list[Tensor] = []
         v0 = None
         for i, block in enumerate(self.blocks):
@@ -312,7 +325,7 @@ class GPT(nn.Module):
             if ve_base is not None and i in self.ve_layers:
                 ve = ve_base * self.ve_layer_scales[self.ve_layers.index(i)].to(ve_base.dtype)
             q_from = input_ids.size(1) - last if last is not None and i == len(self.blocks) - 1 else 0
-            x, raw_v = block(x, x0, cos, sin, ve, v0, None if state is None else state.caches[i], q_from)
+            x, raw_v = block(x, x0, cos, sin, ve, v0, None if state is None else state.caches[i], q_from, docs)
             if v0 is None:
                 v0 = raw_v
             if i < self.num_encoder_layers:

@@ -83,6 +83,7 @@ def build(run: Run) -> None:
     if getattr(model, "vocab_size", None) != paths.vocab_size:
         raise VocabMismatch(f"model.vocab_size={getattr(model, 'vocab_size', None)} does not match the tokenizer "
                             f"{paths.tokenizer} (vocabulary {paths.vocab_size}); refusing to train")
+    _check_documents(run, model, p.loader_factory, paths)
     device = run.device
     model = model.to(device)
     if run.autocast_dtype is not None and hasattr(model, "cast_for_training"):
@@ -111,6 +112,28 @@ def build(run: Run) -> None:
             f"{cfg.batch_tokens:,} tokens x seq {cfg.seq_len} | grad_accum {accum} | compile {compiled} | precision "
             f"{run.results['precision']} | attention {kernel} | val {run.val_tokens.numel() - 1:,} tokens")
     run.loader = p.loader_factory(paths.train_pattern, rank=run.dist.rank, world_size=run.dist.world_size, device=device)
+
+
+def _check_documents(run: Run, model: nn.Module, loader_factory, paths: DataPaths) -> None:
+    """The packing loader's flat rows need document masking (one 98,304-token row attended densely would cost
+    ~50x a step): it is switched on, and said. Document masking needs the tokenizer's BOS id."""
+    loader_cls = getattr(loader_factory, "func", loader_factory)
+    loader_bos = getattr(loader_factory, "keywords", {}).get("bos_id", 1)
+    flat = getattr(loader_cls, "flat", False)
+    if flat and hasattr(model, "doc_mask") and not model.doc_mask:
+        model.doc_mask = True
+        run.log("loader=packed: model.doc_mask switched on (its rows pack documents; attention keeps them apart, "
+                f"cut every model.doc_max_len={model.doc_max_len} tokens)")
+    if flat and not getattr(model, "doc_mask", False):
+        raise ValueError(f"loader=packed needs a model that masks documents; {type(model).__name__} has no doc_mask")
+    run.results["doc_mask"] = bool(getattr(model, "doc_mask", False))
+    if run.results["doc_mask"]:
+        bos = int(load_sentencepiece(paths.tokenizer).bos_id())
+        checks = [("model.bos_id", model.bos_id)] + ([("loader.bos_id", loader_bos)] if flat else [])
+        for key, value in checks:
+            if value != bos:
+                raise ValueError(f"{key}={value} but the tokenizer {paths.tokenizer} starts documents with id {bos}; "
+                                 f"set {key}={bos}")
 
 
 def _check_calibration(p: Parts, model: nn.Module) -> None:
