@@ -20,6 +20,7 @@ from torch import nn
 from golf.averaging import EXPORTS, EMAConfig, SWAConfig, WeightAverager
 from golf.dist import DistInfo, reduce_step
 from golf.late_qat import LateQAT, QATConfig
+from golf.loop_switch import LoopSwitch
 
 COMPILE_MODES = ("default", "max-autotune-no-cudagraphs", "max-autotune", "reduce-overhead")
 CUDAGRAPH_MODES = ("max-autotune", "reduce-overhead")  # the modes in which inductor records CUDA graphs
@@ -130,6 +131,7 @@ class TrainOutcome:
     stop_reason: str = ""
     averager: WeightAverager | None = None
     qat: dict | None = None
+    loop: dict | None = None            # depth recurrence: when it switched on (model.loop_from)
     cudagraph_skips: int | None = None   # with a CUDA-graph compile mode: graphs inductor ran without one
 
     @property
@@ -161,7 +163,7 @@ def _cudagraph_skips() -> int:
 
 
 def _warm_up(*, model, optimizer, loader, cfg: TrainConfig, one_step, one_micro_step, zero_grad, late_qat: LateQAT,
-             sync, log) -> None:
+             loop: LoopSwitch, sync, log) -> None:
     """Run ``cfg.warmup_steps`` real steps (compilation, autotuning; with QAT, its graph too), then restore
     the model, optimizer and loader, so training starts from the seeded state at token 0."""
     t0 = time.perf_counter()
@@ -171,12 +173,14 @@ def _warm_up(*, model, optimizer, loader, cfg: TrainConfig, one_step, one_micro_
     for _ in range(cfg.warmup_steps):
         one_step()
     late_qat.precompile(one_micro_step)
+    loop.precompile(one_step)
     model.load_state_dict(model_state)
     optimizer.load_state_dict(opt_state)
     zero_grad()
     loader.load_state_dict(loader_state)
     sync()
     extra = f" + one with {cfg.qat.mode} QAT" if late_qat.enabled and cfg.qat.precompile else ""
+    extra += " + one looped" if loop.enabled else ""
     log(f"warmup: {cfg.warmup_steps} steps{extra} (compile + autotune) in {time.perf_counter() - t0:.1f}s, state restored")
 
 
@@ -202,6 +206,8 @@ def train(
     ctx = (lambda: torch.autocast(device.type, dtype=autocast_dtype)) if autocast_dtype else nullcontext
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     late_qat = LateQAT(cfg.qat, getattr(model, "qat", None))
+    loop = LoopSwitch(model)
+    loop.begin()
     graphs = cfg.cudagraphs and device.type == "cuda"
     graph_step, zero_grad = graph_hooks(model, optimizer, cfg, device)
     skips_before = _cudagraph_skips() if graphs else 0
@@ -210,7 +216,7 @@ def train(
                                                device)
     if cfg.warmup_steps > 0:
         _warm_up(model=model, optimizer=optimizer, loader=loader, cfg=cfg, one_step=one_step,
-                 one_micro_step=one_micro_step, zero_grad=zero_grad, late_qat=late_qat, sync=sync, log=log)
+                 one_micro_step=one_micro_step, zero_grad=zero_grad, late_qat=late_qat, loop=loop, sync=sync, log=log)
 
     out = TrainOutcome(averager=WeightAverager(model, cfg.ema, cfg.swa))
     averager = out.averager if out.averager.active else None
@@ -231,6 +237,7 @@ def train(
         optimizer.set_lr_multiplier(mult)
         optimizer.set_muon_momentum(schedule.muon_momentum(step))
         late_qat.before_step(step, mult, elapsed_ms, cap_ms, cfg.iterations, log)
+        loop.before_step(step, elapsed_ms, cap_ms, cfg.iterations, log)
         loss = one_step()
         step += 1
         if averager is not None:
@@ -256,6 +263,7 @@ def train(
     out.steps = step
     out.train_ms = 1000.0 * (time.perf_counter() - t_start) - paused_ms
     out.qat = late_qat.describe() if late_qat.enabled else None
+    out.loop = loop.finish()
     if graphs:
         out.cudagraph_skips = _cudagraph_skips() - skips_before
         if out.cudagraph_skips:

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from golf.kernels import check_mode, fused_mlp, mode_for
 from golf.kernels.rotary import rms_norm, rope_base_for, rotary_tables
 from golf.models.attention import CausalSelfAttention, KVCache
+from golf.models.depth import check_loop, encoder_length, layer_order
 from golf.models.documents import Documents, first_of_document
 from golf.models.embeddings import BigramHash, EngramLite, SmearGate, ValueEmbedding
 from golf.models.init import init_weights
@@ -76,13 +77,22 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, dim: int, attn: CausalSelfAttention, mlp: MLP, ln_scale: float):
+    """One layer. ``lanes``: 0 sequential (attention, then the MLP on its result); 1 parallel, GPT-J style (#1493:
+    both read the same input); 2 the two-lane form of #1530-#1855 (attention reads lane 0, the MLP lane 1, and a
+    learned 2x2 mix writes both back, each lane's residual scaled by its own factor, init 1.1)."""
+
+    def __init__(self, dim: int, attn: CausalSelfAttention, mlp: MLP, ln_scale: float, lanes: int = 0,
+                 lane_resid_init: float = 1.1):
         super().__init__()
         self.attn, self.mlp = attn, mlp
         self.attn_scale = nn.Parameter(torch.ones(dim))
         self.mlp_scale = nn.Parameter(torch.ones(dim))
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))))
         self.ln_scale = ln_scale
+        self.lanes = lanes
+        if lanes == 2:
+            self.lane_resid = nn.Parameter(torch.full((2,), lane_resid_init))  # rho: lane i's own residual
+            self.lane_post = nn.Parameter(torch.ones(2, 2))                    # P[source (attn, mlp), lane]
 
     def norm(self, x: Tensor) -> Tensor:
         return rms_norm(x) * self.ln_scale if self.ln_scale != 1.0 else rms_norm(x)
@@ -96,9 +106,26 @@ class Block(nn.Module):
         x = mix[0] * x + mix[1] * x0
         # attn_scale and mlp_scale scale the output channels of attention's and the MLP's last matrix: folded into
         # those weights, no pass over the tokens multiplies by them or reduces their gradients
-        a, raw_v = self.attn(self.norm(x), cos, sin, ve, v0, cache, q_from, out_scale=self.attn_scale, docs=docs)
+        h = self.norm(x)
+        a, raw_v = self.attn(h, cos, sin, ve, v0, cache, q_from, out_scale=self.attn_scale, docs=docs)
         x = (x[:, q_from:] if q_from else x) + a
+        if self.lanes == 1:
+            return x + self.mlp(h[:, q_from:] if q_from else h, self.mlp_scale), raw_v
         return x + self.mlp(self.norm(x), self.mlp_scale), raw_v
+
+    def two_lanes(self, lanes: tuple[Tensor, Tensor], x0: Tensor, cos: Tensor, sin: Tensor, ve: Tensor | None = None,
+                  v0: Tensor | None = None, cache: KVCache | None = None, q_from: int = 0,
+                  docs: Documents | None = None) -> tuple[tuple[Tensor, Tensor], Tensor | None]:
+        """The two-lane layer: attention reads resid_mix(lane 0, x0), the MLP reads lane 1."""
+        lane0, lane1 = lanes
+        mix = self.resid_mix.to(lane0.dtype)
+        a, raw_v = self.attn(self.norm(mix[0] * lane0 + mix[1] * x0), cos, sin, ve, v0, cache, q_from,
+                             out_scale=self.attn_scale, docs=docs)
+        if q_from:
+            lane0, lane1 = lane0[:, q_from:], lane1[:, q_from:]
+        m = self.mlp(self.norm(lane1), self.mlp_scale)
+        r, P = self.lane_resid.to(lane0.dtype), self.lane_post.to(lane0.dtype)
+        return (r[0] * lane0 + P[0, 0] * a + P[1, 0] * m, r[1] * lane1 + P[0, 1] * a + P[1, 1] * m), raw_v
 
 
 @dataclass
@@ -154,6 +181,8 @@ class GPT(nn.Module):
         skips: str = "plain", init: str = "default", ortho_proj_scale: bool = False, mimetic_vo_alpha: float = 0.0,
         mtp_heads: int = 0, mtp_loss_weight: float = 0.2, attn_kernel: str = "flash", kernels: str | Sequence[str] = "torch",
         doc_mask: bool = False, bos_id: int = 1, doc_max_len: int = 0,
+        loop_layers: Sequence[int] | None = None, loop_repeats: int = 0, loop_from: float = 0.0,
+        parallel_from: int | None = None, parallel_lanes: int = 2, lane_resid_init: float = 1.1,
     ):
         super().__init__()
         head_dim = model_dim // num_heads
@@ -175,9 +204,16 @@ class GPT(nn.Module):
         self.engram = (EngramLite(engram_buckets, engram_heads, engram_orders, engram_dim_per_head, model_dim)
                        if engram_buckets else None)
         self.smear = SmearGate(model_dim) if smear_gate else None
+        self.loop, self.loop_repeats = check_loop(loop_layers, loop_repeats, num_layers), int(loop_repeats)
+        if not 0 <= loop_from < 1:
+            raise ValueError(f"model.loop_from must be in [0, 1) (the fraction of training before the loop runs), "
+                             f"got {loop_from}")
+        self.loop_from, self.looping = float(loop_from), True  # training switches it (golf.trainer); eval loops
+        lanes_from = self._lanes_from(parallel_from, parallel_lanes, num_layers)
         self.num_encoder_layers = num_layers // 2
         self.num_decoder_layers = num_layers - self.num_encoder_layers
-        num_skips = min(self.num_encoder_layers, self.num_decoder_layers) if skips != "none" else 0
+        orders = [layer_order(num_layers, self.loop, self.loop_repeats, on) for on in (False, True)]
+        num_skips = max(min(encoder_length(o), len(o) - encoder_length(o)) for o in orders) if skips != "none" else 0
         self.skip_weights = nn.Parameter(torch.ones(num_skips, model_dim))
         self.skip_gates = nn.Parameter(torch.zeros(num_skips, model_dim)) if skips == "gated" else None
         skip_init = init == "banked"
@@ -191,8 +227,13 @@ class GPT(nn.Module):
                                       kernels=kernels),
                   MLP(model_dim, int(mlp_mult * model_dim), activation, slopes[i] if i < len(slopes) else mlp_slope,
                       skip_init=skip_init, kernels=kernels),
-                  1.0 / math.sqrt(i + 1) if ln_scale else 1.0)
+                  1.0 / math.sqrt(i + 1) if ln_scale else 1.0, parallel_lanes if i >= lanes_from else 0,
+                  lane_resid_init)
             for i in range(num_layers))
+        for o in orders:
+            if any(self.blocks[i].lanes for i in o[: encoder_length(o)]):
+                raise ValueError(f"model.parallel_from={parallel_from} puts a parallel layer in the U-Net's encoder "
+                                 f"(virtual layers {o[: encoder_length(o)]}); start it in the decoder")
         self.ve_layers = sorted(ve_layers) if ve_dim else []
         self.ve = ValueEmbedding(vocab_size, ve_dim, num_kv_heads * head_dim, ve_scale_init) if ve_dim else None
         self.ve_layer_scales = nn.ParameterList(nn.Parameter(torch.ones(1)) for _ in self.ve_layers)
@@ -203,6 +244,18 @@ class GPT(nn.Module):
             object.__setattr__(m, "fake_quant", self.qat)
         init_weights(self, init, tied_embed_std=tied_embed_init_std if tie_embeddings else None,
                      proj_scale=ortho_proj_scale, mimetic_alpha=mimetic_vo_alpha)
+
+    @staticmethod
+    def _lanes_from(parallel_from: int | None, lanes: int, num_layers: int) -> int:
+        """The first physical layer with parallel residuals (num_layers: none)."""
+        if parallel_from is None:
+            return num_layers
+        if lanes not in (1, 2):
+            raise ValueError(f"model.parallel_lanes must be 1 (GPT-J, #1493) or 2 (two lanes, #1530+), got {lanes}")
+        first = parallel_from + num_layers if parallel_from < 0 else parallel_from
+        if not 0 <= first < num_layers:
+            raise ValueError(f"model.parallel_from={parallel_from} must index a layer of {num_layers} (or be null)")
+        return first
 
     @staticmethod
     def _check(kw: dict, head_dim: int) -> None:
@@ -314,23 +367,46 @@ class GPT(nn.Module):
             cos, sin = cos[start : start + T], sin[start : start + T]
         ve_base = self.ve(input_ids) if self.ve is not None else None
         docs = Documents.build(input_ids, self.bos_id, self.doc_max_len) if self.doc_mask and state is None else None
+        return rms_norm(self._trunk(x, x0, cos, sin, ve_base, state, last, docs))
+
+    def _trunk(self, x: Tensor, x0: Tensor, cos: Tensor, sin: Tensor, ve_base: Tensor | None,
+               state: DecodeState | None, last: int | None, docs: Documents | None) -> Tensor:
+        """The blocks in their (virtual) order with the U-Net skips; two-lane blocks carry both lanes to the end,
+        where their mean is the output."""
+        order = self.layer_order()
+        n_enc = encoder_length(order)
         skips: list[Tensor] = []
-        v0 = None
-        for i, block in enumerate(self.blocks):
-            j = i - self.num_encoder_layers
+        v0 = lanes = None
+        for vi, i in enumerate(order):
+            block = self.blocks[i]
+            j = vi - n_enc
             if 0 <= j < self.skip_weights.size(0) and skips:
-                s = self.skip_weights[j].to(x.dtype) * skips.pop()
-                x = x + s if self.skip_gates is None else torch.lerp(s, x, torch.sigmoid(self.skip_gates[j].to(x.dtype)))
+                if lanes is None:
+                    x = self._skip(x, skips.pop(), j)
+                else:  # the skip goes into lane 0 only
+                    lanes = (self._skip(lanes[0], skips.pop(), j), lanes[1])
             ve = None
             if ve_base is not None and i in self.ve_layers:
                 ve = ve_base * self.ve_layer_scales[self.ve_layers.index(i)].to(ve_base.dtype)
-            q_from = input_ids.size(1) - last if last is not None and i == len(self.blocks) - 1 else 0
-            x, raw_v = block(x, x0, cos, sin, ve, v0, None if state is None else state.caches[i], q_from, docs)
+            q_from = x0.size(1) - last if last is not None and vi == len(order) - 1 else 0
+            cache = None if state is None else state.caches[vi]
+            if block.lanes == 2:
+                lanes, raw_v = block.two_lanes(lanes or (x, x), x0, cos, sin, ve, v0, cache, q_from, docs)
+            else:
+                x, raw_v = block(x, x0, cos, sin, ve, v0, cache, q_from, docs)
             if v0 is None:
                 v0 = raw_v
-            if i < self.num_encoder_layers:
+            if vi < n_enc:
                 skips.append(x)
-        return rms_norm(x)
+        return x if lanes is None else 0.5 * (lanes[0] + lanes[1])
+
+    def _skip(self, x: Tensor, skip: Tensor, j: int) -> Tensor:
+        s = self.skip_weights[j].to(x.dtype) * skip
+        return x + s if self.skip_gates is None else torch.lerp(s, x, torch.sigmoid(self.skip_gates[j].to(x.dtype)))
+
+    def layer_order(self) -> list[int]:
+        """The physical block of each virtual layer (depth recurrence: golf.models.depth), as it runs now."""
+        return layer_order(self.num_layers, self.loop, self.loop_repeats, self.looping)
 
     def _rope(self, length: int, base_len: int, device: torch.device, state: DecodeState | None) -> tuple[Tensor, Tensor]:
         """cos/sin for ``length`` positions at the RoPE base of ``base_len`` positions (a decode state keeps its own)."""
@@ -343,7 +419,7 @@ class GPT(nn.Module):
         return rotary_tables(length, self.rope_dims, base, device)
 
     def decode_state(self, capacity: int) -> DecodeState:
-        return DecodeState([KVCache(capacity) for _ in self.blocks], capacity)
+        return DecodeState([KVCache(capacity) for _ in self.layer_order()], capacity)
 
     def decode(self, input_ids: Tensor, state: DecodeState) -> Tensor:
         """Logits of ``input_ids``' positions given everything ``state`` has seen (a prompt at an empty state,

@@ -197,7 +197,7 @@ def train_stage(run: Run) -> None:
     run.outcome = outcome
     steps = max(outcome.steps, 1)
     run.results.update(
-        qat=outcome.qat, cudagraph_skips=outcome.cudagraph_skips, steps=outcome.steps, stop_reason=outcome.stop_reason,
+        qat=outcome.qat, loop=outcome.loop, cudagraph_skips=outcome.cudagraph_skips, steps=outcome.steps, stop_reason=outcome.stop_reason,
         train_seconds=round(outcome.train_ms / 1000, 3),
         step_avg_ms=round(outcome.train_ms / steps, 3), step_median_ms=round(outcome.step_median_ms, 3),
         tokens_per_s=round(cfg.batch_tokens * outcome.steps / max(outcome.train_ms / 1000, 1e-9), 1),
