@@ -44,10 +44,13 @@ def _docs_row(lengths: list[int], vocab: int, seed: int) -> torch.Tensor:
 
 FEATURES = [dict(), dict(smear_gate=True, bigram_buckets=64, bigram_dim=16, trigram=True),
             dict(engram_buckets=32, engram_dim_per_head=8, smear_gate=True),
-            dict(xsa_last_n="all", ve_dim=16, value_residual=True, gated_attention=True)]
+            dict(xsa_last_n="all", ve_dim=16, value_residual=True, gated_attention=True),
+            dict(smear_gate="input", gate_window=8, attn_out_gate="sparse", parallel_from=-1, loop_layers=[0, 1],
+                 loop_repeats=1)]
 
 
-@pytest.mark.parametrize("features", FEATURES, ids=["plain", "smear+bigram+trigram", "engram+smear", "xsa+ve+vr+gate"])
+@pytest.mark.parametrize("features", FEATURES, ids=["plain", "smear+bigram+trigram", "engram+smear", "xsa+ve+vr+gate",
+                                                    "input_smear+sparse_gate+lanes+loop"])
 def test_no_logit_of_a_document_moves_when_another_documents_token_changes(tiny_gpt, features):
     torch.manual_seed(0)
     model = tiny_gpt(doc_mask=True, doc_max_len=0, **features).eval()

@@ -189,7 +189,9 @@ def attend_tail(q: Tensor, k: Tensor, v: Tensor, docs: Documents | None = None) 
 class CausalSelfAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, num_kv_heads: int, qk_gain_init: float, *, xsa: bool = False,
                  gated: bool = False, gate_bias_init: float = 4.0, value_residual: bool = False,
-                 kernel: str = "flash", skip_init: bool = False, kernels: str | Sequence[str] = "torch"):
+                 kernel: str = "flash", skip_init: bool = False, kernels: str | Sequence[str] = "torch",
+                 out_gate: str | None = None, gate_window: int = 12, gate_scale: float = 1.0,
+                 gate_init_std: float = 0.0):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"model_dim={dim} must be divisible by num_heads={num_heads}")
@@ -220,6 +222,24 @@ class CausalSelfAttention(nn.Module):
             nn.init.zeros_(self.attn_gate.weight)
             nn.init.constant_(self.attn_gate.bias, gate_bias_init)
         self.vr_lambda = nn.Parameter(torch.tensor([0.5, 0.5])) if value_residual else None
+        self.out_gate, self.gate_window, self.gate_scale = self._out_gate(out_gate, gated, dim, gate_window, gate_init_std), \
+            gate_window, gate_scale
+
+    def _out_gate(self, kind: str | None, gated: bool, dim: int, window: int, std: float) -> nn.Linear | None:
+        """The April records' per-head output gate sigmoid(scale * W x): ``dense`` (#1736, W [H, dim], N(0, std))
+        or ``sparse`` (#1787/#1855, W [H, window] on the first ``window`` channels of x, zeros)."""
+        if kind in (None, "none"):
+            return None
+        if kind not in ("dense", "sparse"):
+            raise ValueError(f"model.attn_out_gate must be null, dense or sparse, got {kind!r}")
+        if gated:
+            raise ValueError("model.gated_attention (#635) and model.attn_out_gate are alternatives; set one of them")
+        if kind == "sparse" and not 0 < window <= dim:
+            raise ValueError(f"model.gate_window must be in 1..model_dim={dim}, got {window}")
+        gate = nn.Linear(dim if kind == "dense" else window, self.num_heads, bias=False)
+        nn.init.normal_(gate.weight, std=std) if std > 0 else nn.init.zeros_(gate.weight)
+        gate.sparse = kind == "sparse"
+        return gate
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, ve: Tensor | None = None,
                 v0: Tensor | None = None, cache: KVCache | None = None, q_from: int = 0,
@@ -266,6 +286,9 @@ class CausalSelfAttention(nn.Module):
             y = exclusive(y, v_xsa, self.xsa_mode if cache is None else "torch")
         if self.attn_gate is not None:
             y = y * torch.sigmoid(self.attn_gate(xq)).unsqueeze(-1)
+        elif self.out_gate is not None:
+            src = xq[..., : self.gate_window] if self.out_gate.sparse else xq
+            y = y * torch.sigmoid(self.gate_scale * F.linear(src, self.out_gate.weight.to(src.dtype))).unsqueeze(-1)
         return self.proj(y.reshape(B, Tq, D), out_scale), raw_v
 
     def _fuses_qkv(self, x: Tensor, rope_dims: int) -> bool:

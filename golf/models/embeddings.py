@@ -17,6 +17,8 @@ class SmearGate(nn.Module):
     ``first`` (document masking), x_{t-1} is 0 where position t starts a document: no document sees another's
     last token through the smear (the leak #1851/#1855 fixed in theirs)."""
 
+    pre_norm = False
+
     def __init__(self, dim: int):
         super().__init__()
         self.gate = nn.Parameter(torch.zeros(dim))
@@ -30,6 +32,31 @@ class SmearGate(nn.Module):
         if first is not None:
             prev = prev * (~first).unsqueeze(-1).to(x.dtype)
         return (1 - g) * x + g * prev
+
+
+class InputSmearGate(nn.Module):
+    """#1667's input-dependent smear, on the token embeddings before their norm: e_t <- e_t + g_t e_{t-1},
+    g_t = lambda * sigmoid(W e_t[:window]), W [1, window] and lambda zero-initialised (an identity at init).
+    Given ``first``, e_{t-1} is 0 where position t starts a document (#1855's BOS fix)."""
+
+    pre_norm = True
+
+    def __init__(self, window: int, dim: int):
+        super().__init__()
+        if not 0 < window <= dim:
+            raise ValueError(f"model.gate_window must be in 1..model_dim={dim}, got {window}")
+        self.window = window
+        self.gate = nn.Linear(window, 1, bias=False)
+        nn.init.zeros_(self.gate.weight)
+        self.lam = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: Tensor, before: Tensor | None = None, first: Tensor | None = None) -> Tensor:
+        g = self.lam.to(x.dtype) * torch.sigmoid(F.linear(x[..., : self.window], self.gate.weight.to(x.dtype)))
+        head = torch.zeros_like(x[:, :1]) if before is None else before.to(x.dtype)
+        prev = torch.cat((head, x[:, :-1]), dim=1)
+        if first is not None:
+            prev = prev * (~first).unsqueeze(-1).to(x.dtype)
+        return x + g * prev
 
 
 def _back(first: Tensor, n: int) -> Tensor:

@@ -25,7 +25,7 @@ from golf.kernels.rotary import rms_norm, rope_base_for, rotary_tables
 from golf.models.attention import CausalSelfAttention, KVCache
 from golf.models.depth import check_loop, encoder_length, layer_order
 from golf.models.documents import Documents, first_of_document
-from golf.models.embeddings import BigramHash, EngramLite, SmearGate, ValueEmbedding
+from golf.models.embeddings import BigramHash, EngramLite, InputSmearGate, SmearGate, ValueEmbedding
 from golf.models.init import init_weights
 from golf.models.layers import CastedLinear, matmul_dtype
 from golf.models.qat import FakeQuant
@@ -173,7 +173,7 @@ class GPT(nn.Module):
         mlp_mult: float = 2.0, activation: str = "relu2", mlp_slope: float = 0.5, mlp_slopes: Sequence[float] | None = None,
         tie_embeddings: bool = True, tied_embed_init_std: float = 0.005, logit_softcap: float = 30.0,
         qk_gain_init: float = 1.5, rope_base: float = 10000.0, rope_dims: int = 0, rope_ntk_seq_len: int | None = None,
-        ln_scale: bool = False, xsa_last_n: int | str = 0, smear_gate: bool = False,
+        ln_scale: bool = False, xsa_last_n: int | str = 0, smear_gate: bool | str = False, smear_leaks_bos: bool = False,
         bigram_buckets: int = 0, bigram_dim: int = 128, bigram_scale_init: float = 0.05, trigram: bool = False,
         engram_buckets: int = 0, engram_heads: int = 2, engram_orders: int = 2, engram_dim_per_head: int = 32,
         ve_dim: int = 0, ve_layers: Sequence[int] = (-2, -1), ve_scale_init: float = 0.1,
@@ -183,6 +183,8 @@ class GPT(nn.Module):
         doc_mask: bool = False, bos_id: int = 1, doc_max_len: int = 0,
         loop_layers: Sequence[int] | None = None, loop_repeats: int = 0, loop_from: float = 0.0,
         parallel_from: int | None = None, parallel_lanes: int = 2, lane_resid_init: float = 1.1,
+        attn_out_gate: str | None = None, gate_window: int = 12, attn_gate_scale: float = 1.0,
+        attn_gate_init_std: float = 0.0,
     ):
         super().__init__()
         head_dim = model_dim // num_heads
@@ -203,7 +205,8 @@ class GPT(nn.Module):
         self.bigram = BigramHash(bigram_buckets, bigram_dim, model_dim, bigram_scale_init, trigram) if bigram_buckets else None
         self.engram = (EngramLite(engram_buckets, engram_heads, engram_orders, engram_dim_per_head, model_dim)
                        if engram_buckets else None)
-        self.smear = SmearGate(model_dim) if smear_gate else None
+        self.smear = self._smear(smear_gate, gate_window, model_dim)
+        self.smear_leaks_bos = bool(smear_leaks_bos)
         self.loop, self.loop_repeats = check_loop(loop_layers, loop_repeats, num_layers), int(loop_repeats)
         if not 0 <= loop_from < 1:
             raise ValueError(f"model.loop_from must be in [0, 1) (the fraction of training before the loop runs), "
@@ -224,7 +227,8 @@ class GPT(nn.Module):
                   CausalSelfAttention(model_dim, num_heads, num_kv_heads, qk_gain_init, xsa=i >= xsa_from,
                                       gated=gated_attention, gate_bias_init=gate_bias_init,
                                       value_residual=value_residual, kernel=attn_kernel, skip_init=skip_init,
-                                      kernels=kernels),
+                                      kernels=kernels, out_gate=attn_out_gate, gate_window=gate_window,
+                                      gate_scale=attn_gate_scale, gate_init_std=attn_gate_init_std),
                   MLP(model_dim, int(mlp_mult * model_dim), activation, slopes[i] if i < len(slopes) else mlp_slope,
                       skip_init=skip_init, kernels=kernels),
                   1.0 / math.sqrt(i + 1) if ln_scale else 1.0, parallel_lanes if i >= lanes_from else 0,
@@ -244,6 +248,18 @@ class GPT(nn.Module):
             object.__setattr__(m, "fake_quant", self.qat)
         init_weights(self, init, tied_embed_std=tied_embed_init_std if tie_embeddings else None,
                      proj_scale=ortho_proj_scale, mimetic_alpha=mimetic_vo_alpha)
+
+    @staticmethod
+    def _smear(kind: bool | str, window: int, dim: int) -> nn.Module | None:
+        """``smear_gate``: false; true or ``channel`` (#414's per-channel gate, after the norm); ``input`` (#1667's
+        gate from the current token's first ``gate_window`` channels, before the norm)."""
+        if kind in (False, None, "none"):
+            return None
+        if kind in (True, "channel"):
+            return SmearGate(dim)
+        if kind == "input":
+            return InputSmearGate(window, dim)
+        raise ValueError(f"model.smear_gate must be false, true (channel, #414) or input (#1667), got {kind!r}")
 
     @staticmethod
     def _lanes_from(parallel_from: int | None, lanes: int, num_layers: int) -> int:
@@ -329,8 +345,9 @@ class GPT(nn.Module):
     # ------------------------------------------------------------------------------------ forward
 
     def embed(self, input_ids: Tensor, state: DecodeState | None = None) -> Tensor:
-        """tok_emb (+ hash embeddings, which see the previous tokens) -> RMSNorm (-> SmearGate). Under document
-        masking neither the hashes nor the smear see a token of another document."""
+        """tok_emb (+ hash embeddings, which see the previous tokens) (-> #1667's input SmearGate) -> RMSNorm
+        (-> #414's SmearGate). Under document masking neither the hashes nor the smear see a token of another
+        document (``smear_leaks_bos``: the smear does, as #1736/#1787's did)."""
         ctx = input_ids if state is None or state.prev_ids is None else torch.cat((state.prev_ids, input_ids), dim=1)
         first = first_of_document(input_ids, self.bos_id) if self.doc_mask and state is None else None
         T = input_ids.size(1)
@@ -338,11 +355,18 @@ class GPT(nn.Module):
         for extra in (self.bigram, self.engram):
             if extra is not None:
                 x = x + (extra(ctx) if first is None else extra(ctx, first))[:, -T:]
-        x = rms_norm(x)
-        out = self.smear(x, None if state is None else state.prev_x, first) if self.smear is not None else x
+        before = None if state is None else state.prev_x
+        smear_first = None if self.smear_leaks_bos else first
+        if self.smear is not None and self.smear.pre_norm:
+            seen, x = x, self.smear(x, before, smear_first)
+            x = rms_norm(x)
+        else:
+            x = seen = rms_norm(x)
+            if self.smear is not None:
+                x = self.smear(x, before, smear_first)
         if state is not None:
-            state.remember(ctx[:, -2:], x[:, -1:])
-        return out
+            state.remember(ctx[:, -2:], seen[:, -1:])
+        return x
 
     def hidden(self, input_ids: Tensor, state: DecodeState | None = None, rope_len: int | None = None,
                last: int | None = None) -> Tensor:
