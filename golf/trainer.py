@@ -236,6 +236,8 @@ def train(
         mult = schedule.lr_multiplier(step, elapsed_ms, cap_ms, cfg.iterations)
         optimizer.set_lr_multiplier(mult)
         optimizer.set_muon_momentum(schedule.muon_momentum(step))
+        if hasattr(optimizer, "set_wd_multiplier") and hasattr(schedule, "wd_multiplier"):
+            optimizer.set_wd_multiplier(schedule.wd_multiplier(step, elapsed_ms, cap_ms, cfg.iterations))
         late_qat.before_step(step, mult, elapsed_ms, cap_ms, cfg.iterations, log)
         loop.before_step(step, elapsed_ms, cap_ms, cfg.iterations, log)
         loss = one_step()

@@ -488,3 +488,52 @@ def test_schedule_reaches_every_group_after_the_warmup_restore():
     after_first, end = snaps[2], snaps[-1]  # 2 warm-up steps, then the training steps
     for k, v in end.items():
         assert torch.equal(v, after_first[k]), k
+
+
+def _records_1855_step(G: torch.Tensor) -> torch.Tensor:
+    """#1855's MuonEq-R row normalisation and Polar Express, written out from frontier.md §8: rows to unit norm
+    (fp32 norm, clamped at 1e-7), bf16, the wide orientation, X / (||X||_F + 1e-7), five (a, b, c) steps of
+    A = X Xᵀ, B = b A + c (A A), X = a X + B X."""
+    from golf.optim.orthogonalize import POLAR_EXPRESS_1787
+
+    u = G / G.float().norm(dim=-1, keepdim=True).clamp_min(1e-7).to(G.dtype)
+    X = u.bfloat16()
+    tall = X.size(-2) > X.size(-1)
+    X = X.mT if tall else X
+    X = X / (X.norm(dim=(-2, -1), keepdim=True) + 1e-7)
+    for a, b, c in POLAR_EXPRESS_1787:
+        A = X @ X.mT
+        B = b * A + c * (A @ A)
+        X = a * X + B @ X
+    return X.mT if tall else X
+
+
+@pytest.mark.parametrize("shape", [(3, 64, 48), (2, 40, 96)])
+def test_muoneq_r_with_the_1787_polar_express_is_the_records_step_bit_for_bit(shape):
+    G = torch.randn(*shape, generator=torch.Generator().manual_seed(0)).bfloat16()
+    ortho = Orthogonalizer("polar_express_1787", 5, pre_norm="row")
+    assert torch.equal(orthogonalize(G, **ortho.kwargs()), _records_1855_step(G))
+    with pytest.raises(ValueError, match="optimizer.orthogonalize.pre_norm"):
+        Orthogonalizer(pre_norm="col")
+
+
+def test_wd_taper_follows_1729_and_reaches_muon_only():
+    from golf.optim.muon_adam import MuonAdam
+    from golf.optim.schedule import WarmdownSchedule
+
+    s = WarmdownSchedule(wd_taper_start=0.7, wd_taper_final=0.5)
+    got = [s.wd_multiplier(0, ms, 1000.0, None) for ms in (0, 700, 850, 1000, 1200)]
+    assert got == pytest.approx([1.0, 1.0, 0.75, 0.5, 0.5])
+    assert WarmdownSchedule().wd_multiplier(5, 900, 1000.0, None) == 1.0
+    assert s.wd_multiplier(85, 0, None, 100) == pytest.approx(0.75)  # by steps without a wallclock cap
+    from golf.models.gpt import GPT
+
+    opt = MuonAdam(GPT(vocab_size=64, num_layers=2, model_dim=32, num_heads=4, num_kv_heads=2),
+                   muon_weight_decay=0.095, adam_weight_decay=0.02)
+    opt.set_wd_multiplier(0.5)
+    assert [g["weight_decay"] for g in opt.muon.param_groups] == [pytest.approx(0.0475)]
+    assert {g["weight_decay"] for g in opt.adam.param_groups if g["role"] != "head"} == {0.02}
+    opt.set_wd_multiplier(1.0)
+    assert opt.muon.param_groups[0]["weight_decay"] == pytest.approx(0.095)
+    with pytest.raises(ValueError, match="schedule.wd_taper_start"):
+        WarmdownSchedule(wd_taper_start=1.0)

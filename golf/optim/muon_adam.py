@@ -103,6 +103,12 @@ class MuonAdam:
             for g in opt.param_groups:
                 g["lr"] = g["base_lr"] * mult
 
+    def set_wd_multiplier(self, mult: float) -> None:
+        """Scale Muon's weight decay (the schedule's taper); Adam's groups keep theirs, as in #1729."""
+        if self.muon is not None:
+            for g in self.muon.param_groups:
+                g["weight_decay"] = g.setdefault("base_wd", g["weight_decay"]) * mult
+
     def set_muon_momentum(self, momentum: float) -> None:
         if self.muon is not None:
             for g in self.muon.param_groups:

@@ -9,7 +9,9 @@ Preconditioners P (techniques.md §3.2, §3.4):
              first step reuses diag(r) A diag(r) instead of recomputing A, #1089)
 Schedules: ``quintic`` (3.4445, -4.7750, 2.0315) every step; ``polar_express`` Amsel et al.'s per-step
 coefficients (arXiv:2505.16932) from the first; ``polar_express_aol`` the same from the second (#1089:
-AOL already contracts the spectrum). Post-normalisation (Muon+): ``row`` / ``col`` / ``row_col`` divide rows,
+AOL already contracts the spectrum); ``polar_express_1787`` the five triples of #1787/#1855.
+MuonEq-R (#1334/#1394 on, ``pre_norm: row``): each row of G divided by its L2 norm (fp32, at least 1e-7)
+before the preconditioner. Post-normalisation (Muon+): ``row`` / ``col`` / ``row_col`` divide rows,
 then columns, by their L2 norms. Turbo-Muon = aol + polar_express_aol, 4 steps + row_col.
 ``safety`` f > 1 evaluates every step's polynomial but the last at s / f: without it Polar Express in bf16
 leaves its band (largest singular value 1.2-1.3 for #1089's AOL form, above 2 from a Frobenius start,
@@ -37,9 +39,20 @@ POLAR_EXPRESS = (
     (1.891301407787398, -1.2679958271945868, 0.37680408948524835),
     (1.875, -1.25, 0.375),
 )
-SCHEDULES = {"quintic": QUINTIC, "polar_express": POLAR_EXPRESS, "polar_express_aol": POLAR_EXPRESS[1:]}
+# #1787/#1855's five Polar Express triples (frontier.md §8), evaluated as b A + c (A A), from a Frobenius start
+POLAR_EXPRESS_1787 = (
+    (8.156554524902461, -22.48329292557795, 15.878769915207462),
+    (4.042929935166739, -2.808917465908714, 0.5000178451051316),
+    (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
+    (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
+    (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
+)
+SCHEDULES = {"quintic": QUINTIC, "polar_express": POLAR_EXPRESS, "polar_express_aol": POLAR_EXPRESS[1:],
+             "polar_express_1787": POLAR_EXPRESS_1787}
+C_FIRST = ("polar_express", "polar_express_aol")  # #1089's code evaluates (c A) A
 PRECONDITIONERS = ("frobenius", "aol")
 POST_NORMS = ("none", "row", "col", "row_col")
+PRE_NORMS = ("none", "row")
 
 
 def coefficients_for(schedule: str, steps: int, safety: float = 1.0) -> tuple[tuple[float, float, float], ...]:
@@ -58,9 +71,13 @@ def coefficients_for(schedule: str, steps: int, safety: float = 1.0) -> tuple[tu
 
 def orthogonalize(G: Tensor, coefficients: Sequence[Sequence[float]] = QUINTIC * 5, precondition: str = "frobenius",
                   post_norm: str = "none", c_first: bool = False, eps: float = 1e-7,
-                  dtype: torch.dtype = torch.bfloat16) -> Tensor:
+                  dtype: torch.dtype = torch.bfloat16, pre_norm: str = "none") -> Tensor:
     """Orthogonalise the last two dims of ``G`` ([..., m, n]) in ``dtype``; one coefficient triple per step.
-    ``c_first`` evaluates the quintic term as (c A) A instead of c (A A)."""
+    ``c_first`` evaluates the quintic term as (c A) A instead of c (A A); ``pre_norm='row'``: MuonEq-R."""
+    if pre_norm == "row":
+        G = G / G.float().norm(dim=-1, keepdim=True).clamp_min(eps).to(G.dtype)
+    elif pre_norm != "none":
+        raise ValueError(f"optimizer.orthogonalize.pre_norm must be one of {PRE_NORMS}, got {pre_norm!r}")
     X = G.to(dtype)
     transposed = X.size(-2) > X.size(-1)
     if transposed:
@@ -113,9 +130,12 @@ class Orthogonalizer:
     precondition: str = "frobenius"
     post_norm: str = "none"
     safety: float = 1.0
+    pre_norm: str = "none"
 
     def __post_init__(self) -> None:
         coefficients_for(self.schedule, self.steps, self.safety)
+        if self.pre_norm not in PRE_NORMS:
+            raise ValueError(f"optimizer.orthogonalize.pre_norm must be one of {PRE_NORMS}, got {self.pre_norm!r}")
         if self.precondition not in PRECONDITIONERS:
             raise ValueError(f"optimizer.orthogonalize.precondition must be one of {PRECONDITIONERS}, got {self.precondition!r}")
         if self.post_norm not in POST_NORMS:
@@ -127,4 +147,4 @@ class Orthogonalizer:
 
     def kwargs(self) -> dict:
         return {"coefficients": self.coefficients, "precondition": self.precondition, "post_norm": self.post_norm,
-                "c_first": self.schedule.startswith("polar_express")}
+                "c_first": self.schedule in C_FIRST, "pre_norm": self.pre_norm}

@@ -9,6 +9,8 @@ length is either
 - ``warmdown_fraction`` of the run: the last fraction of the wallclock budget (or of the iterations),
   which behaves the same at any run length.
 Muon momentum: linear from ``momentum_start`` to ``momentum_end`` over ``momentum_warmup_steps``.
+Muon weight-decay taper (#1729's folder; no other record has one, frontier.md §8): the decay times 1 until
+``wd_taper_start`` of the run (wallclock or iterations), then linearly down to ``wd_taper_final`` at its end.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ class WarmdownSchedule:
         momentum_start: float = 0.85,
         momentum_end: float = 0.95,
         momentum_warmup_steps: int = 500,
+        wd_taper_start: float | None = None,
+        wd_taper_final: float = 0.5,
     ):
         if warmdown_iters < 0:
             raise ValueError(f"schedule.warmdown_iters must be >= 0, got {warmdown_iters}")
@@ -37,6 +41,11 @@ class WarmdownSchedule:
         self.momentum_start = momentum_start
         self.momentum_end = momentum_end
         self.momentum_warmup_steps = momentum_warmup_steps
+        if wd_taper_start is not None and not 0 <= wd_taper_start < 1:
+            raise ValueError(f"schedule.wd_taper_start must be in [0, 1) (or null: no taper), got {wd_taper_start}")
+        if wd_taper_final < 0:
+            raise ValueError(f"schedule.wd_taper_final must be >= 0, got {wd_taper_final}")
+        self.wd_taper_start, self.wd_taper_final = wd_taper_start, wd_taper_final
 
     def lr_multiplier(self, step: int, elapsed_ms: float, cap_ms: float | None, max_steps: int | None) -> float:
         mult = 1.0
@@ -62,3 +71,10 @@ class WarmdownSchedule:
             return self.momentum_end
         frac = min(step / self.momentum_warmup_steps, 1.0)
         return (1 - frac) * self.momentum_start + frac * self.momentum_end
+
+    def wd_multiplier(self, step: int, elapsed_ms: float, cap_ms: float | None, max_steps: int | None) -> float:
+        if self.wd_taper_start is None:
+            return 1.0
+        frac = elapsed_ms / cap_ms if cap_ms else step / max(max_steps or 1, 1)
+        progress = min(max((frac - self.wd_taper_start) / (1.0 - self.wd_taper_start), 0.0), 1.0)
+        return 1.0 + (self.wd_taper_final - 1.0) * progress
