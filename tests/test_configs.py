@@ -242,7 +242,8 @@ def test_baseline_experiment_numbers(compose):
     assert m["tied_embed_init_std"] == 0.005 and m["qk_gain_init"] == 1.5
     assert (o["matrix_lr"], o["embed_lr"], o["scalar_lr"], o["head_lr"]) == (0.04, 0.05, 0.04, 0.008)
     assert o["orthogonalize"] == {"_target_": "golf.optim.orthogonalize.Orthogonalizer", "schedule": "quintic", "steps": 5,
-                                  "precondition": "frobenius", "post_norm": "none", "safety": 1.0}
+                                  "precondition": "frobenius", "post_norm": "none", "safety": 1.0,
+                                  "pre_norm": "none"}
     assert o["nesterov"] is True and list(o["adam_betas"]) == [0.9, 0.95] and o["parallel"] is False
     assert m["attn_kernel"] == "auto" and m["kernels"] == "auto"
     assert m["init"] == "default" and m["xsa_last_n"] == 0 and m["bigram_buckets"] == 0

@@ -6,15 +6,15 @@ required; the others' references: ``model.kernels=[qk_norm_rope]`` measures what
 tensors every mode runs the reference. The names: ``qk_norm_rope`` (q/k RMSNorm, RoPE and query gain in one pass),
 ``qkv`` (one GEMM for c_q, c_k and c_v, whose q and k that kernel prepares: without it, three GEMMs), ``wide_kv``
 (with ``qkv`` under FlashAttention-3 or -4: that kernel writes K and V repeated to the query heads, so attention's
-backward skips the fp32 accumulation of grouped dK, dV), ``xsa`` (exclusive self-attention) and ``mlp`` (the
-activation in quack's GEMM epilogues)."""
+backward skips the fp32 accumulation of grouped dK, dV), ``xsa`` (exclusive self-attention), ``mlp`` (the
+activation in quack's GEMM epilogues) and ``softcap_ce`` (the training loss over softcapped logits in one pass)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 MODES = ("auto", "triton", "torch")
-NAMES = ("qk_norm_rope", "qkv", "wide_kv", "xsa", "mlp")
+NAMES = ("qk_norm_rope", "qkv", "wide_kv", "xsa", "mlp", "softcap_ce")
 
 
 def _triton_imports() -> bool:

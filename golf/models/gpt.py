@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from golf.kernels import check_mode, fused_mlp, mode_for
+from golf.kernels import check_mode, fused_mlp, mode_for, softcap_ce
 from golf.kernels.rotary import rms_norm, rope_base_for, rotary_tables
 from golf.models.attention import CausalSelfAttention, KVCache
 from golf.models.depth import check_loop, encoder_length, layer_order
@@ -194,6 +194,7 @@ class GPT(nn.Module):
                          ve_layers=ve_layers, skips=skips, bigram_buckets=bigram_buckets,
                          engram_buckets=engram_buckets), head_dim)
         self.vocab_size, self.num_layers, self.logit_softcap = vocab_size, num_layers, logit_softcap
+        self.ce_mode = mode_for(check_mode(kernels), "softcap_ce")
         self.rope_dims = rope_dims or head_dim
         self.rope_base, self.rope_ntk_seq_len = rope_base, rope_ntk_seq_len
         self.mtp_loss_weight = mtp_loss_weight
@@ -461,7 +462,13 @@ class GPT(nn.Module):
     def forward(self, input_ids: Tensor, target_ids: Tensor, reduction: str = "mean") -> Tensor:
         """Cross-entropy (nats) of ``target_ids`` given ``input_ids``; ``reduction='none'`` gives per-token."""
         h = self.hidden(input_ids)
-        loss = F.cross_entropy(self._project(h, None).float().flatten(0, 1), target_ids.flatten(), reduction=reduction)
+        if reduction == "mean" and self.ce_mode != "torch" and h.is_cuda:
+            weight = self.tok_emb.weight if self.lm_head is None else self.lm_head.weight
+            z = F.linear(h, weight.to(h.dtype))
+            loss = softcap_ce.loss(z.flatten(0, 1), target_ids.flatten(), self.logit_softcap, self.ce_mode)
+        else:
+            loss = F.cross_entropy(self._project(h, None).float().flatten(0, 1), target_ids.flatten(),
+                                   reduction=reduction)
         if reduction == "none":
             return loss.view_as(target_ids)
         if self.training and len(self.mtp_heads) and self.mtp_loss_weight > 0:
