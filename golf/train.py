@@ -42,23 +42,29 @@ def _leaves(node: dict, prefix: str = "") -> list[tuple[str, object]]:
 
 
 def apply_overlay(cfg: DictConfig, overrides: list[str]) -> list[str]:
-    """Lay the composed ``overlay`` node over the config, in place, and drop it; returns the keys it set.
+    """Lay the composed ``overlay`` and ``overlay_if_set`` nodes over the config, in place, and drop them; returns
+    the keys they set.
 
     An experiment's ``overlay`` holds values for whichever group options end up composed: each applies where
     the chosen option has that key (``experiment=smoke`` shrinks ``model=xsa_all`` or ``calibration=ar`` alike;
     ``quant.prune_max_abs`` of ``experiment=pr1019`` means nothing to ``quant=none``), and a key the command line
-    sets itself wins over it."""
+    sets itself wins over it. ``overlay_if_set`` applies only where the option's value is not null: a 4-layer
+    smoke model keeps depth recurrence or parallel lanes where the chosen model has them, and no other gets them."""
     with open_dict(cfg):
-        overlay = cfg.pop("overlay", None)
-    if not overlay:
-        return []
+        nodes = [(cfg.pop("overlay", None), False), (cfg.pop("overlay_if_set", None), True)]
     user = command_line_keys(overrides)
     applied = []
-    for key, value in _leaves(OmegaConf.to_container(overlay, resolve=False)):
-        parent_key, _, leaf = key.rpartition(".")
-        parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
-        taken = any(key == u or key.startswith(u + ".") or u.startswith(key + ".") for u in user)
-        if isinstance(parent, DictConfig) and leaf in parent and not taken:
+    for overlay, only_set in nodes:
+        if not overlay:
+            continue
+        for key, value in _leaves(OmegaConf.to_container(overlay, resolve=False)):
+            parent_key, _, leaf = key.rpartition(".")
+            parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+            taken = any(key == u or key.startswith(u + ".") or u.startswith(key + ".") for u in user)
+            if not isinstance(parent, DictConfig) or leaf not in parent or taken:
+                continue
+            if only_set and OmegaConf.is_missing(parent, leaf) or only_set and parent[leaf] is None:
+                continue
             parent[leaf] = value
             applied.append(key)
     return applied

@@ -268,6 +268,17 @@ def test_smoke_experiment_numbers(compose):
     assert train.grad_accum(1) == 1
 
 
+def test_smoke_keeps_recurrence_and_lanes_only_where_the_model_has_them(compose):
+    """``overlay_if_set``: a 4-layer smoke model of pr1855 loops layers 1-2 and runs lanes from layer 3; the
+    baseline stays without either; a key on the command line still wins."""
+    frontier = compose(["experiment=smoke", "model=pr1855"])
+    assert (frontier.model.num_layers, list(frontier.model.loop_layers), frontier.model.parallel_from) == (4, [1, 2], 3)
+    plain = compose(["experiment=smoke"])
+    assert plain.model.loop_layers is None and plain.model.parallel_from is None
+    mine = compose(["experiment=smoke", "model=pr1855", "model.parallel_from=2"])
+    assert mine.model.parallel_from == 2 and list(mine.model.loop_layers) == [1, 2]
+
+
 def test_smoke_data_prepare_uses_given_cache(compose, smoke_dir):
     cfg = compose(["experiment=smoke", f"data.cache_dir={smoke_dir.parent}"])
     paths = instantiate(cfg.data, _convert_="all").prepare()
@@ -451,3 +462,23 @@ def test_compile_mode_and_inductor_settings_are_checked_and_applied(compose):
         assert isinstance(compiled, torch._dynamo.eval_frame.OptimizedModule)
     finally:
         inductor_config.coordinate_descent_tuning, inductor_config.triton.persistent_reductions = before
+
+
+def test_frontier_models_have_the_records_parameter_counts(compose):
+    """#1493's log prints model_params:35944536 (found with the library's search); the others differ from it by
+    what frontier.md §3-7 says they add, less the two-lane factors the records allocate for all 11 layers but use
+    on three (golf keeps those three: 18 of their 66)."""
+    from golf.build import instantiate
+
+    def count(name: str) -> int:
+        cfg = compose([f"model={name}", "data=enwiki_sp8192"])
+        with torch.device("meta"):
+            model = instantiate(OmegaConf.to_container(cfg.model, resolve=True))()
+        return sum(p.numel() for p in model.parameters())
+
+    base = count("pr1493")
+    assert base == 35_944_536
+    assert count("pr1394") == base - 512 * 2            # 7 skip pairs over 15 virtual layers, not 8 over 17
+    assert count("pr1530") == base + 3 * 6              # rho (2) + P (2x2) on layers 8-10
+    assert count("pr1736") == base + 18 + 11 * 8 * 512  # dense gates W [8, 512]
+    assert count("pr1855") == base + 18 + 11 * 8 * 12 + 12 + 1  # sparse gates W [8, 12]; smear W [1, 12] and lambda
