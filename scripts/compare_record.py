@@ -34,6 +34,9 @@ from scripts.vs_record import FA3_STAND_IN  # noqa: E402
 BANKS = {"qo_bank": ("attn.c_q", "attn.proj"), "kv_bank": ("attn.c_k", "attn.c_v"),
          "mlp_up_bank": ("mlp.fc",), "mlp_down_bank": ("mlp.proj",)}
 RENAMES = (("ve_shared.", "ve."),)
+# the April records (#1394 on): their names for what golf keeps per block or in its own modules
+FRONTIER_RENAMES = (("smear_gate.weight", "smear.weight"), ("smear_lambda", "smear.lam"))
+LANES = {"parallel_resid_lambdas": "lane_resid", "parallel_post_lambdas": "lane_post"}
 
 
 def import_record(path: Path, env: dict[str, str]):
@@ -50,12 +53,25 @@ def import_record(path: Path, env: dict[str, str]):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     mod.GOLF_FA3_STAND_IN = stand_in  # the record's attention runs SDPA flash with K/V repeated, not FA3
+    if getattr(mod, "BOS_ID", 1) is None:  # the April records set it when their loader first reads a shard
+        mod.BOS_ID = 1
     return mod
 
 
 def record_model(mod, seed: int) -> torch.nn.Module:
-    """The record's GPT, built from its Hyperparameters the way its main() does (kwargs by name)."""
+    """The record's GPT, built from its Hyperparameters the way its main() does (kwargs by name; the April
+    records take the Hyperparameters object itself). Depth recurrence on, as their evals run; their Triton MLP
+    off on the CPU."""
     args = mod.Hyperparameters()
+    if list(inspect.signature(mod.GPT).parameters) == ["h"]:
+        torch.manual_seed(seed)
+        model = mod.GPT(args)
+        if hasattr(model, "looping_active"):
+            model.looping_active = True
+        for m in model.modules():
+            if hasattr(m, "use_fused") and not torch.cuda.is_available():
+                m.use_fused = False
+        return model
     kw = {}
     for name, p in inspect.signature(mod.GPT).parameters.items():
         for attr in (name, f"{name}_enabled", f"use_{name}"):
@@ -81,10 +97,21 @@ def golf_model(overrides: list[str], seed: int) -> torch.nn.Module:
     return instantiate(cfg.model, _convert_="all")()
 
 
-def record_as_golf(state: dict[str, torch.Tensor], num_layers: int, engram: bool) -> dict[str, torch.Tensor]:
-    """The record's state dict under golf's names (banks split into per-layer matrices)."""
+def record_as_golf(state: dict[str, torch.Tensor], num_layers: int, engram: bool,
+                   golf_keys: set[str] | None = None) -> dict[str, torch.Tensor]:
+    """The record's state dict under golf's names (banks split into per-layer matrices; the April records'
+    lane factors, allocated for every layer, kept for the layers golf runs as lanes)."""
     out = {}
     for k, v in state.items():
+        if k in LANES:
+            for i in range(v.shape[0]):
+                name = f"blocks.{i}.{LANES[k]}"
+                if golf_keys is None or name in golf_keys:
+                    out[name] = v[i]
+            continue
+        k = k.replace(".attn.attn_gate_w", ".attn.gate_w")
+        for a, b in FRONTIER_RENAMES:
+            k = b if k == a else k
         if k in BANKS:
             names = BANKS[k]
             per = v.shape[0] // len(names)
@@ -107,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--perturb", type=float, default=0.0,
+                   help="add N(0, std^2) noise to every record weight first (zero-initialised projections and gates "
+                        "would leave most gradients zero on both sides)")
     p.add_argument("--train-steps", type=int, default=0, help="also train N steps on both sides and compare losses")
     p.add_argument("--warmup", type=int, default=2, help="compile warm-up steps (then restored) before --train-steps")
     p.add_argument("--accum", type=int, default=2, help="micro-steps per optimizer step in --train-steps")
@@ -115,29 +145,27 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(a.device)
     ref = record_model(mod, a.seed).float().to(device)
     ours = golf_model(shlex.split(a.golf), a.seed).float().to(device)
+    init_problems = initial_difference(ref, ours)
+    if a.perturb:
+        gen = torch.Generator().manual_seed(a.seed + 7)
+        with torch.no_grad():
+            for q in ref.parameters():
+                q.add_(torch.randn(q.shape, generator=gen).to(q.device) * a.perturb)
     engram = getattr(ours, "engram", None) is not None
-    mapped = record_as_golf(ref.state_dict(), len(ours.blocks), engram)
     mine = {k: v for k, v in ours.state_dict().items()}
-    problems = [f"only in the record: {sorted(set(mapped) - set(mine))[:6]}"] if set(mapped) - set(mine) else []
-    if set(mine) - set(mapped):
-        problems.append(f"only in golf: {sorted(set(mine) - set(mapped))[:6]}")
-    worst = max(((float((mine[k] - mapped[k]).abs().max()), k) for k in set(mine) & set(mapped)), default=(0.0, ""))
-    print(f"parameters: record {sum(t.numel() for t in ref.parameters()):,}, golf {sum(t.numel() for t in ours.parameters()):,}")
-    print(f"initial weights: largest difference {worst[0]:.3g} ({worst[1]})")
-    if worst[0] > 0:
-        problems.append(f"initial weights differ ({worst[1]}: {worst[0]:.3g})")
-    g = torch.Generator().manual_seed(a.seed)
-    vocab = ours.vocab_size
-    x = torch.randint(0, vocab, (a.batch, a.seq_len + 1), generator=g).to(device)
+    mapped = record_as_golf(ref.state_dict(), len(ours.blocks), engram, set(mine))
+    problems = init_problems
+    x, record_kw = batch(mod, ours, a, device)
     ours.load_state_dict({k: mapped.get(k, v) for k, v in mine.items()})  # compare the forward on equal weights
     losses = []
-    for m in (ref, ours):
+    for m, kw in ((ref, record_kw), (ours, {})):
         m.train()
         m.zero_grad(set_to_none=True)
-        loss = m(x[:, :-1], x[:, 1:])
+        loss = m(x[:, :-1], x[:, 1:], **kw)
         loss.backward()
         losses.append(float(loss.detach()))
-    grads_ref = record_as_golf({n: q.grad for n, q in ref.named_parameters() if q.grad is not None}, len(ours.blocks), engram)
+    grads_ref = record_as_golf({n: q.grad for n, q in ref.named_parameters() if q.grad is not None}, len(ours.blocks),
+                               engram, set(mine))
     gworst = max(((float((q.grad - grads_ref[n]).norm() / (grads_ref[n].norm() + 1e-30)), n)
                   for n, q in ours.named_parameters() if q.grad is not None and n in grads_ref), default=(0.0, ""))
     print(f"loss at init: record {losses[0]:.8f}, golf {losses[1]:.8f} (difference {abs(losses[0] - losses[1]):.2e})")
@@ -147,10 +175,45 @@ def main(argv: list[str] | None = None) -> int:
         problems.append("losses differ")
     if gworst[0] > 100 * tol:
         problems.append(f"gradients differ ({gworst[1]})")
-    if a.train_steps:
+    if a.train_steps and list(inspect.signature(mod.GPT).parameters) == ["h"]:
+        problems.append("--train-steps drives the #549-#1019 scripts' optimizers; an April record's is not wired yet")
+    elif a.train_steps:
         problems += compare_training(mod, a, device)
     print("MATCH" if not problems else "MISMATCH: " + "; ".join(problems))
     return 1 if problems else 0
+
+
+def initial_difference(ref, ours) -> list[str]:
+    """Whether the record and golf, built from the same seed, start from the same weights (printed)."""
+    mine = dict(ours.state_dict())
+    mapped = record_as_golf(ref.state_dict(), len(ours.blocks), getattr(ours, "engram", None) is not None, set(mine))
+    problems = [f"only in the record: {sorted(set(mapped) - set(mine))[:6]}"] if set(mapped) - set(mine) else []
+    if set(mine) - set(mapped):
+        problems.append(f"only in golf: {sorted(set(mine) - set(mapped))[:6]}")
+    worst = max(((float((mine[k] - mapped[k]).abs().max()), k) for k in set(mine) & set(mapped)), default=(0.0, ""))
+    print(f"parameters: record {sum(t.numel() for t in ref.parameters()):,}, golf {sum(t.numel() for t in ours.parameters()):,}")
+    print(f"initial weights: largest difference {worst[0]:.3g} ({worst[1]})")
+    return problems + ([f"initial weights differ ({worst[1]}: {worst[0]:.3g})"] if worst[0] > 0 else [])
+
+
+def batch(mod, ours, a, device) -> tuple[torch.Tensor, dict]:
+    """The tokens both models see, and what the record's forward takes besides. A document-masked golf model
+    (``model.doc_mask``) gets one packed row of documents (a BOS every 20-120 tokens) and the record its
+    ``cu_seqlens`` built by its own ``_build_cu_seqlens`` (cut every train_seq_len, padded to 64)."""
+    g = torch.Generator().manual_seed(a.seed)
+    if not getattr(ours, "doc_mask", False):
+        return torch.randint(0, ours.vocab_size, (a.batch, a.seq_len + 1), generator=g).to(device), {}
+    n = a.batch * a.seq_len + 1
+    x = torch.randint(2, ours.vocab_size, (1, n), generator=g)
+    pos = 0
+    while pos < n:
+        x[0, pos] = ours.bos_id
+        pos += int(torch.randint(20, 120, (1,), generator=g))
+    x = x.to(device)
+    h = mod.Hyperparameters()
+    bos = (x[0, :-1] == ours.bos_id).nonzero().flatten().tolist()
+    cu, _ = mod._build_cu_seqlens(bos, n - 1, device, h.train_seq_len, 64)
+    return x, {"cu_seqlens": cu, "max_seqlen": h.train_seq_len}
 
 
 def record_losses(mod, model, batches, steps: int, warmup: int) -> list[float]:

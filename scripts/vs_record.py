@@ -54,8 +54,8 @@ sys.path.insert(0, str(ROOT))
 
 from golf.results import write_json_atomic  # noqa: E402
 
-FA3_STAND_IN = '''"""Stand-in for FlashAttention-3's flash_attn_func: SDPA's flash kernel (forced inside the call, which a
-compiled graph honours) with K/V repeated to the query heads."""
+FA3_STAND_IN = '''"""Stand-in for FlashAttention-3: flash_attn_func on SDPA's flash kernel (forced inside the call, which a
+compiled graph honours) with K/V repeated to the query heads; flash_attn_varlen_func under a dense mask."""
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -68,6 +68,22 @@ def flash_attn_func(q, k, v, causal=True):
     with sdpa_kernel(backends):
         out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=causal)
     return out.transpose(1, 2)
+
+
+def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, causal=True, **_):
+    """q, k, v [total, H, D]; attention within each [cu[i], cu[i+1]) segment, causal, under a dense mask."""
+    import torch
+
+    total = q.size(0)
+    pos = torch.arange(total, device=q.device)
+    seg = torch.searchsorted(cu_seqlens_q[1:].long().contiguous(), pos, right=True)
+    mask = (seg[:, None] == seg[None, :]) & (pos[None, :] <= pos[:, None])
+    g = q.size(1) // k.size(1)
+    if g > 1:
+        k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)
+    out = F.scaled_dot_product_attention(q.transpose(0, 1)[None], k.transpose(0, 1)[None], v.transpose(0, 1)[None],
+                                         attn_mask=mask)
+    return out[0].transpose(0, 1)
 '''
 FA4_STAND_IN = '''"""Stand-in for FlashAttention-3's flash_attn_func: FlashAttention-4 through golf's custom op."""
 from golf.kernels.flash4 import attend

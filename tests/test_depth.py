@@ -38,6 +38,8 @@ def _naive_hidden(model, ids, order):
     skips, lane0, lane1 = [], None, None
     for vi, i in enumerate(order):
         b = model.blocks[i]
+        if b.lanes == 2 and lane0 is None:  # the lanes start from x before the first lane layer's skip
+            lane0 = lane1 = x
         if vi >= n_enc and skips:
             s = model.skip_weights[vi - n_enc] * skips.pop()
             if lane0 is None:
@@ -45,8 +47,6 @@ def _naive_hidden(model, ids, order):
             else:
                 lane0 = lane0 + s
         if b.lanes == 2:
-            if lane0 is None:
-                lane0 = lane1 = x
             read = b.resid_mix[0] * lane0 + b.resid_mix[1] * x0
             a = b.attn_scale * _attn(b, b.norm(read), cos, sin)
             m = b.mlp_scale * _mlp(b, b.norm(lane1))

@@ -222,12 +222,18 @@ class CausalSelfAttention(nn.Module):
             nn.init.zeros_(self.attn_gate.weight)
             nn.init.constant_(self.attn_gate.bias, gate_bias_init)
         self.vr_lambda = nn.Parameter(torch.tensor([0.5, 0.5])) if value_residual else None
-        self.out_gate, self.gate_window, self.gate_scale = self._out_gate(out_gate, gated, dim, gate_window, gate_init_std), \
-            gate_window, gate_scale
+        self.gate_kind = self._check_out_gate(out_gate, gated, dim, gate_window)
+        self.gate_window, self.gate_scale = gate_window, gate_scale
+        self.gate_w = None  # the April records' per-head output gate (a raw parameter: no RNG draw unless std > 0)
+        if self.gate_kind is not None:
+            self.gate_w = nn.Parameter(torch.zeros(num_heads, dim if self.gate_kind == "dense" else gate_window))
+            if gate_init_std > 0:
+                nn.init.normal_(self.gate_w, mean=0.0, std=gate_init_std)
 
-    def _out_gate(self, kind: str | None, gated: bool, dim: int, window: int, std: float) -> nn.Linear | None:
-        """The April records' per-head output gate sigmoid(scale * W x): ``dense`` (#1736, W [H, dim], N(0, std))
-        or ``sparse`` (#1787/#1855, W [H, window] on the first ``window`` channels of x, zeros)."""
+    @staticmethod
+    def _check_out_gate(kind: str | None, gated: bool, dim: int, window: int) -> str | None:
+        """sigmoid(scale * W x) per head: ``dense`` (#1736, W [H, dim], N(0, std)) or ``sparse`` (#1787/#1855,
+        W [H, window] on the first ``window`` channels of x, zeros)."""
         if kind in (None, "none"):
             return None
         if kind not in ("dense", "sparse"):
@@ -236,10 +242,7 @@ class CausalSelfAttention(nn.Module):
             raise ValueError("model.gated_attention (#635) and model.attn_out_gate are alternatives; set one of them")
         if kind == "sparse" and not 0 < window <= dim:
             raise ValueError(f"model.gate_window must be in 1..model_dim={dim}, got {window}")
-        gate = nn.Linear(dim if kind == "dense" else window, self.num_heads, bias=False)
-        nn.init.normal_(gate.weight, std=std) if std > 0 else nn.init.zeros_(gate.weight)
-        gate.sparse = kind == "sparse"
-        return gate
+        return kind
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, ve: Tensor | None = None,
                 v0: Tensor | None = None, cache: KVCache | None = None, q_from: int = 0,
@@ -286,9 +289,9 @@ class CausalSelfAttention(nn.Module):
             y = exclusive(y, v_xsa, self.xsa_mode if cache is None else "torch")
         if self.attn_gate is not None:
             y = y * torch.sigmoid(self.attn_gate(xq)).unsqueeze(-1)
-        elif self.out_gate is not None:
-            src = xq[..., : self.gate_window] if self.out_gate.sparse else xq
-            y = y * torch.sigmoid(self.gate_scale * F.linear(src, self.out_gate.weight.to(src.dtype))).unsqueeze(-1)
+        elif self.gate_w is not None:
+            src = xq[..., : self.gate_window] if self.gate_kind == "sparse" else xq
+            y = y * torch.sigmoid(self.gate_scale * F.linear(src, self.gate_w.to(src.dtype))).unsqueeze(-1)
         return self.proj(y.reshape(B, Tq, D), out_scale), raw_v
 
     def _fuses_qkv(self, x: Tensor, rope_dims: int) -> bool:

@@ -5,6 +5,8 @@ records' way, drawing from the RNG in the same order, so a seeded golf model sta
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -46,12 +48,13 @@ class InputSmearGate(nn.Module):
         if not 0 < window <= dim:
             raise ValueError(f"model.gate_window must be in 1..model_dim={dim}, got {window}")
         self.window = window
-        self.gate = nn.Linear(window, 1, bias=False)
-        nn.init.zeros_(self.gate.weight)
+        self.weight = nn.Parameter(torch.empty(1, window))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # the draw of the record's nn.Linear, then zeroed:
+        nn.init.zeros_(self.weight)                             # the same seed gives the record's other weights
         self.lam = nn.Parameter(torch.zeros(1))
 
     def forward(self, x: Tensor, before: Tensor | None = None, first: Tensor | None = None) -> Tensor:
-        g = self.lam.to(x.dtype) * torch.sigmoid(F.linear(x[..., : self.window], self.gate.weight.to(x.dtype)))
+        g = self.lam.to(x.dtype) * torch.sigmoid(F.linear(x[..., : self.window], self.weight.to(x.dtype)))
         head = torch.zeros_like(x[:, :1]) if before is None else before.to(x.dtype)
         prev = torch.cat((head, x[:, :-1]), dim=1)
         if first is not None:

@@ -220,7 +220,7 @@ class GPT(nn.Module):
         num_skips = max(min(encoder_length(o), len(o) - encoder_length(o)) for o in orders) if skips != "none" else 0
         self.skip_weights = nn.Parameter(torch.ones(num_skips, model_dim))
         self.skip_gates = nn.Parameter(torch.zeros(num_skips, model_dim)) if skips == "gated" else None
-        skip_init = init == "banked"
+        skip_init = init in ("banked", "frontier")
         xsa_from = num_layers - xsa_last_n
         slopes = list(mlp_slopes) if mlp_slopes is not None else []
         self.blocks = nn.ModuleList(
@@ -405,6 +405,8 @@ class GPT(nn.Module):
         for vi, i in enumerate(order):
             block = self.blocks[i]
             j = vi - n_enc
+            if block.lanes == 2 and lanes is None:
+                lanes = (x, x)
             if 0 <= j < self.skip_weights.size(0) and skips:
                 if lanes is None:
                     x = self._skip(x, skips.pop(), j)
@@ -416,7 +418,7 @@ class GPT(nn.Module):
             q_from = x0.size(1) - last if last is not None and vi == len(order) - 1 else 0
             cache = None if state is None else state.caches[vi]
             if block.lanes == 2:
-                lanes, raw_v = block.two_lanes(lanes or (x, x), x0, cos, sin, ve, v0, cache, q_from, docs)
+                lanes, raw_v = block.two_lanes(lanes, x0, cos, sin, ve, v0, cache, q_from, docs)
             else:
                 x, raw_v = block(x, x0, cos, sin, ve, v0, cache, q_from, docs)
             if v0 is None:

@@ -8,6 +8,8 @@ order so that the same seed gives the same starting weights as the record's scri
 - ``banked`` (#549 and later, whose block weights live in 3-D banks): the block matrices draw nothing while
   being built; then per layer Q, K, V, MLP-up orthogonal, attention output and MLP-down zero (or the mimetic
   V-O init); then the other linears as in ``ortho`` without scaling.
+- ``frontier`` (#1394 to #1855): as ``banked``, but every layer's Q, K, V are drawn first, then every layer's
+  MLP-up (the records fill their banks in two loops).
 - ``mimetic_alpha`` > 0 (#1089): the attention output rows of query head h are -alpha x the V rows of its
   KV group.
 The tied embedding is N(0, tied_embed_init_std²), drawn after everything else was built. The records skip
@@ -22,7 +24,7 @@ import math
 import torch
 from torch import nn
 
-SCHEMES = ("default", "ortho", "banked")
+SCHEMES = ("default", "ortho", "banked", "frontier")
 
 
 def _ortho_rest(model: nn.Module, skip: set[int], proj_scale: float | None) -> None:
@@ -55,10 +57,14 @@ def init_weights(model: nn.Module, scheme: str, *, tied_embed_std: float | None,
         nn.init.normal_(model.tok_emb.weight, mean=0.0, std=tied_embed_std)
     blocks = list(model.blocks)
     block_linears = {id(m) for b in blocks for m in b.modules() if isinstance(m, nn.Linear)}
-    if scheme == "banked":
+    if scheme in ("banked", "frontier"):
+        if scheme == "banked":
+            order = [lin for b in blocks for lin in (b.attn.c_q, b.attn.c_k, b.attn.c_v, b.mlp.fc)]
+        else:  # #1394 on: every layer's Q, K, V first, then every layer's MLP input
+            order = [lin for b in blocks for lin in (b.attn.c_q, b.attn.c_k, b.attn.c_v)] + [b.mlp.fc for b in blocks]
+        for lin in order:
+            nn.init.orthogonal_(lin.weight, gain=1.0)
         for b in blocks:
-            for lin in (b.attn.c_q, b.attn.c_k, b.attn.c_v, b.mlp.fc):
-                nn.init.orthogonal_(lin.weight, gain=1.0)
             nn.init.zeros_(b.mlp.proj.weight)
             nn.init.zeros_(b.attn.proj.weight)
             if mimetic_alpha:
