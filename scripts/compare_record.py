@@ -175,9 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         problems.append("losses differ")
     if gworst[0] > 100 * tol:
         problems.append(f"gradients differ ({gworst[1]})")
-    if a.train_steps and list(inspect.signature(mod.GPT).parameters) == ["h"]:
-        problems.append("--train-steps drives the #549-#1019 scripts' optimizers; an April record's is not wired yet")
-    elif a.train_steps:
+    if a.train_steps:
         problems += compare_training(mod, a, device)
     print("MATCH" if not problems else "MISMATCH: " + "; ".join(problems))
     return 1 if problems else 0
@@ -272,6 +270,87 @@ def record_losses(mod, model, batches, steps: int, warmup: int) -> list[float]:
     return [one(i, batches[i]) for i in range(steps)]
 
 
+def frontier_losses(mod, model, batches, steps: int, warmup: int) -> list[float]:
+    """An April record's optimizers and loop (its Optimizers and step_fn, one process, no CUDA streams): the
+    banks on its Muon (MuonEq-R as its Hyperparameters say), the tied embedding on AdamW with EMBED_WD, the
+    scalars on AdamW with ADAM_WD; LR by warmdown fraction with MIN_LR, momentum warm-up, global clip, the loop
+    switched on at ENABLE_LOOPING_AT; warm-up steps (plain and looped), then restore."""
+    h = mod.Hyperparameters()
+    pats = mod.CONTROL_TENSOR_NAME_PATTERNS
+    if hasattr(model, "qo_bank"):
+        banks = [model.qo_bank, model.kv_bank, model.mlp_up_bank, model.mlp_down_bank]
+    else:  # #1394, #1493: the block matrices as linears
+        banks = [q for n, q in model.blocks.named_parameters() if q.ndim == 2 and not any(t in n for t in pats)]
+    scalars = [q for n, q in model.blocks.named_parameters() if q.ndim < 2 or any(t in n for t in pats)]
+    scalars += [q for q in (model.skip_weights, model.skip_gates, getattr(model, "parallel_post_lambdas", None),
+                            getattr(model, "parallel_resid_lambdas", None)) if q is not None]
+    if getattr(model, "smear_gate_enabled", False):
+        scalars += [model.smear_gate.weight, model.smear_lambda]
+    kw = dict(betas=(h.beta1, h.beta2), eps=h.adam_eps)
+    opt_tok = torch.optim.AdamW([{"params": [model.tok_emb.weight], "lr": h.tied_embed_lr, "base_lr": h.tied_embed_lr}],
+                                weight_decay=h.embed_wd, **kw)
+    opt_scalar = torch.optim.AdamW([{"params": scalars, "lr": h.scalar_lr, "base_lr": h.scalar_lr}],
+                                   weight_decay=h.adam_wd, **kw)
+    muon = mod.Muon(banks, lr=h.matrix_lr, momentum=h.muon_momentum, backend_steps=h.muon_backend_steps,
+                    weight_decay=h.muon_wd, row_normalize=h.muon_row_normalize)
+    for g in muon.param_groups:
+        g["base_lr"] = h.matrix_lr
+    opts = [opt_tok, muon, opt_scalar]
+
+    def one(step: int, batch) -> float:
+        frac = step / steps
+        if not model.looping_active and h.num_loops > 0 and frac >= h.enable_looping_at:
+            model.looping_active = True
+        scale = max((1.0 - frac) / h.warmdown_frac, h.min_lr) if frac >= 1.0 - h.warmdown_frac else 1.0
+        for o in opts:
+            o.zero_grad(set_to_none=True)
+        total = 0.0
+        for x, y, kw in batch:
+            loss = model(x, y, **kw)
+            (loss / len(batch)).backward()
+            total += float(loss.detach()) / len(batch)
+        mf = min(step / h.muon_momentum_warmup_steps, 1.0) if h.muon_momentum_warmup_steps > 0 else 1.0
+        for g in muon.param_groups:
+            g["momentum"] = (1 - mf) * h.muon_momentum_warmup_start + mf * h.muon_momentum
+        for o in opts:
+            for g in o.param_groups:
+                g["lr"] = g["base_lr"] * scale
+        if h.grad_clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), h.grad_clip_norm)
+        opt_tok.step()
+        opt_scalar.step()
+        muon.step()
+        return total
+
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    saved = [copy.deepcopy(o.state_dict()) for o in opts]
+    for looped in (False, True):
+        model.looping_active = looped
+        for i in range(warmup):
+            one(0, batches[i])
+    model.looping_active = False
+    model.load_state_dict(state)
+    for o, st in zip(opts, saved):
+        o.load_state_dict(st)
+    return [one(i, batches[i]) for i in range(steps)]
+
+
+def frontier_overrides(mod) -> list[str]:
+    """golf's optimizer and schedule set to an April record's Hyperparameters."""
+    h = mod.Hyperparameters()
+    schedule = "polar_express_1787" if hasattr(mod, "_PE_COEFFS") else "quintic"
+    return ["schedule.warmdown_iters=0", f"schedule.warmdown_fraction={h.warmdown_frac}", f"schedule.lr_floor={h.min_lr}",
+            f"schedule.momentum_start={h.muon_momentum_warmup_start}", f"schedule.momentum_end={h.muon_momentum}",
+            f"schedule.momentum_warmup_steps={h.muon_momentum_warmup_steps}", f"optimizer.matrix_lr={h.matrix_lr}",
+            f"optimizer.embed_lr={h.tied_embed_lr}", f"optimizer.scalar_lr={h.scalar_lr}",
+            f"optimizer.adam_betas=[{h.beta1},{h.beta2}]", f"optimizer.adam_eps={h.adam_eps}",
+            f"optimizer.muon_weight_decay={h.muon_wd}", f"optimizer.adam_weight_decay={h.adam_wd}",
+            f"optimizer.embed_weight_decay={h.embed_wd}", f"optimizer.grad_clip_norm={h.grad_clip_norm}",
+            f"optimizer.orthogonalize.schedule={schedule}", f"optimizer.orthogonalize.steps={h.muon_backend_steps}",
+            f"optimizer.orthogonalize.pre_norm={'row' if h.muon_row_normalize else 'none'}",
+            "optimizer.muon_momentum_dtype=bfloat16", f"model.loop_from={h.enable_looping_at}"]
+
+
 class _Batches:
     """Serves the same list of micro-batches to golf's trainer (restartable, like the record's loader)."""
 
@@ -299,32 +378,40 @@ def compare_training(mod, a, device) -> list[str]:
     from golf.trainer import train
 
     args = mod.Hyperparameters()
-    overrides = shlex.split(a.golf) + [
-        "optimizer=parallel_muon", "schedule=warmdown_3500", f"schedule.warmdown_iters={args.warmdown_iters}",
-        f"train.iterations={a.train_steps}", f"train.warmup_steps={a.warmup}", "train.max_wallclock_seconds=0",
-        f"train.batch_tokens={a.accum * a.batch * a.seq_len}", f"train.seq_len={a.seq_len}", "train.compile=false",
-        f"train.max_micro_batch_tokens={a.batch * a.seq_len}", "train.device=" + device.type, "train.precision=fp32"]
+    frontier = list(inspect.signature(mod.GPT).parameters) == ["h"]
+    common = [f"train.iterations={a.train_steps}", f"train.warmup_steps={a.warmup}", "train.max_wallclock_seconds=0",
+              f"train.seq_len={a.seq_len}", "train.compile=false", "train.device=" + device.type, "train.precision=fp32"]
+    if frontier:  # one packed row per micro-step, as the records' loader gives
+        overrides = shlex.split(a.golf) + frontier_overrides(mod) + common + [
+            f"train.batch_tokens={a.accum * a.batch * a.seq_len}", f"train.max_micro_batch_tokens={a.batch * a.seq_len}"]
+    else:
+        overrides = shlex.split(a.golf) + [
+            "optimizer=parallel_muon", "schedule=warmdown_3500", f"schedule.warmdown_iters={args.warmdown_iters}",
+            f"train.batch_tokens={a.accum * a.batch * a.seq_len}", f"train.max_micro_batch_tokens={a.batch * a.seq_len}"
+        ] + common
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
     parts = components(OmegaConf.to_container(cfg, resolve=True))
-    g = torch.Generator().manual_seed(a.seed + 1)
-    vocab = args.vocab_size
-    batches = []
-    for _ in range(a.train_steps):
-        step = []
-        for _ in range(a.accum):
-            t = torch.randint(0, vocab, (a.batch, a.seq_len + 1), generator=g).to(device)
-            step.append((t[:, :-1], t[:, 1:]))
-        batches.append(step)
-    ref = record_model(mod, a.seed).float().to(device)
-    theirs = record_losses(mod, ref, batches, a.train_steps, a.warmup)
     torch.manual_seed(a.seed)
     ours_model = parts["model_factory"]().to(device)
+    batches = []
+    for s in range(max(a.train_steps, a.warmup)):
+        step = []
+        for k in range(a.accum):
+            x, kw = batch(mod, ours_model, argparse.Namespace(**{**vars(a), "seed": a.seed + 1 + s * a.accum + k}), device)
+            step.append((x[:, :-1], x[:, 1:], kw))
+        batches.append(step)
+    ref = record_model(mod, a.seed).float().to(device)
+    if hasattr(ref, "looping_active"):
+        ref.looping_active = False  # training starts without the loop; the loss is the record's
+    losses = frontier_losses if frontier else record_losses
+    theirs = losses(mod, ref, [[b if frontier else b[:2] for b in st] for st in batches], a.train_steps, a.warmup)
     out = train(model=ours_model, train_model=ours_model, optimizer=parts["optimizer_factory"](ours_model),
-                schedule=parts["schedule"], loader=_Batches(batches), cfg=parts["train_cfg"],
-                dist_info=DistInfo(0, 1, 0, device), log=lambda *_: None, metrics=NullBackend(), autocast_dtype=None)
+                schedule=parts["schedule"], loader=_Batches([[b[:2] for b in st] for st in batches]),
+                cfg=parts["train_cfg"], dist_info=DistInfo(0, 1, 0, device), log=lambda *_: None, metrics=NullBackend(),
+                autocast_dtype=None)
     worst = max(abs(r - o) / abs(r) for r, o in zip(theirs, out.losses))
     print(f"training, {a.train_steps} steps after {a.warmup} warm-up steps (restored), grad accum {a.accum}:")
     print("| step | record loss | golf loss |\n|---|---|---|")

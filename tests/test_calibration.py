@@ -126,7 +126,7 @@ def test_hessians_equal_a_direct_computation():
     m = _model().eval()
     batches = [torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(i)) for i in range(3)]
     H, tokens = collect_hessians(m, batches)
-    assert tokens == 96 and len(H) == 4 * 6
+    assert tokens == 96 and len(H) == 4 * 6 + 1  # and the head's (tok_emb.weight)
     inputs = {"fc": [], "proj": []}
     hooks = [m.blocks[2].mlp.fc.register_forward_hook(lambda mod, i, o: inputs["fc"].append(i[0].reshape(-1, 64))),
              m.blocks[2].mlp.proj.register_forward_hook(lambda mod, i, o: inputs["proj"].append(i[0].reshape(-1, 128)))]

@@ -135,7 +135,9 @@ def _exercise(node: str, obj, cfg) -> None:
             # Within a couple of grid steps on average (GPTQ and percentile clips move single entries further).
             step = 1.0 / (2 ** (q.meta[k].get("bits", 8) - 1) - 1)
             err = (out[k].float() - v.float()).norm() / max(float(v.float().norm()), 1e-12)
-            assert err <= max(2 * step, 0.01), (k, float(err))
+            # SDClip's grid step is k sigma / qmax: on these Gaussian weights (no tail) an rms error ~ k / (3.5 qmax)
+            sigmas = max((getattr(obj, "clip_sigmas", None) or {}).values(), default=0)
+            assert err <= max(2 * step, 0.01, 0.5 * sigmas * step), (k, float(err))
     elif node == "schedule":
         assert obj.lr_multiplier(0, 0.0, None, None) == 1.0
         assert obj.muon_momentum(0) == pytest.approx(cfg.schedule.momentum_start)

@@ -7,6 +7,7 @@ subprocess: the switch is read when kernels are defined)."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
@@ -440,3 +441,30 @@ def test_softcap_ce_on_cuda_matches_the_reference_and_runs_in_the_compiled_model
         got = torch.compile(model, fullgraph=True)(x, y)
         want = ref(x, y)
     torch.testing.assert_close(got, want, rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.skipif(not triton_available(), reason="needs triton (the dev extra installs it on Linux)")
+def test_softcap_ce_kernels_build_with_fp64_scalars():
+    """Compiled graphs pass Python floats to user kernels as fp64: the kernels' loop-carried values must stay fp32
+    (on an H100 a running max promoted to fp64 failed to compile). Triton's front end runs here for an SM90 target."""
+    from triton._C.libtriton import ir
+    from triton.backends.compiler import GPUTarget
+    from triton.backends.nvidia.compiler import CUDABackend
+    from triton.compiler import ASTSource
+
+    from golf.kernels import softcap_ce_triton as k
+
+    backend = CUDABackend(GPUTarget("cuda", 90, 32))
+    options = backend.parse_options({})
+    ctx = ir.context()
+    ir.load_dialects(ctx)
+    backend.load_dialects(ctx)
+    common = {"TGT": "*i64", "V": "i32", "stride": "i32", "inv_c": "fp64", "two_c": "fp64", "ignore": "i32",
+              "BLOCK": "constexpr"}
+    for fn, ptrs in ((k._ce_fwd, {"X": "*bf16", "LOSS": "*fp32", "LSE": "*fp32"}),
+                     (k._ce_bwd, {"X": "*bf16", "LSE": "*fp32", "G": "*fp32", "DX": "*bf16", "dstride": "i32"})):
+        names = list(inspect.signature(fn.fn).parameters)
+        sig = {n: {**common, **ptrs}[n] for n in names}
+        src = ASTSource(fn, sig, constexprs={"BLOCK": 1024})
+        assert str(src.make_ir(GPUTarget("cuda", 90, 32), options, backend.get_codegen_implementation(options),
+                               backend.get_module_map(), ctx))

@@ -1,7 +1,7 @@
 """Hessians of the block matrices' inputs: H = (1/N) sum_t x_t x_tᵀ over every calibration token, for each
-matrix GPTQ quantizes, from forward hooks on the model itself (its matrices keep per-layer names; the
-records rebuilt an unbanked replica for this). Q, K and V of a layer read the same input, so each distinct
-input is multiplied once. Sums and token counts are all-reduced over ranks before dividing.
+matrix GPTQ quantizes, and of the final hidden state (the output head's input), from forward hooks on the model
+itself (its matrices keep per-layer names; the records rebuilt an unbanked replica for this). Q, K and V of a
+layer read the same input, so each distinct input is multiplied once. Sums and token counts are all-reduced over ranks before dividing.
 """
 
 from __future__ import annotations
@@ -12,6 +12,14 @@ from contextlib import nullcontext
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+
+
+def head_name(model: nn.Module) -> str | None:
+    """The output head's matrix (the tied embedding, else ``lm_head``): its input is the final hidden state, whose
+    Hessian GPTQ on the embedding uses (#1394)."""
+    if not hasattr(model, "tok_emb"):
+        return None
+    return "tok_emb.weight" if getattr(model, "lm_head", None) is None else "lm_head.weight"
 
 
 def matrix_names(model: nn.Module) -> dict[nn.Module, str]:
@@ -45,10 +53,14 @@ def collect_hessians(model: nn.Module, batches: Iterable[Tensor], *, autocast_dt
     tokens = 0
     device = next(model.parameters()).device
     ctx = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
+    head = head_name(model)
     try:
         for batch in batches:
             with ctx:
-                model.hidden(batch.to(device))
+                h = model.hidden(batch.to(device))
+            if head is not None:
+                flat = h.reshape(-1, h.size(-1)).float()
+                sums[head] = sums[head] + flat.T @ flat if head in sums else flat.T @ flat
             tokens += batch.numel()
     finally:
         last[0] = last[1] = None
@@ -57,7 +69,7 @@ def collect_hessians(model: nn.Module, batches: Iterable[Tensor], *, autocast_dt
         model.train(was_training)
     count = torch.tensor(float(tokens), device=device, dtype=torch.float64)
     if world_size > 1 and dist.is_available() and dist.is_initialized():
-        for name in sorted(names.values()):
+        for name in sorted(set(names.values()) | ({head} if head else set())):
             if name not in sums:  # a rank without batches still takes part in every reduction
                 sums[name] = torch.zeros(_width(model, name), _width(model, name), device=device)
             dist.all_reduce(sums[name], op=dist.ReduceOp.SUM)

@@ -20,8 +20,9 @@ BLOCK, WARPS = 4096, 8
 
 @triton.jit
 def _capped(x, inv_c, two_c):
-    s = 1.0 / (1.0 + tl.exp(-2.0 * x * inv_c))
-    return two_c * s, s
+    # scalars to fp32: compiled graphs pass Python floats as fp64, which would promote the running max
+    s = 1.0 / (1.0 + tl.exp((-2.0 * x * inv_c).to(tl.float32)))
+    return (two_c * s).to(tl.float32), s
 
 
 @triton.jit

@@ -45,6 +45,7 @@ class MuonAdam:
         head_beta1: float | None = None,
         adam_eps: float = 1e-8,
         adam_weight_decay: float = 0.0,
+        embed_weight_decay: float | None = None,
         fused: bool | None = None,
         grad_clip_norm: float = 0.0,
         parallel: bool = False,
@@ -76,7 +77,7 @@ class MuonAdam:
         scalar = groups["scalar"] + (groups["proj"] if proj_optimizer == "adam" else [])
         adam_groups = [
             dict(params=groups["embed"], lr=embed_lr, betas=(embed_beta1 if embed_beta1 is not None else b1, b2),
-                 weight_decay=adam_weight_decay, role="embed"),
+                 weight_decay=adam_weight_decay if embed_weight_decay is None else embed_weight_decay, role="embed"),
             dict(params=scalar, lr=scalar_lr, betas=(b1, b2), weight_decay=adam_weight_decay, role="scalar"),
             dict(params=groups["head"], lr=head_lr, betas=(head_beta1 if head_beta1 is not None else b1, b2),
                  weight_decay=0.0, role="head"),

@@ -39,6 +39,12 @@ def row_clip(w: Tensor, percentile: float | None) -> Tensor:
     return torch.quantile(a, percentile, dim=1)
 
 
+def row_clip_sigmas(w: Tensor, sigmas: float) -> Tensor:
+    """SDClip (#1394 on): the row's clip is ``sigmas`` standard deviations of its entries (unbiased, as the
+    records compute it), whatever its largest entry."""
+    return sigmas * w.float().std(dim=1)
+
+
 class ClipCache:
     """Row clips by (tensor name, percentile), each computed once: budget fitting quantizes the same weights at
     many floors and bit widths, and a row's quantile of |w| depends on neither (torch.quantile sorts every row)."""
@@ -54,6 +60,13 @@ class ClipCache:
                 self._clips[key] = row_clip(w, percentile)
             return self._clips[key]
         return clip
+
+    def sigmas(self, name: str, w: Tensor, k: float) -> Callable[[float | None], Tensor]:
+        """SDClip's row clips for ``w`` (the same for any percentile asked), remembered."""
+        key = (name, ("sigmas", float(k)))
+        if key not in self._clips:
+            self._clips[key] = row_clip_sigmas(w, k)
+        return lambda _percentile: self._clips[key]
 
 
 MIN_SCALE = 1e-7  # the smallest floor: an all-zero row still gets a positive (fp16 subnormal) scale

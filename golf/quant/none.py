@@ -16,7 +16,7 @@ class NoQuant:
     def __init__(self, *, store_dtype: str | None = None):
         self.store_dtype = getattr(torch, store_dtype) if store_dtype else None
 
-    def quantize(self, state_dict: dict[str, Tensor], hessians=None, bits=None) -> QuantizedState:
+    def quantize(self, state_dict: dict[str, Tensor], hessians=None, bits=None, clips=None) -> QuantizedState:
         out = QuantizedState(stats={"params": 0, "quantized_params": 0})
         for name, t in state_dict.items():
             t = t.detach().cpu().contiguous()

@@ -6,12 +6,16 @@ Every tensor of the exported state falls in one class, first match wins:
   small    float with <= ``keep_float_max_numel`` elements    -> ``float_dtype`` (fp32 if a ``keep_fp32_patterns`` name)
   matrix   a block matrix (``blocks.{i}.attn.{c_q,c_k,c_v,proj}``, ``blocks.{i}.mlp.{fc,proj}``)
                                                               -> ``matrix_bits`` by ``method``
-  embed    the token embedding / untied head                  -> ``embed_bits`` (0: ``float_dtype``)
+  gate     (``gate_bits`` 8) the attention output gates         -> int8 rows at the row's max (#1736's quant gate)
+  embed    the token embedding / untied head                  -> ``embed_bits`` (0: ``float_dtype``); with
+                                                                ``embed_method: gptq``, GPTQ on the head's input Hessian
   table    hash and value-embedding tables                    -> ``table_bits``
   other    any other float tensor                             -> ``other_bits``
 Non-matrix classes use per-row RTN at ``clip_percentile`` (the baseline's int8 rule); 2-D only, other
-shapes one per-tensor scale. ``method``: rtn (clip at ``matrix_clip_percentile``), lite (GPTQ-lite clip
-search, ``search`` matrix | row) or gptq (needs Hessians; a matrix without one falls back to lite).
+shapes one per-tensor scale. ``clip_sigmas`` (SDClip, #1394 on) replaces the percentile clip of a role (attn / mlp
+block matrices, embed, table, other) by k standard deviations of each row: GPTQ then quantizes at that one clip.
+``method``: rtn (clip at ``matrix_clip_percentile``), lite (GPTQ-lite clip search, ``search`` matrix | row) or
+gptq (needs Hessians; a matrix without one falls back to lite).
 A per-matrix bit width (``bits``, from the mixed-precision allocator) overrides ``matrix_bits``.
 Fitting the budget (``golf.quant.fit``): ``allocate_max_bits`` > 0 promotes the most Hessian-sensitive layer
 groups above ``matrix_bits`` while the estimate fits (keeping ``allocate_headroom``); ``prune_max_abs`` 1 or 2
@@ -33,10 +37,21 @@ from torch import Tensor
 
 from golf.quant.format import QuantizedState
 from golf.quant.gptq import gptq, hessian_error
-from golf.quant.grid import PERCENTILES, ClipCache, qmax_for, quantize_rows, quantize_tensor, row_scales, scale_floor, search_clip
+from golf.quant.grid import (
+    MIN_SCALE,
+    PERCENTILES,
+    ClipCache,
+    qmax_for,
+    quantize_rows,
+    quantize_tensor,
+    row_scales,
+    scale_floor,
+    search_clip,
+)
 
 MATRIX = re.compile(r"^blocks\.(\d+)\.(attn\.(c_q|c_k|c_v|proj)|mlp\.(fc|proj))\.weight$")
 METHODS = ("rtn", "lite", "gptq")
+SIGMA_ROLES = ("attn", "mlp", "embed", "table", "other")  # SDClip's k by tensor role (block matrices: attn, mlp)
 FLOAT_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
@@ -83,6 +98,9 @@ class Quantizer:
         prune_real_checks: int = 6,
         scale_floor: float | None = None,
         fit_scale_floor: bool = True,
+        clip_sigmas: Mapping[str, float] | None = None,
+        embed_method: str = "rtn",
+        gate_bits: int = 0,
     ):
         if method not in METHODS:
             raise ValueError(f"quant.method must be one of {METHODS}, got {method!r}")
@@ -117,6 +135,17 @@ class Quantizer:
         self.scale_floor, self.fit_scale_floor, self.floor_factor = scale_floor, fit_scale_floor, 1.0
         self.allocate_max_bits, self.allocate_headroom = allocate_max_bits, allocate_headroom
         self.prune_max_abs, self.prune_real_checks = prune_max_abs, prune_real_checks
+        if embed_method not in ("rtn", "gptq"):
+            raise ValueError(f"quant.embed_method must be rtn or gptq (#1394: GPTQ on the tied embedding), got {embed_method!r}")
+        if gate_bits not in (0, 8):
+            raise ValueError(f"quant.gate_bits must be 0 (float, as other small tensors) or 8 (#1736's int8 rows), got {gate_bits}")
+        self.embed_method, self.gate_bits = embed_method, gate_bits
+        self.clip_sigmas = dict(clip_sigmas or {})
+        unknown = set(self.clip_sigmas) - set(SIGMA_ROLES)
+        bad = {k: v for k, v in self.clip_sigmas.items() if v is not None and not v > 0}
+        if unknown or bad:
+            raise ValueError(f"quant.clip_sigmas takes roles {SIGMA_ROLES} with positive values (null: the percentile "
+                             f"clip), got {dict(self.clip_sigmas)}")
 
     @property
     def fit(self) -> FitOptions:
@@ -138,7 +167,7 @@ class Quantizer:
     @property
     def needs_hessians(self) -> bool:
         """GPTQ needs them, and so does the allocator (sensitivity = trace(H) / columns)."""
-        return self.method == "gptq" or bool(self.allocate_max_bits)
+        return self.method == "gptq" or self.embed_method == "gptq" or bool(self.allocate_max_bits)
 
     def quantizes_rows(self, state: Mapping[str, Tensor]) -> bool:
         """Whether any tensor of ``state`` goes on a per-row grid (and so has a floor to fit)."""
@@ -148,9 +177,16 @@ class Quantizer:
                 return True
         return False
 
+    def sigmas_for(self, name: str, cls: str) -> float | None:
+        """SDClip's k for a tensor of class ``cls`` (a block matrix by its attn / mlp role), or None."""
+        role = ("attn" if ".attn." in name else "mlp") if cls == "matrix" else cls
+        return self.clip_sigmas.get(role)
+
     def classify(self, name: str, t: Tensor) -> str:
         if not t.is_floating_point():
             return "int"
+        if self.gate_bits and name.endswith("attn.gate_w") and t.ndim == 2:
+            return "gate"
         if t.numel() <= self.keep_float_max_numel:
             return "small"
         if MATRIX.match(name):
@@ -181,20 +217,28 @@ class Quantizer:
             elif cls == "small":
                 keep32 = any(p in name for p in self.keep_fp32_patterns)
                 out.add_passthrough(name, t.cpu().contiguous(), torch.float32 if keep32 else self.float_dtype)
-            elif cls == "matrix":
-                self._matrix(out, name, t, bits.get(name, self.matrix_bits), hessians.get(name), clips.of(name, t))
-            elif self.class_bits[cls] == 0:
+            elif cls == "gate":  # #1736's int8 rows at the row's max (no floor, no search)
+                self._rtn(out, name, t, 8, 1.0, clips.of(name, t), floor=MIN_SCALE)
+            elif cls != "matrix" and self.class_bits[cls] == 0:
                 out.add_passthrough(name, t.cpu().contiguous(), self.float_dtype)
             else:
-                self._rtn(out, name, t, self.class_bits[cls], self.clip_percentile, clips.of(name, t))
+                k = self.sigmas_for(name, cls)
+                clip = clips.of(name, t) if k is None else clips.sigmas(name, t, k)
+                if cls == "matrix":
+                    self._matrix(out, name, t, bits.get(name, self.matrix_bits), hessians.get(name), clip, k is not None)
+                elif cls == "embed" and self.embed_method == "gptq":
+                    self._matrix(out, name, t, self.class_bits[cls], hessians.get(name), clip, k is not None, "gptq")
+                else:
+                    self._rtn(out, name, t, self.class_bits[cls], self.clip_percentile, clip)
         out.stats["payload_bytes"] = sum(v.numel() * v.element_size() for v in out.tensors.values())
         out.stats["seconds"] = round(time.perf_counter() - t0, 3)
         return out
 
-    def _rtn(self, out: QuantizedState, name: str, t: Tensor, b: int, percentile: float, clip) -> None:
+    def _rtn(self, out: QuantizedState, name: str, t: Tensor, b: int, percentile: float, clip,
+             floor: float | None = None) -> None:
         qmax = qmax_for(b)
         if t.ndim == 2:
-            q, s = quantize_rows(t, clip(percentile), qmax, floor=self.floor_for(qmax))
+            q, s = quantize_rows(t, clip(percentile), qmax, floor=self.floor_for(qmax) if floor is None else floor)
             out.add_quantized(name, "per_row", q.cpu(), s.cpu(), t.dtype, b)
         else:
             q, s = quantize_tensor(t, percentile, qmax)
@@ -209,23 +253,28 @@ class Quantizer:
         floor = row_scales(torch.zeros(1, device=s.device), qmax, floor=self.floor_for(qmax))
         out.stats["floor_rows"] += int((s.float() <= floor.float()).sum())
 
-    def _matrix(self, out: QuantizedState, name: str, t: Tensor, b: int, hessian: Tensor | None, clip) -> None:
+    def _matrix(self, out: QuantizedState, name: str, t: Tensor, b: int, hessian: Tensor | None, clip,
+                sdclip: bool = False, method: str | None = None) -> None:
+        """``sdclip``: ``clip`` is SDClip's, one candidate (no percentile search); ``method``: instead of
+        ``quant.method`` (the embedding's GPTQ)."""
         qmax = qmax_for(b)
         g = out.stats["gptq"]
-        if self.method == "rtn":
+        percentiles = (1.0,) if sdclip else self.percentiles
+        method = method or self.method
+        if method == "rtn":
             self._rtn(out, name, t, b, self.matrix_clip, clip)
             return self._count_floor(out, out.tensors[f"{name}.scale"], qmax)
-        if self.method == "gptq" and hessian is not None:
-            r = gptq(t, hessian, qmax, percentiles=self.percentiles, search=self.search, floor=self.floor_for(qmax),
+        if method == "gptq" and hessian is not None:
+            r = gptq(t, hessian, qmax, percentiles=percentiles, search=self.search, floor=self.floor_for(qmax),
                      clip=clip, **self.gptq_kw)
             q, s, chosen = r.q, r.scale, r.percentile
             g["matrices"] += 1
             g["damping_retries"] += r.retries
             g["h_error"] += hessian_error(t, q, s, hessian) / max(float(torch.diag(hessian.float()).sum()), 1e-30)
         else:
-            if self.method == "gptq":
+            if method == "gptq":
                 g["fallbacks"] += 1
-            q, s, chosen = search_clip(t, qmax, self.percentiles, per_row=self.search == "row",
+            q, s, chosen = search_clip(t, qmax, percentiles, per_row=self.search == "row",
                                        floor=self.floor_for(qmax), clip=clip)
         rows = out.stats["clip_rows"]
         for pct, n in zip(*torch.unique(chosen.cpu(), return_counts=True)):

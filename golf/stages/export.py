@@ -9,7 +9,7 @@ import time
 import torch.distributed as dist
 
 from golf import submission
-from golf.calibration.hessians import collect_hessians
+from golf.calibration.hessians import collect_hessians, head_name
 from golf.calibration.sources import CalibrationContext
 from golf.compress.artifact import read_artifact, write_artifact
 from golf.compress.code_size import CodeAccount
@@ -32,7 +32,9 @@ def calibrate(run: Run) -> None:
                                         world_size=run.dist.world_size)
     run.hessians = hessians
     seconds = round(time.perf_counter() - t0, 3)
-    info = {**src.describe(), "tokens": tokens, "matrices": len(hessians), "seconds": seconds}
+    head = head_name(run.model)
+    info = {**src.describe(), "tokens": tokens, "matrices": len(hessians) - (head in hessians), "head": head in hessians,
+            "seconds": seconds}
     if src.reserve_seconds:
         info["within_reserve"] = seconds <= src.reserve_seconds
         if not info["within_reserve"]:
@@ -40,7 +42,7 @@ def calibrate(run: Run) -> None:
                     f"used more than train.max_wallclock_seconds; raise calibration.reserve_seconds")
     run.results["calibration"] = info
     gen = f" (decoding {info['generate_seconds']:.1f}s)" if "generate_seconds" in info else ""
-    run.log(f"calibration: {src.name}, {tokens:,} tokens, {len(hessians)} Hessians in {seconds:.1f}s{gen}"
+    run.log(f"calibration: {src.name}, {tokens:,} tokens, {info['matrices']} matrix Hessians + the head's in {seconds:.1f}s{gen}"
             + ("" if src.allowed_for_record else " (validation data: not allowed for a record)"))
 
 
