@@ -214,6 +214,22 @@ def batch(mod, ours, a, device) -> tuple[torch.Tensor, dict]:
     return x, {"cu_seqlens": cu, "max_seqlen": h.train_seq_len}
 
 
+def _step(model, opts, momentum: float, scale: float, clip: float) -> None:
+    """The records' step after the backward: Muon's momentum, every group's LR, the global clip, then the
+    token AdamW, the scalar AdamW and Muon (``opts`` in the order tok, Muon, scalar)."""
+    opt_tok, muon, opt_scalar = opts
+    for g in muon.param_groups:
+        g["momentum"] = momentum
+    for o in opts:
+        for g in o.param_groups:
+            g["lr"] = g["base_lr"] * scale
+    if clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    opt_tok.step()
+    opt_scalar.step()
+    muon.step()
+
+
 def record_losses(mod, model, batches, steps: int, warmup: int) -> list[float]:
     """The record's optimizers and loop (its main(), one process): banks on its Muon, token tables and
     scalars on AdamW, the iteration warmdown, momentum warm-up, global clip, warm-up steps then restore."""
@@ -249,15 +265,8 @@ def record_losses(mod, model, batches, steps: int, warmup: int) -> list[float]:
             (loss / len(batch)).backward()
             total += float(loss.detach()) / len(batch)
         frac = min(step / args.muon_momentum_warmup_steps, 1.0)
-        for g in muon.param_groups:
-            g["momentum"] = (1 - frac) * args.muon_momentum_warmup_start + frac * args.muon_momentum
-        for o in opts:
-            for g in o.param_groups:
-                g["lr"] = g["base_lr"] * scale
-        torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip_norm)
-        opt_tok.step()
-        opt_scalar.step()
-        muon.step()
+        _step(model, opts, (1 - frac) * args.muon_momentum_warmup_start + frac * args.muon_momentum, scale,
+              args.grad_clip_norm)
         return total
 
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -310,16 +319,7 @@ def frontier_losses(mod, model, batches, steps: int, warmup: int) -> list[float]
             (loss / len(batch)).backward()
             total += float(loss.detach()) / len(batch)
         mf = min(step / h.muon_momentum_warmup_steps, 1.0) if h.muon_momentum_warmup_steps > 0 else 1.0
-        for g in muon.param_groups:
-            g["momentum"] = (1 - mf) * h.muon_momentum_warmup_start + mf * h.muon_momentum
-        for o in opts:
-            for g in o.param_groups:
-                g["lr"] = g["base_lr"] * scale
-        if h.grad_clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), h.grad_clip_norm)
-        opt_tok.step()
-        opt_scalar.step()
-        muon.step()
+        _step(model, opts, (1 - mf) * h.muon_momentum_warmup_start + mf * h.muon_momentum, scale, h.grad_clip_norm)
         return total
 
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -68,3 +68,34 @@ def test_calibration_collects_the_heads_hessian(tiny_gpt):
     with torch.no_grad():
         h = torch.cat([model.hidden(b).reshape(-1, 32) for b in batches])
     torch.testing.assert_close(hessians["tok_emb.weight"], h.T @ h / tokens, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("asym", [True, False])
+def test_lqer_packs_the_error_as_the_record_does(vec, asym):
+    from golf.quant.lqer import LQERConfig, correction, factors, pack
+
+    W, q, s = (torch.from_numpy(vec[k]) for k in ("mlp_W", "mlp_q", "mlp_scale"))
+    E = W.float() - q.float() * s.float()[:, None]
+    got = pack(*factors(E, 4), LQERConfig(rank=4, asym=asym, group=64, bits=4))
+    tag = "asym" if asym else "sym"
+    for k in ("A", "sA", "B", "sB"):
+        assert torch.equal(got[k], torch.from_numpy(vec[f"lqer_{tag}_q{k}" if k in ("A", "B") else f"lqer_{tag}_{k}"])), k
+    assert (E - correction(got)).norm() < E.norm()  # the correction reduces the error
+
+
+def test_lqer_corrects_the_worst_matrices_and_round_trips(vec):
+    """Through the quantizer: the top_k GPTQ matrices by error norm get a correction, stored in the state (so the
+    byte budget counts it) and added back by the generic dequantizer."""
+    W, H = torch.from_numpy(vec["mlp_W"]), torch.from_numpy(vec["mlp_H"])
+    state = {f"blocks.{i}.mlp.fc.weight": W * (1 + i) for i in range(3)}
+    hess = {n: H for n in state}
+    kw = dict(method="gptq", matrix_bits=6, clip_sigmas={"mlp": 11.5}, scale_floor=1e-10, fit_scale_floor=False,
+              keep_float_max_numel=0)
+    plain = Quantizer(**kw).quantize(state, hessians=hess)
+    fixed = Quantizer(**kw, lqer={"rank": 4, "top_k": 2}).quantize(state, hessians=hess)
+    assert fixed.stats["lqer"]["matrices"] == ["blocks.2.mlp.fc.weight", "blocks.1.mlp.fc.weight"]
+    a, b = dequantize_state(plain.tensors, plain.meta), dequantize_state(fixed.tensors, fixed.meta)
+    for n, w in state.items():
+        err_plain, err_fixed = float((a[n] - w).norm()), float((b[n] - w).norm())
+        assert (err_fixed < err_plain) if n != "blocks.0.mlp.fc.weight" else err_fixed == err_plain
+    assert fixed.stats["payload_bytes"] > plain.stats["payload_bytes"]

@@ -4,6 +4,8 @@ A quantized state is ``(tensors, meta)``: ``tensors`` maps storage keys to tenso
 each original parameter name to a record saying how to rebuild it:
   {"scheme": "per_row"|"per_tensor", "q": key, "scale": key, "dtype": original dtype, "bits": b}
   {"scheme": "passthrough", "data": key, "dtype": original dtype}
+A per_row record may carry ``"lqer": {"A": key, "sA": key, "B": key, "sB": key}``: a low-rank correction added back
+(golf.quant.lqer).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import torch
 from torch import Tensor
 
 from golf.quant.grid import dequantize_rows
+from golf.quant.lqer import correction
 
 
 @dataclass
@@ -26,6 +29,13 @@ class QuantizedState:
         stored = t if store_dtype is None else t.to(store_dtype)
         self.tensors[name] = stored.contiguous()
         self.meta[name] = {"scheme": "passthrough", "data": name, "dtype": _dtype_name(t.dtype)}
+
+    def add_correction(self, name: str, parts: dict[str, Tensor]) -> None:
+        """Attach LQER's stored factors (keys A, sA, B, sB) to the quantized ``name``."""
+        keys = {k: f"{name}.lqer_{k}" for k in parts}
+        for k, t in parts.items():
+            self.tensors[keys[k]] = t.contiguous()
+        self.meta[name]["lqer"] = keys
 
     def add_quantized(self, name: str, scheme: str, q: Tensor, scale: Tensor, dtype: torch.dtype, bits: int) -> None:
         self.tensors[name + ".q"] = q
@@ -53,7 +63,10 @@ def dequantize_state(tensors: dict[str, Tensor], meta: dict[str, dict]) -> dict[
         if scheme == "passthrough":
             out[name] = tensors[m["data"]].to(_dtype(m["dtype"])).contiguous()
         elif scheme in ("per_row", "per_tensor"):
-            out[name] = dequantize_rows(tensors[m["q"]], tensors[m["scale"]]).to(_dtype(m["dtype"])).contiguous()
+            w = dequantize_rows(tensors[m["q"]], tensors[m["scale"]])
+            if "lqer" in m:
+                w = w + correction({k: tensors[key] for k, key in m["lqer"].items()})
+            out[name] = w.to(_dtype(m["dtype"])).contiguous()
         else:
             raise ValueError(f"artifact metadata for {name!r} has unknown scheme {scheme!r}")
     return out

@@ -41,6 +41,7 @@ from golf.quant.grid import (
     MIN_SCALE,
     PERCENTILES,
     ClipCache,
+    dequantize_rows,
     qmax_for,
     quantize_rows,
     quantize_tensor,
@@ -48,6 +49,7 @@ from golf.quant.grid import (
     scale_floor,
     search_clip,
 )
+from golf.quant.lqer import LQERConfig, factors, pack
 
 MATRIX = re.compile(r"^blocks\.(\d+)\.(attn\.(c_q|c_k|c_v|proj)|mlp\.(fc|proj))\.weight$")
 METHODS = ("rtn", "lite", "gptq")
@@ -101,6 +103,7 @@ class Quantizer:
         clip_sigmas: Mapping[str, float] | None = None,
         embed_method: str = "rtn",
         gate_bits: int = 0,
+        lqer: Mapping | None = None,
     ):
         if method not in METHODS:
             raise ValueError(f"quant.method must be one of {METHODS}, got {method!r}")
@@ -140,6 +143,7 @@ class Quantizer:
         if gate_bits not in (0, 8):
             raise ValueError(f"quant.gate_bits must be 0 (float, as other small tensors) or 8 (#1736's int8 rows), got {gate_bits}")
         self.embed_method, self.gate_bits = embed_method, gate_bits
+        self.lqer = LQERConfig(**lqer) if isinstance(lqer, Mapping) else lqer
         self.clip_sigmas = dict(clip_sigmas or {})
         unknown = set(self.clip_sigmas) - set(SIGMA_ROLES)
         bad = {k: v for k, v in self.clip_sigmas.items() if v is not None and not v > 0}
@@ -230,9 +234,23 @@ class Quantizer:
                     self._matrix(out, name, t, self.class_bits[cls], hessians.get(name), clip, k is not None, "gptq")
                 else:
                     self._rtn(out, name, t, self.class_bits[cls], self.clip_percentile, clip)
+        gptq_names = out.stats.pop("gptq_names", [])
+        if self.lqer is not None:
+            self._correct(out, state, gptq_names)
         out.stats["payload_bytes"] = sum(v.numel() * v.element_size() for v in out.tensors.values())
         out.stats["seconds"] = round(time.perf_counter() - t0, 3)
         return out
+
+    def _correct(self, out: QuantizedState, state: Mapping[str, Tensor], names: list[str]) -> None:
+        """LQER on the ``top_k`` GPTQ-quantized matrices with the largest error norm (the records' choice)."""
+        errors = {}
+        for name in names:
+            m = out.meta[name]
+            errors[name] = state[name].detach().float().cpu() - dequantize_rows(out.tensors[m["q"]], out.tensors[m["scale"]])
+        chosen = sorted(errors, key=lambda n: -float(errors[n].norm()))[: self.lqer.top_k]
+        for name in chosen:
+            out.add_correction(name, pack(*factors(errors[name], self.lqer.rank), self.lqer))
+        out.stats["lqer"] = {"matrices": chosen, "rank": self.lqer.rank, "asym": self.lqer.asym}
 
     def _rtn(self, out: QuantizedState, name: str, t: Tensor, b: int, percentile: float, clip,
              floor: float | None = None) -> None:
@@ -269,6 +287,7 @@ class Quantizer:
                      clip=clip, **self.gptq_kw)
             q, s, chosen = r.q, r.scale, r.percentile
             g["matrices"] += 1
+            out.stats.setdefault("gptq_names", []).append(name)
             g["damping_retries"] += r.retries
             g["h_error"] += hessian_error(t, q, s, hessian) / max(float(torch.diag(hessian.float()).sum()), 1e-30)
         else:
