@@ -165,6 +165,15 @@ class Brotli(Codec):
 DECODERS = {c.base: c._decompress for c in (Zlib, Zstd, Lzma, Brotli, Raw)}
 
 
+def _pergroup(data: bytes) -> bytes:
+    from golf.compress.pergroup import PerGroup  # imports this module: looked up at decode time
+
+    return PerGroup._decompress(data)
+
+
+DECODERS["pergroup"] = _pergroup
+
+
 def decompress(name: str, data: bytes) -> bytes:
     """Decode by the name an artifact header carries: ``<codec>`` or ``<codec>+shuffle``."""
     base, _, transform = name.partition("+")
