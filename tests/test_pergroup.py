@@ -1,6 +1,6 @@
 """Per-group compression (golf.compress.pergroup): the payload back byte for byte (hot groups permuted, matrices
 transposed, the rest apart), through golf's artifact; input that is not a payload; the row order against a naive
-greedy chain; and its size against brotli on a quantized state."""
+greedy chain."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from golf.compress.artifact import artifact_payload, decode_artifact, encode_artifact
-from golf.compress.codecs import Brotli, decompress
+from golf.compress.codecs import decompress
 from golf.compress.pergroup import PerGroup, nearest_neighbour_order
 from golf.quant.quantizer import Quantizer
 
