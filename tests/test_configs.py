@@ -214,7 +214,7 @@ def test_pairwise_rows_cover_every_pair():
     rows = pairwise_rows(factors)
     for a, b in (("a", "b"), ("a", "c"), ("b", "c")):
         assert {(r[a], r[b]) for r in rows} == {(x, y) for x in factors[a] for y in factors[b]}
-    assert len(rows) < 3 * 2 * 4 and len(PRODUCT) < 120
+    assert len(rows) < 3 * 2 * 4 and len(PRODUCT) < 150  # about 0.6 s a row on the 2-core CI machine
     assert {r["experiment"] for r in PRODUCT} == set(EXPERIMENTS)
 
 

@@ -5,7 +5,6 @@ greedy chain."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from golf.compress.artifact import artifact_payload, decode_artifact, encode_artifact
@@ -45,6 +44,8 @@ def test_nearest_neighbour_order_is_the_greedy_l1_chain():
     assert nearest_neighbour_order(rows).tolist() == order
 
 
-def test_pergroup_refuses_shuffle():
-    with pytest.raises(ValueError, match="compressor.shuffle must be 0"):
-        PerGroup(shuffle=2)
+def test_pergroup_with_shuffle_round_trips_and_keeps_its_name():
+    q = Quantizer(matrix_bits=6, keep_float_max_numel=1000).quantize(_state())
+    payload = artifact_payload(q.tensors, q.meta)
+    codec = PerGroup(shuffle=2)
+    assert codec.name == "pergroup" and decompress("pergroup", codec.compress(payload)) == payload

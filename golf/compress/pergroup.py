@@ -7,7 +7,8 @@ The codec works on golf's payload (a safetensors file) and gives it back byte fo
 - in the hot roles (the embedding, Q, MLP-up: ``HOT``) each matrix's rows are first put in a greedy L1
   nearest-neighbour order (start at row 0, then always the closest unvisited row), the permutation stored
   before the data, so similar rows sit together;
-- everything else (the safetensors header, scales, small tensors) is one more stream.
+- everything else (the safetensors header, scales, small tensors) is one more stream, byte-shuffled with
+  ``compressor.shuffle`` > 1.
 A stream goes through the ``lrzip`` program (ZPAQ, ``-z -L 9``) when it is on PATH, as #1855 did, else through
 lzma (preset 9, extreme) and brotli (quality 11), keeping the smaller; the choice of each stream is in the
 artifact, so decoding needs only what encoded it. Input that is not a safetensors file (budget fitting's size
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from golf.compress.codecs import Codec
+from golf.compress.codecs import Codec, byte_shuffle, byte_unshuffle
 
 MAGIC, VERSION = b"PGRP", 1
 ROLE = re.compile(r"^(?:blocks\.(\d+)\.)?(.+\.weight\.q)$")
@@ -123,9 +124,11 @@ class PerGroup(Codec):
     base = "pergroup"
 
     def __init__(self, *, shuffle: int = 0):
-        if shuffle:
-            raise ValueError("compressor=pergroup orders its streams itself; compressor.shuffle must be 0")
-        super().__init__()
+        super().__init__(shuffle=shuffle)  # shuffle > 1: byte-shuffles the rest stream (fp16 scales), not the groups
+        self.name = self.base
+
+    def compress(self, data: bytes) -> bytes:
+        return self._compress(bytes(data))  # the shuffle applies inside, to the rest stream only
 
     def fast(self) -> Codec:
         from golf.compress.codecs import Brotli
@@ -163,8 +166,8 @@ class PerGroup(Codec):
                     rest += data[start + lo : start + hi]
         else:
             rest = bytearray(data)
-        codec, stream = _pack(bytes(rest))
-        index["rest"] = {"codec": codec, "bytes": len(stream), "parsed": parsed is not None}
+        codec, stream = _pack(byte_shuffle(bytes(rest), self.shuffle) if self.shuffle else bytes(rest))
+        index["rest"] = {"codec": codec, "bytes": len(stream), "parsed": parsed is not None, "shuffle": self.shuffle}
         streams.append(stream)
         head = json.dumps(index, separators=(",", ":")).encode()
         return MAGIC + bytes([VERSION]) + struct.pack("<I", len(head)) + head + b"".join(streams)
@@ -180,6 +183,8 @@ class PerGroup(Codec):
             groups.append(_unpack(g["codec"], blob[pos : pos + g["bytes"]]))
             pos += g["bytes"]
         rest = _unpack(index["rest"]["codec"], blob[pos : pos + index["rest"]["bytes"]])
+        if index["rest"].get("shuffle"):
+            rest = byte_unshuffle(rest)
         if not index["rest"]["parsed"]:
             return rest
         start, header = _tensors(rest)
