@@ -14,7 +14,7 @@ accumulator, so act(h) is rounded once where the reference rounds h, then act(h)
 
 ``model.kernels``: ``auto`` runs it on CUDA tensors when quack imports and the GPU is SM90 or newer; listing
 ``mlp`` requires both (an error says what is missing); otherwise, and on CPU, ``reference`` runs. The model uses
-it in training only (golf.models.gpt.MLP): evaluation, generation and calibration run the reference.
+it in training only (golf.models.block.MLP): evaluation, generation and calibration run the reference.
 """
 
 from __future__ import annotations
