@@ -5,7 +5,8 @@ tok_emb (+ BigramHash / EngramLite) (-> #1667's input SmearGate) -> RMSNorm (-> 
 pushing U-Net skips that the second half pops (LIFO), added with per-channel weights (``plain``) or blended by a
 sigmoid gate (``gated``, #1089); each block mixes its input with x0 (``resid_mix``), then adds scaled
 attention and MLP outputs, with optional LN scale 1/sqrt(layer+1); two-lane blocks carry both lanes to the end.
-With ``doc_mask`` nothing crosses a BOS (golf.models.documents). Output: final RMSNorm, tied (or separate) head, softcap c*tanh(z/c), cross-entropy in fp32;
+With ``doc_mask`` nothing crosses a BOS (golf.models.documents).
+Output: final RMSNorm, tied (or separate) head, softcap c*tanh(z/c), cross-entropy in fp32;
 multi-token-prediction heads add w * mean_k CE(head_k(h_t), y_{t+k+1}) in training and are never exported.
 Block matrices keep per-layer names (``blocks.{i}.attn.c_q.weight``, ..., ``blocks.{i}.mlp.proj.weight``):
 the optimizer batches them by shape, quantization sees each layer's matrix under a stable name.
