@@ -85,6 +85,25 @@ def test_sliding_equals_the_naive_reference_and_scores_every_target_once(n, W, s
     assert int((end - first).max()) <= max(s, min(W, n)) and int(starts.min()) >= 0
 
 
+def test_sliding_time_guard_scores_what_it_reached_and_says_so():
+    """With a time budget the windows go in parts: a budget that is plenty changes nothing but float64 summation
+    order; one already spent stops after the first part, and the score is exactly that part's."""
+    from golf.eval.sliding import GUARD_PARTS
+
+    model, val = _model(), _tokens(900)
+    ev = SlidingEvaluator(window=64, stride=16, batch_windows=2, compile=False)
+    full = ev.evaluate(model, val, _target_bytes(val))
+    roomy = ev.evaluate(model, val, _target_bytes(val), time_budget=1e6)
+    assert roomy.status == full.status == "complete" and roomy.tokens == full.tokens == 900
+    assert roomy.val_bpb == pytest.approx(full.val_bpb, rel=1e-12)
+    cut = ev.evaluate(model, val, _target_bytes(val), time_budget=0.0)
+    assert cut.status.startswith(f"stopped by the time guard before part 1 of {GUARD_PARTS}")
+    starts, first, end = ev.windows(900)
+    k = starts.numel() // GUARD_PARTS
+    want = ev.score(model, val, _target_bytes(val), (starts[:k], first[:k], end[:k]))
+    assert cut.tokens == int(want[1]) < 900 and cut.val_loss == pytest.approx(float(want[0] / want[1]), rel=1e-12)
+
+
 def test_only_a_shape_that_recurs_is_compiled(monkeypatch):
     """Window 0's batch (all 64 targets scored) runs eagerly; the tail shape, used by every later batch, is the
     one compiled, and the score is the eager evaluator's."""

@@ -28,6 +28,7 @@ class EvalResult:
     tokens: int
     bytes: int
     seconds: float = 0.0
+    status: str = "complete"     # or what stopped it early (the time guard): the score covers what was scored
 
 
 def bits_per_byte(nll_sum: float, n_bytes: float) -> float:

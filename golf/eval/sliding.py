@@ -25,6 +25,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
+from golf.dist import reduce_step
 from golf.eval.bpb import EvalResult, TargetBytes, bits_per_byte
 from golf.trainer import COMPILE_MODES
 
@@ -117,16 +118,45 @@ class SlidingEvaluator:
         return sums
 
     def evaluate(self, model, val_tokens: Tensor, val_bytes: TargetBytes, *, rank: int = 0, world_size: int = 1,
-                 autocast_dtype: torch.dtype | None = None) -> EvalResult:
+                 autocast_dtype: torch.dtype | None = None, time_budget: float | None = None) -> EvalResult:
+        """The sliding score of every window, each rank its share. ``time_budget`` (seconds): the windows go in
+        ``GUARD_PARTS`` parts, and the eval stops before a part it would not finish; the score is then that of the
+        windows scored, and ``status`` says so."""
         t0 = time.perf_counter()
         was_training = model.training
         model.eval()
         starts, first, end = self.windows(val_tokens.numel() - 1)
         lo, hi = starts.numel() * rank // world_size, starts.numel() * (rank + 1) // world_size
-        sums = self.score(model, val_tokens, val_bytes, (starts[lo:hi], first[lo:hi], end[lo:hi]), autocast_dtype)
+        parts = 1 if time_budget is None else GUARD_PARTS
+        sums = torch.zeros(3, dtype=torch.float64, device=val_bytes.device)
+        status, slowest = "complete", 0.0
+        for k in range(parts):
+            elapsed = time.perf_counter() - t0
+            if guard_stops(time_budget is not None and k > 0 and elapsed + slowest > time_budget, val_bytes.device,
+                           world_size):
+                status = (f"stopped by the time guard before part {k} of {parts} ({elapsed:.0f}s spent, budget "
+                          f"{time_budget:.0f}s): the score covers the windows scored")
+                break
+            tk = time.perf_counter()
+            a, b = lo + (hi - lo) * k // parts, lo + (hi - lo) * (k + 1) // parts
+            sums += self.score(model, val_tokens, val_bytes, (starts[a:b], first[a:b], end[a:b]), autocast_dtype)
+            if time_budget is not None:
+                sums.sum().item()  # the part's time is the GPU's, not the host's queueing
+            slowest = max(slowest, time.perf_counter() - tk)
         if world_size > 1 and dist.is_available() and dist.is_initialized():
             dist.all_reduce(sums, op=dist.ReduceOp.SUM)
         model.train(was_training)
         nll, n_tok, n_bytes = (float(v) for v in sums.tolist())
         return EvalResult(val_loss=nll / n_tok, val_bpb=bits_per_byte(nll, n_bytes), tokens=int(n_tok), bytes=int(n_bytes),
-                          seconds=time.perf_counter() - t0)
+                          seconds=time.perf_counter() - t0, status=status)
+
+
+GUARD_PARTS = 32  # a guarded sliding eval checks the clock between 32 parts of its windows
+
+
+def guard_stops(mine: bool, device: torch.device, world_size: int) -> bool:
+    """A time guard's decision, the same on every rank (any rank out of time stops them all before the next part:
+    ranks stopping at different parts would pair mismatched collectives)."""
+    if world_size == 1:
+        return mine
+    return reduce_step(0.0, [mine], device)[1][0]

@@ -23,9 +23,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from golf.dist import reduce_step
 from golf.eval.bpb import TargetBytes, bits_per_byte
-from golf.eval.sliding import SlidingEvaluator
+from golf.eval.sliding import SlidingEvaluator, guard_stops
 
 
 @dataclass
@@ -74,7 +73,7 @@ class TTTEvaluator:
         version, done, slowest, status = 0, 0, 0.0, "complete"
         for ci in range(n_chunks):
             elapsed = time.perf_counter() - t0
-            if self._stop(time_budget is not None and done > 0 and elapsed + slowest > time_budget, device, world_size):
+            if guard_stops(time_budget is not None and done > 0 and elapsed + slowest > time_budget, device, world_size):
                 budget = f"budget {time_budget:.0f}s" if time_budget is not None else "another rank's budget"
                 status = (f"stopped by the time guard before chunk {ci} of {n_chunks} ({elapsed:.0f}s spent, "
                           f"{budget}): the score covers the chunks scored")
@@ -101,13 +100,6 @@ class TTTEvaluator:
         return TTTResult(val_loss=nll / n_tok, val_bpb=bits_per_byte(nll, n_bytes), tokens=int(n_tok), bytes=int(n_bytes),
                          seconds=time.perf_counter() - t0, chunks=n_chunks, chunks_scored=done, status=status)
 
-    @staticmethod
-    def _stop(mine: bool, device: torch.device, world_size: int) -> bool:
-        """The time guard's decision, the same on every rank (any rank out of time stops them all before the
-        chunk: ranks stopping at different chunks would pair mismatched collectives)."""
-        if world_size == 1:
-            return mine
-        return reduce_step(0.0, [mine], device)[1][0]
 
     def _train_chunk(self, model, opt, params, val_tokens: Tensor, lo: int, hi: int, lr: float, ctx, rank: int,
                      world_size: int, version: int, recorder) -> int:

@@ -27,15 +27,19 @@ def eval_roundtrip(run: Run) -> None:
 
 
 def eval_sliding(run: Run) -> None:
+    """The sliding-window score of the loaded model, guarded by what is left of budget.eval_seconds."""
     ev = run.parts.evaluator.sliding
     if ev is None:
         return
+    left = run.parts.budget.eval_seconds - run.post_training_seconds()
     r = ev.evaluate(run.loaded, run.val_tokens, run.val_bytes, rank=run.dist.rank, world_size=run.dist.world_size,
-                    autocast_dtype=run.autocast_dtype)
+                    autocast_dtype=run.autocast_dtype, time_budget=left)
     run.results["val"]["sliding"] = {**_scored(r, r.seconds), "window": ev.window, "stride": ev.stride,
-                                     "windows": "records' (tail re-scored)" if ev.reproduce_record_tail else "exactly once"}
+                                     "windows": "records' (tail re-scored)" if ev.reproduce_record_tail else "exactly once",
+                                     "status": r.status, "time_budget_s": round(left, 1)}
     run.log(f"sliding (window {ev.window}, stride {ev.stride}) {fmt_eval(run.results['val']['sliding'])} | "
-            f"{r.tokens:,} tokens in {r.seconds:.1f}s ({r.tokens / max(r.seconds, 1e-9):,.0f} tokens/s)")
+            f"{r.tokens:,} tokens in {r.seconds:.1f}s ({r.tokens / max(r.seconds, 1e-9):,.0f} tokens/s)"
+            + ("" if r.status == "complete" else f" | {r.status}"))
 
 
 def eval_ttt(run: Run) -> None:
@@ -90,10 +94,10 @@ def report(run: Run) -> None:
 
 
 def _conclude(r: dict, status: str) -> None:
-    """The status (partial_eval where TTT's time guard stopped it) and the headline: TTT, else sliding, else
-    the round trip."""
-    ttt = r["val"].get("ttt")
-    r["status"] = "partial_eval" if status == "ok" and ttt and ttt["status"] != "complete" else status
+    """The status (partial_eval where a time guard stopped TTT or the sliding eval) and the headline: TTT, else
+    sliding, else the round trip."""
+    cut = any(r["val"].get(k) and r["val"][k].get("status", "complete") != "complete" for k in ("ttt", "sliding"))
+    r["status"] = "partial_eval" if status == "ok" and cut else status
     headline = next(k for k in ("ttt", "sliding", "roundtrip") if r["val"].get(k))
     r["headline"] = {"eval": headline, "val_bpb": r["val"][headline]["val_bpb"], "val_loss": r["val"][headline]["val_loss"]}
 
