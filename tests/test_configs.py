@@ -484,3 +484,18 @@ def test_frontier_models_have_the_records_parameter_counts(compose):
     assert count("pr1530") == base + 3 * 6              # rho (2) + P (2x2) on layers 8-10
     assert count("pr1736") == base + 18 + 11 * 8 * 512  # dense gates W [8, 512]
     assert count("pr1855") == base + 18 + 11 * 8 * 12 + 12 + 1  # sparse gates W [8, 12]; smear W [1, 12] and lambda
+
+
+def test_pr1855_preset_carries_the_records_logged_values(compose):
+    """frontier.md §8 and §13 (the logged Hyperparameters, not the code's defaults)."""
+    c = compose(["experiment=pr1855"])
+    o, s, q, m = c.optimizer, c.schedule, c.quant, c.model
+    assert (o.matrix_lr, o.embed_lr, o.scalar_lr, list(o.adam_betas)) == (0.026, 0.03, 0.02, [0.9, 0.99])
+    assert (o.muon_weight_decay, o.adam_weight_decay, o.embed_weight_decay, o.grad_clip_norm) == (0.095, 0.02, 0.085, 0.3)
+    assert (o.orthogonalize.schedule, o.orthogonalize.pre_norm) == ("polar_express_1787", "row")
+    assert (s.warmdown_fraction, s.lr_floor, s.momentum_start, s.momentum_end, s.momentum_warmup_steps) == (
+        0.85, 0.1, 0.92, 0.97, 1500)
+    assert (c.train.batch_tokens, c.train.seq_len, c.train.ema.decay) == (786432, 2048, 0.9965)
+    assert (m.loop_from, list(m.loop_layers), m.parallel_from, m.attn_gate_scale, m.smear_gate) == (0.35, [3, 5], 8, 0.5, "input")
+    assert dict(q.clip_sigmas) == {"attn": 13.0, "mlp": 11.5, "embed": 14.0} and q.embed_bits == 7 and q.lqer.rank == 4
+    assert c.loader._target_.endswith("PackedLoader") and c.data.byte_sidecar and c.compressor._target_.endswith("PerGroup")
