@@ -468,3 +468,18 @@ def test_softcap_ce_kernels_build_with_fp64_scalars():
         src = ASTSource(fn, sig, constexprs={"BLOCK": 1024})
         assert str(src.make_ir(GPUTarget("cuda", 90, 32), options, backend.get_codegen_implementation(options),
                                backend.get_module_map(), ctx))
+
+
+def test_kernel_report_names_what_runs_and_why_not_faster(tiny_gpt):
+    from golf.kernels.report import kernel_report
+
+    cpu = torch.device("cpu")
+    r = kernel_report(tiny_gpt(xsa_last_n="all", kernels="auto"), cpu)
+    assert set(r) == {"attention", "qk_norm_rope", "xsa", "mlp", "cross_entropy"}
+    assert r["attention"] == "SDPA (CPU)" and "CUDA tensors only" in r["qk_norm_rope"] and "no CUDA device" in r["mlp"]
+    assert "opt-in" in r["cross_entropy"]
+    r = kernel_report(tiny_gpt(kernels="torch", doc_mask=True), cpu)
+    assert "xsa" not in r and "documents' mask" in r["attention"] and "leaves it to PyTorch" in r["qk_norm_rope"]
+    assert "leaves the MLP to PyTorch" in r["mlp"]
+    listed = kernel_report(tiny_gpt(kernels=["softcap_ce"]), cpu)
+    assert "fused softcapped cross-entropy" in listed["cross_entropy"]

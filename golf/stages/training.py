@@ -17,6 +17,7 @@ from golf.data.sources import DataPaths
 from golf.data.tokenizer import byte_lut, load_sentencepiece
 from golf.dist import seed_all
 from golf.eval.bpb import LutOnDevice, TargetBytes, truncate_validation
+from golf.kernels.report import kernel_report
 from golf.quant.format import dequantize_state
 from golf.run_state import ARTIFACT_NAME, Parts, Run, VocabMismatch, fmt_eval
 from golf.trainer import TrainConfig, TrainOutcome, inductor_setting, train
@@ -108,6 +109,10 @@ def build(run: Run) -> None:
     run.results.update(grad_accum=accum, compiled=compiled, precision=str(run.autocast_dtype or "float32"),
                        compile_mode=cfg.compile_mode if compiled else None, inductor=dict(cfg.inductor),
                        attention_kernel=kernel, optimizer_syncs_gradients=bool(getattr(run.optimizer, "syncs_gradients", False)))
+    if hasattr(model, "blocks") and hasattr(model, "ce_mode"):
+        run.results["kernels"] = kernel_report(model, device)
+        for family, line in run.results["kernels"].items():
+            run.log(f"kernel {family}: {line}")
     run.log(f"model {type(model).__name__} params {run.results['model_params']:,} | vocab {model.vocab_size} | batch "
             f"{cfg.batch_tokens:,} tokens x seq {cfg.seq_len} | grad_accum {accum} | compile {compiled} | precision "
             f"{run.results['precision']} | attention {kernel} | val {run.val_tokens.numel() - 1:,} tokens")
