@@ -19,6 +19,7 @@ Layout: b"PGRP" | u8 version | u32 index length | index (JSON) | the streams, in
 
 from __future__ import annotations
 
+import functools
 import json
 import lzma
 import re
@@ -54,6 +55,7 @@ def nearest_neighbour_order(rows: np.ndarray) -> np.ndarray:
     return order
 
 
+@functools.cache
 def lrzip_version() -> str | None:
     """``lrzip``'s version line when the program is on PATH, else None."""
     exe = shutil.which("lrzip")
@@ -110,6 +112,12 @@ def _tensors(payload: bytes) -> tuple[int, dict] | None:
     return (8 + n, header) if isinstance(header, dict) else None
 
 
+def _entries(header: dict) -> list[tuple[str, dict]]:
+    """The header's tensors (not its ``__metadata__``), in the order of their data."""
+    tensors = [(k, v) for k, v in header.items() if isinstance(v, dict) and "data_offsets" in v]
+    return sorted(tensors, key=lambda kv: kv[1]["data_offsets"][0])
+
+
 def _groups(header: dict) -> dict[str, list[str]]:
     """Role -> names of its 2-D int8 matrices, layer by layer."""
     found: dict[str, list[tuple[int, str]]] = {}
@@ -159,9 +167,8 @@ class PerGroup(Codec):
                 streams.append(stream)
                 grouped.update(names)
             rest = bytearray(data[:start])
-            for name, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0] if isinstance(kv[1], dict)
-                                     and "data_offsets" in kv[1] else -1):
-                if isinstance(info, dict) and "data_offsets" in info and name not in grouped:
+            for name, info in _entries(header):
+                if name not in grouped:
                     lo, hi = info["data_offsets"]
                     rest += data[start + lo : start + hi]
         else:
@@ -188,12 +195,13 @@ class PerGroup(Codec):
         if not index["rest"]["parsed"]:
             return rest
         start, header = _tensors(rest)
-        entries = {k: v for k, v in header.items() if isinstance(v, dict) and "data_offsets" in v}
+        ordered = _entries(header)
+        entries = dict(ordered)
         out = bytearray(start + max((v["data_offsets"][1] for v in entries.values()), default=0))
         out[:start] = rest[:start]
         grouped = {name for g in index["groups"] for name in g["names"]}
         cursor = start
-        for name, info in sorted(entries.items(), key=lambda kv: kv[1]["data_offsets"][0]):
+        for name, info in ordered:
             if name not in grouped:
                 lo, hi = info["data_offsets"]
                 out[start + lo : start + hi] = rest[cursor : cursor + hi - lo]
