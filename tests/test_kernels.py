@@ -170,8 +170,14 @@ def test_kernel_takes_power_of_two_rope_blocks_and_leaves_the_rest_to_the_refere
 
 @pytest.mark.skipif(not triton_available(), reason="needs triton (the dev extra installs it on Linux)")
 def test_kernel_matches_the_reference_in_triton_interpreter():
+    _in_interpreter("check_fp32")
+
+
+def _in_interpreter(check: str) -> None:
+    """Run ``tests.test_kernels.<check>('cpu')`` in a subprocess under Triton's interpreter (the switch is read when
+    kernels are defined)."""
     root = Path(__file__).resolve().parents[1]
-    code = "from tests.test_kernels import check_fp32; check_fp32('cpu')"
+    code = f"from tests.test_kernels import {check}; {check}('cpu')"
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=600,
                          env={**os.environ, "TRITON_INTERPRET": "1"})
     assert out.returncode == 0, out.stderr[-3000:]
@@ -421,11 +427,7 @@ def check_softcap_ce(device: str) -> None:
 
 @pytest.mark.skipif(not triton_available(), reason="needs triton (the dev extra installs it on Linux)")
 def test_softcap_ce_matches_the_reference_in_triton_interpreter():
-    root = Path(__file__).resolve().parents[1]
-    code = "from tests.test_kernels import check_softcap_ce; check_softcap_ce('cpu')"
-    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=600,
-                         env={**os.environ, "TRITON_INTERPRET": "1"})
-    assert out.returncode == 0, out.stderr[-3000:]
+    _in_interpreter("check_softcap_ce")
 
 
 @needs_triton
