@@ -46,6 +46,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -71,12 +72,18 @@ def flash_attn_func(q, k, v, causal=True):
 
 
 def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, causal=True, **_):
-    """q, k, v [total, H, D]; attention within each [cu[i], cu[i+1]) segment, causal, under a dense mask."""
+    """q, k, v [total, H, D]; causal attention within each [cu[i], cu[i+1]) segment: on CUDA golf's flex attention
+    under a block mask built from the segments (golf's own document-masking path, so both sides run one kernel),
+    elsewhere SDPA under a dense mask."""
     import torch
 
     total = q.size(0)
-    pos = torch.arange(total, device=q.device)
-    seg = torch.searchsorted(cu_seqlens_q[1:].long().contiguous(), pos, right=True)
+    pos = torch.arange(total, device=q.device, dtype=cu_seqlens_q.dtype)
+    seg = torch.searchsorted(cu_seqlens_q[1:].contiguous(), pos, right=True).to(torch.int32)
+    if q.is_cuda:
+        from golf.models.documents import Documents, block_mask, flex
+
+        return flex(q[None], k[None], v[None], Documents(seg[None], 0, block_mask(seg[None])))[0]
     mask = (seg[:, None] == seg[None, :]) & (pos[None, :] <= pos[:, None])
     g = q.size(1) // k.size(1)
     if g > 1:
@@ -94,6 +101,9 @@ def flash_attn_func(q, k, v, causal=True):
     return attend(q, k, v)
 '''
 STEP = re.compile(r"^step:(\d+)/\d+ train_loss:([\d.naninf]+) train_time:(\d+)ms")
+# April records (#1394 on): "N/ITER train_loss: X train_time: Ym tok/s: Z", tok/s over the whole run so far
+STEP_TPS = re.compile(r"^(\d+)/\d+ train_loss: ([\d.naninf]+) train_time: [\d.]+m tok/s: (\d+)")
+EMA_APPLY = re.compile(r"^ema:applying EMA weights")
 VAL = re.compile(r"^step:(\d+)/\d+ val_loss:([\d.]+) val_bpb:([\d.]+)")
 DIAG = re.compile(r"DIAGNOSTIC post_ema val_loss:([\d.]+) val_bpb:([\d.]+)")
 PEAK = re.compile(r"peak memory allocated: (\d+) MiB")
@@ -134,9 +144,11 @@ def scan_final_line(line: str, out: dict, t: float) -> None:
 
 
 def run_record(script: Path, env: dict[str, str], workdir: Path, timeout: float, to_exit: bool = False,
-               scan_final: bool = False, nproc: int = 1, attention: str = "flash") -> dict:
+               scan_final: bool = False, nproc: int = 1, attention: str = "flash", batch_tokens: int = 786_432) -> dict:
     """Run the record under torchrun and parse its log as it arrives: up to its post-EMA diagnostic, or with
-    ``to_exit`` through its final evals to its exit; ``scan_final`` also parses its stop, bytes and final lines."""
+    ``to_exit`` through its final evals to its exit; ``scan_final`` also parses its stop, bytes and final lines.
+    April records (#1394 on) have no diagnostic: they stop when they apply their EMA, and their step times come
+    from the whole-run tok/s they log (``batch_tokens`` a step)."""
     workdir.mkdir(parents=True, exist_ok=True)
     try:
         import flash_attn_interface  # noqa: F401
@@ -144,12 +156,15 @@ def run_record(script: Path, env: dict[str, str], workdir: Path, timeout: float,
     except ImportError:
         (workdir / "flash_attn_interface.py").write_text(FA4_STAND_IN if attention == "fa4" else FA3_STAND_IN)
         stand_in = True
-    full_env = dict(os.environ, PYTHONPATH=f"{workdir}:{os.environ.get('PYTHONPATH', '')}", PYTHONUNBUFFERED="1", **env)
+    full_env = dict(os.environ, PYTHONPATH=f"{workdir}:{ROOT}:{os.environ.get('PYTHONPATH', '')}", PYTHONUNBUFFERED="1", **env)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", str(script.resolve())]
-    log = (workdir / "stdout.txt").open("w")
+    log = (workdir / "stdout.txt").open("w", buffering=1)  # line by line: a killed call still leaves the log
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=workdir, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    watchdog = threading.Timer(timeout, proc.kill)  # a record that goes silent (compiling) is stopped on time too
+    watchdog.start()
     out = {"steps": [], "losses": [], "val": None, "diag": None, "peak_mib": None, "fa3_stand_in": stand_in}
+    april = False  # an April record (tok/s step lines) has no post-EMA diagnostic to wait for
     try:
         for line in proc.stdout:
             log.write(line)
@@ -158,6 +173,12 @@ def run_record(script: Path, env: dict[str, str], workdir: Path, timeout: float,
             if m := STEP.match(line):
                 out["steps"].append(int(m[3]))
                 out["losses"].append(float(m[2]))
+            elif m := STEP_TPS.match(line):
+                out["steps"].append(int(m[1]) * batch_tokens / int(m[3]) * 1000)
+                out["losses"].append(float(m[2]))
+                april = True
+            elif EMA_APPLY.match(line) and april and not to_exit:
+                break
             elif m := VAL.match(line):
                 out["val"] = {"val_loss": float(m[2]), "val_bpb": float(m[3])}
             elif m := PEAK.search(line):
@@ -170,12 +191,15 @@ def run_record(script: Path, env: dict[str, str], workdir: Path, timeout: float,
                 out["error"] = f"timed out after {timeout:.0f}s"
                 break
     finally:
+        watchdog.cancel()
         proc.kill()
         out["exit"] = proc.wait()
+        if time.perf_counter() - t0 > timeout and "error" not in out:
+            out["error"] = f"timed out after {timeout:.0f}s"
         log.close()
     out["seconds"] = round(time.perf_counter() - t0, 1)
     times = out.pop("steps")
-    out["step_ms"] = [b - a for a, b in zip([0, *times[:-1]], times)]
+    out["step_ms"] = [round(b - a, 2) for a, b in zip([0, *times[:-1]], times)]
     return out
 
 
@@ -342,7 +366,8 @@ def main(argv: list[str] | None = None) -> None:
     if not a.skip_record:
         r = rows[a.record_label] = run_record(a.record, record_env(a), a.out / a.record_label, a.record_timeout,
                                               to_exit=bool(a.budget) and a.record_until == "exit",
-                                              scan_final=bool(a.budget), nproc=a.nproc, attention=a.record_attention)
+                                              scan_final=bool(a.budget), nproc=a.nproc, attention=a.record_attention,
+                                              batch_tokens=a.batch_tokens)
         r["seed"], r["nproc"] = a.seed, a.nproc
         print(f"{a.record_label}: {r['seconds']}s exit {r['exit']}, median {median_from(r['step_ms'], a.from_step)} ms",
               flush=True)

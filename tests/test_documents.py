@@ -176,6 +176,31 @@ def test_banded_attention_equals_the_whole_rows_mask(T, M):
     torch.testing.assert_close(sdpa(q, k, v, docs), want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("T,max_len", [(1024, 0), (2048, 300), (1000, 0), (640, 100)])
+def test_block_mask_from_segments_equals_flex_attentions_own_and_attends_exactly(T, max_len):
+    """The block-granular mask (no T x T evaluation) against create_block_mask's, block for block where T is a
+    multiple of the block; flex attention under it against SDPA under the dense mask at any T."""
+    import torch.nn.functional as F
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    from golf.models.documents import allowed, block_mask
+
+    g = torch.Generator().manual_seed(T)
+    ids = torch.randint(2, 50, (2, T), generator=g)
+    ids[torch.rand(2, T, generator=g) < 0.004] = BOS
+    seg = segment_ids(ids, BOS, max_len)
+    ours = block_mask(seg)
+    if T % 128 == 0:
+        theirs = create_block_mask(lambda b, h, q, kv: (kv <= q) & (seg[b, q] == seg[b, kv]), 2, None, T, T,
+                                   device="cpu")
+        for a in ("kv_num_blocks", "full_kv_num_blocks"):
+            assert torch.equal(getattr(ours, a), getattr(theirs, a)), a
+        assert torch.equal(ours.to_dense(), theirs.to_dense())
+    q, k, v = (torch.randn(2, 4, T, 16, generator=g) for _ in range(3))
+    want = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed(seg, T)[:, None])
+    torch.testing.assert_close(flex_attention(q, k, v, block_mask=ours), want, atol=2e-6, rtol=0)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("compiled", [False, True])
 def test_flex_attention_on_cuda_equals_the_masked_sdpa(tiny_gpt, compiled):

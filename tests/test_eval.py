@@ -239,3 +239,27 @@ def test_bad_eval_options_name_the_key():
         TTTEvaluator(chunk_tokens=16, seq_len=32)
     with pytest.raises(ValueError, match="eval.sliding.compile_mode must be one of"):
         SlidingEvaluator(compile_mode="fast")
+
+
+def test_standard_eval_holds_a_forwards_logits_under_the_cap(monkeypatch):
+    """A large vocabulary gets fewer rows a forward (no 17 GB of fp32 logits at vocab 8192), and the same score."""
+    import golf.eval.bpb as bpb
+
+    class Uniform(torch.nn.Module):
+        def __init__(self, vocab):
+            super().__init__()
+            self.vocab_size, self.rows = vocab, []
+
+        def forward(self, x, y):
+            self.rows.append(x.size(0))
+            return torch.full((), math.log(self.vocab_size), dtype=torch.float32)
+
+    tokens = torch.arange(64 * 16 + 1) % 7
+    val_bytes = TargetBytes(torch.ones(tokens.numel(), dtype=torch.int32))
+    monkeypatch.setattr(bpb, "MAX_LOGITS", 8 * 16 * 100)  # 8 rows of 16 at vocab 100
+    small, large = Uniform(50), Uniform(100)
+    ev = Evaluator(batch_tokens=64 * 16, seq_len=16)
+    r_small, r_large = ev.evaluate(small, tokens, val_bytes), ev.evaluate(large, tokens, val_bytes)
+    assert small.rows == [16] * 4 and large.rows == [8] * 8
+    assert r_large.tokens == r_small.tokens == 64 * 16
+    assert r_large.val_loss == pytest.approx(math.log(100))

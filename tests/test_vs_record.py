@@ -116,3 +116,19 @@ def test_step_mode_tabulates_per_step_times_and_the_post_ema_score(tmp_path, cap
     assert rec["step_ms"] == [600, 600, 600, 600] and rec["diag"] == {"val_loss": 2.29, "val_bpb": 1.355}
     row = "| record | 600.0 | 1.31M | 23000 | 6.9000 / 6.8000 / 6.7000 | 1.36 | 1.3550 (EMA) |"
     assert row in capsys.readouterr().out
+
+
+def test_step_mode_reads_an_april_records_tok_s_lines_and_stops_at_its_ema(tmp_path):
+    """#1394-#1855 log "N/ITER train_loss: X train_time: Ym tok/s: Z" (Z over the run so far) and no diagnostic:
+    each step's time comes from the cumulative tok/s, and the record is stopped when it applies its EMA."""
+    B = 786_432
+    total_ms = [800, 1600, 2500, 3400]
+    lines = "".join(f"{i}/4 train_loss: {7 - i / 10:.4f} train_time: 0.0m tok/s: {round(i * B / (t / 1000))}\n"
+                    for i, t in enumerate(total_ms, start=1))
+    log = "warmup_step: 1/5\n" + lines + "peak memory allocated: 40000 MiB reserved: 41000 MiB\nema:applying EMA weights\n"
+    record = tmp_path / "train_gpt.py"
+    record.write_text(f"import time\nprint({log!r}, end='', flush=True)\ntime.sleep(60)\n")
+    _vs_record().main(["--steps", "4", "--from-step", "1", "--record", str(record), "--out", str(tmp_path)])
+    rec = json.loads((tmp_path / "vs_record.json").read_text())["record"]
+    assert rec["seconds"] < 50 and rec["losses"] == [6.9, 6.8, 6.7, 6.6] and rec["peak_mib"] == 40000
+    assert rec["step_ms"] == pytest.approx([800, 800, 900, 900], abs=0.01)

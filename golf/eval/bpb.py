@@ -35,6 +35,16 @@ def bits_per_byte(nll_sum: float, n_bytes: float) -> float:
     return nll_sum / (math.log(2.0) * n_bytes)
 
 
+MAX_LOGITS = 1 << 29  # 2 GiB of fp32 logits a forward: vocab 1024 keeps 524,288 tokens, vocab 8192 gets 65,536
+
+
+def logit_cap(model) -> int:
+    """Tokens one forward may hold so that its logits stay within ``MAX_LOGITS`` elements: a batch of 524,288
+    tokens at vocab 8192 would make 17 GB of fp32 logits in an uncompiled forward (and a 32 GiB request)."""
+    vocab = getattr(model, "vocab_size", None)
+    return MAX_LOGITS // vocab if isinstance(vocab, int) and vocab > 0 else 1 << 62
+
+
 def truncate_validation(tokens: np.ndarray, seq_len: int) -> np.ndarray:
     usable = ((tokens.size - 1) // seq_len) * seq_len
     if usable <= 0:
@@ -112,7 +122,7 @@ class Evaluator:
         T = self.seq_len
         total_seqs = (val_tokens.numel() - 1) // T
         lo, hi = total_seqs * rank // world_size, total_seqs * (rank + 1) // world_size
-        per_batch = max(self.batch_tokens // (world_size * T), 1)
+        per_batch = max(min(self.batch_tokens // world_size, logit_cap(model)) // T, 1)
         sums = torch.zeros(3, dtype=torch.float64, device=device)  # nll, tokens, bytes
         ctx = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
         was_training = model.training

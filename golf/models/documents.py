@@ -54,7 +54,7 @@ class Documents:
     @classmethod
     def build(cls, ids: Tensor, bos_id: int, max_len: int = 0) -> Documents:
         seg = segment_ids(ids, bos_id, max_len)
-        return cls(seg, max_len, block_mask=_block_mask(seg) if ids.is_cuda else None)
+        return cls(seg, max_len, block_mask=block_mask(seg) if ids.is_cuda else None)
 
     def banded(self) -> bool:
         """Whether attention runs in blocks of ``max_len`` queries over their block and the one before: exact, as
@@ -118,14 +118,35 @@ def sdpa(q: Tensor, k: Tensor, v: Tensor, docs: Documents) -> Tensor:
     return F.scaled_dot_product_attention(qt, kt, vt, attn_mask=docs.mask(), enable_gqa=gqa).transpose(1, 2)
 
 
-def _block_mask(seg: Tensor):
-    from torch.nn.attention.flex_attention import create_block_mask
+def block_mask(seg: Tensor, block: int = 128):
+    """Flex attention's block mask for causal attention within segments, built at block granularity.
+
+    ``create_block_mask`` evaluates the mask at every (query, key) pair: 9.7e9 of them for a 98,304-token packed
+    row, 9.7 GB in eager mode. Segment ids are nondecreasing along a row, so a block's ids lie between its first
+    and last; key block j < query block i holds a visible pair exactly when j's last id equals i's first, and
+    every pair is visible when j's first equals i's last. The diagonal block is always partial (causal)."""
+    from torch.nn.attention.flex_attention import BlockMask
+
+    B, T = seg.shape
+    n = -(-T // block)
+    starts = torch.arange(n, device=seg.device) * block
+    first = seg[:, starts]                                           # [B, n]
+    last = seg[:, (starts + block - 1).clamp(max=T - 1)]
+    qi, kj = torch.arange(n, device=seg.device)[:, None], torch.arange(n, device=seg.device)[None, :]
+    below = (kj < qi)[None]
+    full = below & (first[:, None, :] == last[:, :, None])           # [B, q block, kv block]
+    partial = (below & (last[:, None, :] == first[:, :, None]) & ~full) | (kj == qi)[None]
+
+    def blocks(m: Tensor) -> tuple[Tensor, Tensor]:
+        count = m.sum(-1, dtype=torch.int32)
+        order = torch.argsort((~m).to(torch.int8), dim=-1, stable=True).to(torch.int32)
+        return count[:, None], order[:, None]
 
     def same_document(b, h, q, kv):
         return (kv <= q) & (seg[b, q] == seg[b, kv])
 
-    B, T = seg.shape
-    return create_block_mask(same_document, B, None, T, T, device=seg.device)
+    return BlockMask.from_kv_blocks(*blocks(partial), *blocks(full), BLOCK_SIZE=block, mask_mod=same_document,
+                                    seq_lengths=(T, T))
 
 
 _FLEX = None
