@@ -38,6 +38,9 @@ class TTTResult:
     chunks_scored: int
     status: str                  # complete | stopped by the time guard ...
 
+    def details(self) -> dict:
+        return {"method": "chunk SGD", "chunks": self.chunks, "chunks_scored": self.chunks_scored}
+
 
 class TTTEvaluator:
     def __init__(self, *, chunk_tokens: int = 32_768, window: int = 2048, stride: int = 64, batch_windows: int = 32,

@@ -24,6 +24,7 @@ from golf.kernels.qk_norm_rope import fuses_qkv, norm_rope, qkv_norm_rope, qkv_n
 from golf.kernels.xsa import exclusive
 from golf.models.documents import Documents, allowed, flex, sdpa
 from golf.models.layers import CastedLinear, matmul_dtype
+from golf.models.lora import SlotLoRA
 
 SDPA_BACKENDS = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
                  "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}
@@ -246,25 +247,30 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, ve: Tensor | None = None,
                 v0: Tensor | None = None, cache: KVCache | None = None, q_from: int = 0,
-                out_scale: Tensor | None = None, docs: Documents | None = None) -> tuple[Tensor, Tensor | None]:
+                out_scale: Tensor | None = None, docs: Documents | None = None,
+                lora: SlotLoRA | None = None) -> tuple[Tensor, Tensor | None]:
         """Returns the output (its channels scaled by ``out_scale``, folded into proj's weight) and, with value
         residual on, this layer's own V (layer 0's becomes v0). With a ``cache`` the positions of ``x`` follow the
         cached ones (cos/sin are theirs), and attend to them too. ``docs``: attention within documents.
         ``q_from`` > 0: outputs for positions q_from.. only (their queries over every key; the sliding eval's
-        last block, where only the scored positions are needed)."""
+        last block, where only the scored positions are needed). ``lora``: test-time adapters on q, k, v (before
+        their norms) and on the input, added to the output ("o", scaled by ``out_scale`` as the projection is)."""
         B, T, D = x.shape
         xq = x[:, q_from:] if q_from else x
         Tq = T - q_from
-        fused = not q_from and cache is None and self._fuses_qkv(x, 2 * cos.size(-1))
+        fused = not q_from and cache is None and lora is None and self._fuses_qkv(x, 2 * cos.size(-1))
         wide = fused and self.wide_kv
         if wide:  # k and v at the query heads for attention, v_own (v + ve) at its own for XSA
             q, k, v, v_own = self._qkv(x, cos, sin, ve, wide=True)
         elif fused:
             q, k, v = self._qkv(x, cos, sin)
         else:
-            q = self.c_q(xq).reshape(B, Tq, self.num_heads, self.head_dim)
-            k = self.c_k(x).reshape(B, T, self.num_kv_heads, self.head_dim)
-            v = self.c_v(x).reshape(B, T, self.num_kv_heads, self.head_dim)
+            q, k, v = self.c_q(xq), self.c_k(x), self.c_v(x)
+            if lora is not None:
+                q, k, v = (t if a is None else t + a(src) for t, a, src in ((q, lora.q, xq), (k, lora.k, x), (v, lora.v, x)))
+            q = q.reshape(B, Tq, self.num_heads, self.head_dim)
+            k = k.reshape(B, T, self.num_kv_heads, self.head_dim)
+            v = v.reshape(B, T, self.num_kv_heads, self.head_dim)
         if ve is not None and not wide:
             v = v + ve.view_as(v)
         raw_v = v if self.vr_lambda is not None else None
@@ -292,7 +298,11 @@ class CausalSelfAttention(nn.Module):
         elif self.gate_w is not None:
             src = xq[..., : self.gate_window] if self.gate_kind == "sparse" else xq
             y = y * torch.sigmoid(self.gate_scale * F.linear(src, self.gate_w.to(src.dtype))).unsqueeze(-1)
-        return self.proj(y.reshape(B, Tq, D), out_scale), raw_v
+        out = self.proj(y.reshape(B, Tq, D), out_scale)
+        if lora is not None and lora.o is not None:
+            o = lora.o(xq)
+            out = out + (o if out_scale is None else out_scale.to(o.dtype) * o)
+        return out, raw_v
 
     def _fuses_qkv(self, x: Tensor, rope_dims: int) -> bool:
         """One projection for q, k and v (``model.kernels``'s ``qkv``): where its kernel runs, and no hook watches

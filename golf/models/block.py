@@ -15,6 +15,7 @@ from golf.kernels.rotary import rms_norm
 from golf.models.attention import CausalSelfAttention, KVCache
 from golf.models.documents import Documents
 from golf.models.layers import CastedLinear, matmul_dtype
+from golf.models.lora import SlotLoRA
 
 ACTIVATIONS = ("relu2", "leaky_relu2")
 
@@ -69,30 +70,37 @@ class Block(nn.Module):
 
     def forward(self, x: Tensor, x0: Tensor, cos: Tensor, sin: Tensor, ve: Tensor | None = None,
                 v0: Tensor | None = None, cache: KVCache | None = None, q_from: int = 0,
-                docs: Documents | None = None) -> tuple[Tensor, Tensor | None]:
+                docs: Documents | None = None, lora: SlotLoRA | None = None) -> tuple[Tensor, Tensor | None]:
         """``q_from`` > 0: the output of positions q_from.. only (see ``CausalSelfAttention.forward``); ``docs``:
-        attention within documents."""
+        attention within documents; ``lora``: this layer's test-time adapters."""
         mix = self.resid_mix.to(x.dtype)
         x = mix[0] * x + mix[1] * x0
         # attn_scale and mlp_scale scale the output channels of attention's and the MLP's last matrix: folded into
         # those weights, no pass over the tokens multiplies by them or reduces their gradients
         h = self.norm(x)
-        a, raw_v = self.attn(h, cos, sin, ve, v0, cache, q_from, out_scale=self.attn_scale, docs=docs)
+        a, raw_v = self.attn(h, cos, sin, ve, v0, cache, q_from, out_scale=self.attn_scale, docs=docs, lora=lora)
         x = (x[:, q_from:] if q_from else x) + a
         if self.lanes == 1:
-            return x + self.mlp(h[:, q_from:] if q_from else h, self.mlp_scale), raw_v
-        return x + self.mlp(self.norm(x), self.mlp_scale), raw_v
+            return x + self._mlp(h[:, q_from:] if q_from else h, lora), raw_v
+        return x + self._mlp(self.norm(x), lora), raw_v
+
+    def _mlp(self, h: Tensor, lora: SlotLoRA | None) -> Tensor:
+        out = self.mlp(h, self.mlp_scale)
+        if lora is not None and lora.mlp is not None:
+            out = out + self.mlp_scale.to(out.dtype) * lora.mlp(h)
+        return out
 
     def two_lanes(self, lanes: tuple[Tensor, Tensor], x0: Tensor, cos: Tensor, sin: Tensor, ve: Tensor | None = None,
                   v0: Tensor | None = None, cache: KVCache | None = None, q_from: int = 0,
-                  docs: Documents | None = None) -> tuple[tuple[Tensor, Tensor], Tensor | None]:
+                  docs: Documents | None = None, lora: SlotLoRA | None = None
+                  ) -> tuple[tuple[Tensor, Tensor], Tensor | None]:
         """The two-lane layer: attention reads resid_mix(lane 0, x0), the MLP reads lane 1."""
         lane0, lane1 = lanes
         mix = self.resid_mix.to(lane0.dtype)
         a, raw_v = self.attn(self.norm(mix[0] * lane0 + mix[1] * x0), cos, sin, ve, v0, cache, q_from,
-                             out_scale=self.attn_scale, docs=docs)
+                             out_scale=self.attn_scale, docs=docs, lora=lora)
         if q_from:
             lane0, lane1 = lane0[:, q_from:], lane1[:, q_from:]
-        m = self.mlp(self.norm(lane1), self.mlp_scale)
+        m = self._mlp(self.norm(lane1), lora)
         r, P = self.lane_resid.to(lane0.dtype), self.lane_post.to(lane0.dtype)
         return (r[0] * lane0 + P[0, 0] * a + P[1, 0] * m, r[1] * lane1 + P[0, 1] * a + P[1, 1] * m), raw_v

@@ -31,6 +31,7 @@ from golf.models.documents import Documents, first_of_document
 from golf.models.embeddings import BigramHash, EngramLite, InputSmearGate, SmearGate, ValueEmbedding
 from golf.models.init import init_weights
 from golf.models.layers import CastedLinear
+from golf.models.lora import DocLoRA
 from golf.models.qat import FakeQuant
 
 
@@ -292,11 +293,12 @@ class GPT(nn.Module):
         return x
 
     def hidden(self, input_ids: Tensor, state: DecodeState | None = None, rope_len: int | None = None,
-               last: int | None = None) -> Tensor:
+               last: int | None = None, lora: DocLoRA | None = None) -> Tensor:
         """Final hidden states. ``state``: decode incrementally after the positions already cached. RoPE's
         (NTK-rescaled) base is that of ``rope_len`` positions (default: this call's length, or the state's
         capacity). ``last``: only the last ``last`` positions' states; the last block then computes its
-        queries, MLP and output for those alone (exact: every earlier layer still sees every position)."""
+        queries, MLP and output for those alone (exact: every earlier layer still sees every position).
+        ``lora``: per-row test-time adapters (golf.models.lora), one set per virtual layer."""
         start = 0 if state is None else state.length
         if last is not None and (state is not None or not 0 < last <= input_ids.size(1)):
             raise ValueError(f"hidden(last={last}) needs 1 <= last <= {input_ids.size(1)} positions and no decode state")
@@ -314,10 +316,11 @@ class GPT(nn.Module):
             cos, sin = cos[start : start + T], sin[start : start + T]
         ve_base = self.ve(input_ids) if self.ve is not None else None
         docs = Documents.build(input_ids, self.bos_id, self.doc_max_len) if self.doc_mask and state is None else None
-        return rms_norm(self._trunk(x, x0, cos, sin, ve_base, state, last, docs))
+        return rms_norm(self._trunk(x, x0, cos, sin, ve_base, state, last, docs, lora))
 
     def _trunk(self, x: Tensor, x0: Tensor, cos: Tensor, sin: Tensor, ve_base: Tensor | None,
-               state: DecodeState | None, last: int | None, docs: Documents | None) -> Tensor:
+               state: DecodeState | None, last: int | None, docs: Documents | None,
+               lora: DocLoRA | None = None) -> Tensor:
         """The blocks in their (virtual) order with the U-Net skips; two-lane blocks carry both lanes to the end,
         where their mean is the output."""
         order = self.layer_order()
@@ -340,9 +343,10 @@ class GPT(nn.Module):
             q_from = x0.size(1) - last if last is not None and vi == len(order) - 1 else 0
             cache = None if state is None else state.caches[vi]
             if block.lanes == 2:
-                lanes, raw_v = block.two_lanes(lanes, x0, cos, sin, ve, v0, cache, q_from, docs)
+                lanes, raw_v = block.two_lanes(lanes, x0, cos, sin, ve, v0, cache, q_from, docs,
+                                               lora.slot(vi) if lora is not None else None)
             else:
-                x, raw_v = block(x, x0, cos, sin, ve, v0, cache, q_from, docs)
+                x, raw_v = block(x, x0, cos, sin, ve, v0, cache, q_from, docs, lora.slot(vi) if lora is not None else None)
             if v0 is None:
                 v0 = raw_v
             if vi < n_enc:
@@ -375,23 +379,27 @@ class GPT(nn.Module):
         then one position per call)."""
         return self._project(self.hidden(input_ids, state), None)
 
-    def _project(self, h: Tensor, head: nn.Module | None) -> Tensor:
+    def _project(self, h: Tensor, head: nn.Module | None, lora: DocLoRA | None = None) -> Tensor:
         weight = (self.tok_emb.weight if self.lm_head is None else self.lm_head.weight) if head is None else head.weight
         z = F.linear(h, weight.to(h.dtype))
+        if lora is not None and lora.head is not None:
+            z = z + lora.head(h)
         return self.logit_softcap * torch.tanh(z / self.logit_softcap)
 
     def logits(self, input_ids: Tensor) -> Tensor:
         return self._project(self.hidden(input_ids), None)
 
-    def forward(self, input_ids: Tensor, target_ids: Tensor, reduction: str = "mean") -> Tensor:
-        """Cross-entropy (nats) of ``target_ids`` given ``input_ids``; ``reduction='none'`` gives per-token."""
-        h = self.hidden(input_ids)
-        if reduction == "mean" and self.ce_mode != "torch" and h.is_cuda:
+    def forward(self, input_ids: Tensor, target_ids: Tensor, reduction: str = "mean",
+                lora: DocLoRA | None = None) -> Tensor:
+        """Cross-entropy (nats) of ``target_ids`` given ``input_ids``; ``reduction='none'`` gives per-token.
+        ``lora``: each row's test-time adapters (golf.models.lora)."""
+        h = self.hidden(input_ids, lora=lora)
+        if reduction == "mean" and self.ce_mode != "torch" and h.is_cuda and lora is None:
             weight = self.tok_emb.weight if self.lm_head is None else self.lm_head.weight
             z = F.linear(h, weight.to(h.dtype))
             loss = softcap_ce.loss(z.flatten(0, 1), target_ids.flatten(), self.logit_softcap, self.ce_mode)
         else:
-            loss = F.cross_entropy(self._project(h, None).float().flatten(0, 1), target_ids.flatten(),
+            loss = F.cross_entropy(self._project(h, None, lora).float().flatten(0, 1), target_ids.flatten(),
                                    reduction=reduction)
         if reduction == "none":
             return loss.view_as(target_ids)

@@ -22,8 +22,11 @@ def _scored(r, seconds: float) -> dict:
 
 
 def eval_roundtrip(run: Run) -> None:
-    v = run.evaluate(run.loaded)
+    """The loaded model's score, guarded by what is left of budget.eval_seconds."""
+    v = run.evaluate(run.loaded, time_budget=run.parts.budget.eval_seconds - run.post_training_seconds())
     run.results["val"]["roundtrip"] = {**v, "tokens_per_s": round(v["tokens"] / max(v["seconds"], 1e-9), 1)}
+    if "status" in v:
+        run.log(f"roundtrip: {v['status']}")
 
 
 def eval_sliding(run: Run) -> None:
@@ -43,7 +46,8 @@ def eval_sliding(run: Run) -> None:
 
 
 def eval_ttt(run: Run) -> None:
-    """Score-first TTT on the loaded (dequantized) model, guarded by what is left of budget.eval_seconds."""
+    """Score-first TTT on the loaded (dequantized) model, guarded by what is left of budget.eval_seconds: chunk SGD
+    (golf.eval.ttt) or phased per-document LoRA (golf.eval.phased_ttt)."""
     ev = run.parts.evaluator.ttt
     if ev is None:
         return
@@ -51,9 +55,11 @@ def eval_ttt(run: Run) -> None:
     left = run.parts.budget.eval_seconds - spent
     r = ev.evaluate(run.loaded, run.val_tokens, run.val_bytes, rank=run.dist.rank, world_size=run.dist.world_size,
                     autocast_dtype=run.autocast_dtype, time_budget=left)
-    run.results["val"]["ttt"] = {**_scored(r, r.seconds), "chunks": r.chunks, "chunks_scored": r.chunks_scored,
-                                 "status": r.status, "time_budget_s": round(left, 1)}
-    run.log(f"ttt {fmt_eval(run.results['val']['ttt'])} | {r.chunks_scored}/{r.chunks} chunks in {r.seconds:.1f}s | {r.status}")
+    d = r.details()
+    run.results["val"]["ttt"] = {**_scored(r, r.seconds), **d, "status": r.status, "time_budget_s": round(left, 1)}
+    done = (f"{d['chunks_scored']}/{d['chunks']} chunks" if "chunks" in d else
+            f"{d['docs_scored']}/{d['docs']} documents, {d['phases_done']} phases")
+    run.log(f"ttt ({d['method']}) {fmt_eval(run.results['val']['ttt'])} | {done} in {r.seconds:.1f}s | {r.status}")
 
 
 def account(run: Run) -> None:
@@ -94,9 +100,9 @@ def report(run: Run) -> None:
 
 
 def _conclude(r: dict, status: str) -> None:
-    """The status (partial_eval where a time guard stopped TTT or the sliding eval) and the headline: TTT, else
+    """The status (partial_eval where a time guard stopped an eval) and the headline: TTT, else
     sliding, else the round trip."""
-    cut = any(r["val"].get(k) and r["val"][k].get("status", "complete") != "complete" for k in ("ttt", "sliding"))
+    cut = any(r["val"].get(k) and r["val"][k].get("status", "complete") != "complete" for k in ("ttt", "sliding", "roundtrip"))
     r["status"] = "partial_eval" if status == "ok" and cut else status
     headline = next(k for k in ("ttt", "sliding", "roundtrip") if r["val"].get(k))
     r["headline"] = {"eval": headline, "val_bpb": r["val"][headline]["val_bpb"], "val_loss": r["val"][headline]["val_loss"]}
