@@ -121,13 +121,16 @@ class Run:
         if self.main:
             write_json_atomic(self.files.results, self.results)
 
-    def evaluate(self, model: nn.Module) -> dict[str, Any]:
-        """Score ``model`` with the configured evaluator; the result as results.json stores it."""
+    def evaluate(self, model: nn.Module, time_budget: float | None = None) -> dict[str, Any]:
+        """Score ``model`` with the configured evaluator (stopped by the time guard at ``time_budget`` seconds);
+        the result as results.json stores it."""
         t = time.perf_counter()
         r = self.parts.evaluator.evaluate(model, self.val_tokens, self.val_bytes, rank=self.dist.rank,
-                                          world_size=self.dist.world_size, autocast_dtype=self.autocast_dtype)
-        return {"val_loss": r.val_loss, "val_bpb": r.val_bpb, "tokens": r.tokens, "bytes": r.bytes,
-                "seconds": round(time.perf_counter() - t, 3)}
+                                          world_size=self.dist.world_size, autocast_dtype=self.autocast_dtype,
+                                          time_budget=time_budget)
+        out = {"val_loss": r.val_loss, "val_bpb": r.val_bpb, "tokens": r.tokens, "bytes": r.bytes,
+               "seconds": round(time.perf_counter() - t, 3)}
+        return out if r.status == "complete" else {**out, "status": r.status}
 
 
 def fmt_eval(r: dict[str, Any]) -> str:

@@ -263,3 +263,11 @@ def test_standard_eval_holds_a_forwards_logits_under_the_cap(monkeypatch):
     assert small.rows == [16] * 4 and large.rows == [8] * 8
     assert r_large.tokens == r_small.tokens == 64 * 16
     assert r_large.val_loss == pytest.approx(math.log(100))
+
+
+def test_standard_eval_time_guard_scores_whole_batches_and_says_so():
+    model, val = _model(), _tokens(64 * 8)
+    full = Evaluator(batch_tokens=64 * 2, seq_len=64).evaluate(model, val, _target_bytes(val))
+    cut = Evaluator(batch_tokens=64 * 2, seq_len=64).evaluate(model, val, _target_bytes(val), time_budget=1e-9)
+    assert full.status == "complete" and full.tokens == 64 * 8
+    assert cut.tokens == 64 * 2 and cut.status.startswith("stopped by the time guard after 1 batches")

@@ -340,7 +340,7 @@ def test_sliding_and_ttt_scores_land_in_results(smoke_dir, tmp_path, monkeypatch
     g = guarded["val"]
     assert guarded["status"] == "partial_eval" and "time guard" in g["ttt"]["status"] and "time guard" in g["sliding"]["status"]
     assert g["ttt"]["tokens"] < v["ttt"]["tokens"] and g["sliding"]["tokens"] < v["sliding"]["tokens"]
-    assert g["roundtrip"]["tokens"] == v["roundtrip"]["tokens"]  # the round trip is scored whole, before the guards
+    assert g["roundtrip"]["tokens"] < v["roundtrip"]["tokens"] and "time guard" in g["roundtrip"]["status"]
 
 
 # A tiny override of any record preset: its own depth and features, 64 wide, two steps on the smoke data,
@@ -372,3 +372,17 @@ def test_every_record_preset_runs_a_tiny_override_of_itself(smoke_dir, tmp_path,
         assert r["val"]["sliding"]["tokens"] == r["val"]["roundtrip"]["tokens"]
     if full.quant.get("method") == "gptq":
         assert r["calibration"]["tokens"] > 0 and r["quant_stats"]["gptq"]["matrices"] > 0
+
+
+def test_phased_ttt_scores_every_target_and_heads_the_results(smoke_dir, tmp_path, monkeypatch):
+    """eval=phased_ttt end to end on the smoke data (its 61 documents in batches of 16, two phases)."""
+    monkeypatch.setenv("GOLF_CACHE_DIR", str(smoke_dir.parent))
+    small = ["eval.sliding.window=128", "eval.sliding.stride=64", "eval.ttt.chunk=64", "eval.ttt.batch_docs=16",
+             "eval.ttt.rank=4", "eval.ttt.prefix_docs=32", "eval.ttt.phases=2", "eval.ttt.global_chunk_tokens=2048",
+             "eval.ttt.lr=0.001"]
+    r = run_in_process([*FAST, "logger=none", "train.iterations=4", "eval=phased_ttt", *small], tmp_path / "a")
+    v = r["val"]
+    assert r["status"] == "ok" and r["headline"]["eval"] == "ttt" and v["ttt"]["method"] == "phased LoRA"
+    assert v["ttt"]["tokens"] == v["sliding"]["tokens"] == v["roundtrip"]["tokens"]  # every target once
+    assert v["ttt"]["docs"] == v["ttt"]["docs_scored"] and v["ttt"]["phases_done"] == 2
+    assert len(v["ttt"]["phase_seconds"]) == 2 and v["ttt"]["status"] == "complete"

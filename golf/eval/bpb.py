@@ -10,6 +10,7 @@ accumulated in float64 and summed over ranks:
 from __future__ import annotations
 
 import math
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -117,7 +118,12 @@ class Evaluator:
 
     @torch.inference_mode()
     def evaluate(self, model, val_tokens: Tensor, val_bytes: TargetBytes, *, rank: int = 0, world_size: int = 1,
-                 autocast_dtype: torch.dtype | None = None) -> EvalResult:
+                 autocast_dtype: torch.dtype | None = None, time_budget: float | None = None) -> EvalResult:
+        """``time_budget`` (seconds): before each batch, stop if the slowest batch so far would pass it; the
+        score is then that of the batches scored, and ``status`` says so."""
+        from golf.eval.sliding import guard_stops  # sliding builds on this module
+
+        t0 = time.perf_counter()
         device = val_bytes.device
         T = self.seq_len
         total_seqs = (val_tokens.numel() - 1) // T
@@ -127,7 +133,19 @@ class Evaluator:
         ctx = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
         was_training = model.training
         model.eval()
-        for s in range(lo, hi, per_batch):
+        status, slowest = "complete", 0.0
+        most = math.ceil(total_seqs / world_size)
+        n_batches = math.ceil(most / per_batch)  # the same count on every rank
+        for i in range(n_batches):
+            s = lo + i * per_batch
+            elapsed = time.perf_counter() - t0
+            if time_budget is not None and guard_stops(i > 0 and elapsed + slowest > time_budget, device, world_size):
+                status = (f"stopped by the time guard after {i} batches of {per_batch} sequences ({elapsed:.0f}s spent, "
+                          f"budget {time_budget:.0f}s): the score covers the batches scored")
+                break
+            if s >= hi:  # a rank with fewer sequences still takes part in the guard's collective
+                continue
+            tb = time.perf_counter()
             e = min(s + per_batch, hi)
             chunk = val_tokens[s * T : e * T + 1].to(device=device, dtype=torch.int64, non_blocking=True)
             x, y = chunk[:-1].view(-1, T), chunk[1:].view(-1, T)
@@ -136,10 +154,15 @@ class Evaluator:
             sums[0] += loss.double() * y.numel()
             sums[1] += y.numel()
             sums[2] += val_bytes.span(s * T + 1, e * T + 1)
+            if time_budget is not None:
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                slowest = max(slowest, time.perf_counter() - tb)
         if world_size > 1 and dist.is_available() and dist.is_initialized():
             dist.all_reduce(sums, op=dist.ReduceOp.SUM)
         model.train(was_training)
         nll, n_tok, n_bytes = (float(v) for v in sums.tolist())
         if n_tok == 0 or n_bytes == 0:
             raise ValueError(f"no validation tokens scored (rank {rank} of {world_size}, {total_seqs} sequences)")
-        return EvalResult(val_loss=nll / n_tok, val_bpb=bits_per_byte(nll, n_bytes), tokens=int(n_tok), bytes=int(n_bytes))
+        return EvalResult(val_loss=nll / n_tok, val_bpb=bits_per_byte(nll, n_bytes), tokens=int(n_tok), bytes=int(n_bytes),
+                          seconds=time.perf_counter() - t0, status=status)
