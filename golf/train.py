@@ -41,6 +41,23 @@ def _leaves(node: dict, prefix: str = "") -> list[tuple[str, object]]:
     return out
 
 
+def _when_target(cfg: DictConfig, node: dict, prefix: str = "") -> dict:
+    """``node`` without its subtrees whose ``_when_target`` differs from the composed node's ``_target_``."""
+    out = {}
+    for k, v in node.items():
+        if not isinstance(v, dict):
+            out[k] = v
+            continue
+        want = v.get("_when_target")
+        if want is not None:
+            there = OmegaConf.select(cfg, f"{prefix}{k}")
+            if not isinstance(there, DictConfig) or there.get("_target_") != want:
+                continue
+            v = {kk: vv for kk, vv in v.items() if kk != "_when_target"}
+        out[k] = _when_target(cfg, v, f"{prefix}{k}.")
+    return out
+
+
 def apply_overlay(cfg: DictConfig, overrides: list[str]) -> list[str]:
     """Lay the composed ``overlay`` and ``overlay_if_set`` nodes over the config, in place, and drop them; returns
     the keys they set.
@@ -49,7 +66,9 @@ def apply_overlay(cfg: DictConfig, overrides: list[str]) -> list[str]:
     the chosen option has that key (``experiment=smoke`` shrinks ``model=xsa_all`` or ``calibration=ar`` alike;
     ``quant.prune_max_abs`` of ``experiment=pr1019`` means nothing to ``quant=none``), and a key the command line
     sets itself wins over it. ``overlay_if_set`` applies only where the option's value is not null: a 4-layer
-    smoke model keeps depth recurrence or parallel lanes where the chosen model has them, and no other gets them."""
+    smoke model keeps depth recurrence or parallel lanes where the chosen model has them, and no other gets them.
+    A node of either with a ``_when_target`` key applies only where the composed node's ``_target_`` is that
+    class (#1493's chunk-TTT learning rate must not reach the phased TTT's ``lr``)."""
     with open_dict(cfg):
         nodes = [(cfg.pop("overlay", None), False), (cfg.pop("overlay_if_set", None), True)]
     user = command_line_keys(overrides)
@@ -57,7 +76,7 @@ def apply_overlay(cfg: DictConfig, overrides: list[str]) -> list[str]:
     for overlay, only_set in nodes:
         if not overlay:
             continue
-        for key, value in _leaves(OmegaConf.to_container(overlay, resolve=False)):
+        for key, value in _leaves(_when_target(cfg, OmegaConf.to_container(overlay, resolve=False))):
             parent_key, _, leaf = key.rpartition(".")
             parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
             taken = any(key == u or key.startswith(u + ".") or u.startswith(key + ".") for u in user)
