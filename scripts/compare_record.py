@@ -140,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-steps", type=int, default=0, help="also train N steps on both sides and compare losses")
     p.add_argument("--warmup", type=int, default=2, help="compile warm-up steps (then restored) before --train-steps")
     p.add_argument("--accum", type=int, default=2, help="micro-steps per optimizer step in --train-steps")
+    p.add_argument("--ttt-docs", type=int, default=0,
+                   help="also score N synthetic documents with the record's phased LoRA TTT (eval_val_ttt_phased; "
+                        "its TTT_* / PHASED_TTT_* / GLOBAL_TTT_* settings from --env) and golf's eval=phased_ttt")
     a = p.parse_args(argv)
     mod = import_record(a.record, dict(e.split("=", 1) for e in a.env))
     device = torch.device(a.device)
@@ -177,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         problems.append(f"gradients differ ({gworst[1]})")
     if a.train_steps:
         problems += compare_training(mod, a, device)
+    if a.ttt_docs:
+        problems += compare_ttt(mod, ref, ours, a, device)
     print("MATCH" if not problems else "MISMATCH: " + "; ".join(problems))
     return 1 if problems else 0
 
@@ -419,6 +424,78 @@ def compare_training(mod, a, device) -> list[str]:
         print(f"| {i} | {r:.6f} | {o:.6f} |")
     print(f"largest relative loss difference {worst:.2e}")
     return [f"training losses differ ({worst:.2e})"] if worst > 2e-3 else []
+
+
+
+def compare_ttt(mod, ref, ours, a, device) -> list[str]:
+    """The record's phased TTT (``eval_val_ttt_phased``, global SGD phases included) against golf's
+    ``PhasedTTTEvaluator`` set to the record's Hyperparameters, each on its own copy of the same weights, over the
+    same documents (a BOS, then 30-400 random tokens) and the same per-token bytes. Golf draws its adapters' A from
+    the record's ``BatchedTTTLoRA``, built from the same global RNG state at the same moments (each phase's start,
+    each short batch), so the two start every batch from the same adapters."""
+    from types import SimpleNamespace
+
+    import golf.models.lora as lora_mod
+    from golf.eval.bpb import TargetBytes
+    from golf.eval.phased_ttt import PhasedTTTEvaluator
+
+    h = mod.Hyperparameters()
+    if h.ttt_eval_seq_len != h.eval_seq_len:
+        return ["--ttt-docs needs TTT_EVAL_SEQ_LEN == EVAL_SEQ_LEN (golf's phases use the TTT window)"]
+    g = torch.Generator().manual_seed(a.seed + 11)
+    docs = [torch.cat((torch.tensor([ours.bos_id]), torch.randint(2, ours.vocab_size, (int(n),), generator=g)))
+            for n in torch.randint(30, 400, (a.ttt_docs,), generator=g)]
+    val = torch.cat(docs)
+    base = torch.randint(1, 5, (ours.vocab_size,), generator=g).to(torch.int16)
+    space, boundary = torch.arange(ours.vocab_size) % 3 == 0, torch.arange(ours.vocab_size) < 2
+    per = (base[val[1:]].long() + (space[val[1:]] & ~boundary[val[:-1]]).long()).to(torch.int32)
+    val_data = SimpleNamespace(val_tokens=val, base_bytes_lut=base.to(device), has_leading_space_lut=space.to(device),
+                               is_boundary_token_lut=boundary.to(device), caseops_enabled=False, val_bytes=None)
+    theirs_model = copy.deepcopy(ref)
+    torch.manual_seed(a.seed + 13)
+    loss_r, bpb_r = mod.eval_val_ttt_phased(h, theirs_model, device, val_data, forward_ttt_train=theirs_model.forward_ttt)
+
+    golf_for_model = lora_mod.DocLoRA.for_model
+    draw_from = copy.deepcopy(ref)
+
+    def record_draws(model, rows, *, rank, alpha, targets, generator):
+        r = mod.BatchedTTTLoRA(rows, draw_from, h.ttt_lora_rank, k_lora=h.ttt_k_lora, mlp_lora=h.ttt_mlp_lora,
+                               o_lora=h.ttt_o_lora)
+        mine = golf_for_model(model, rows, rank=rank, alpha=alpha, targets=targets, generator=generator)
+        with torch.no_grad():
+            for i, layer in enumerate(mine.layers):
+                for t, name in (("q", "q_loras"), ("k", "k_loras"), ("v", "v_loras"), ("o", "o_loras"), ("mlp", "mlp_loras")):
+                    if t in layer:
+                        layer[t].A.copy_(getattr(r, name)[i].A)
+            if mine.head is not None:
+                mine.head.A.copy_(r.lm_head_lora.A)
+        return mine
+
+    targets = ["q", "v", "head"] + [t for t, on in (("k", h.ttt_k_lora), ("o", h.ttt_o_lora), ("mlp", h.ttt_mlp_lora)) if on]
+    ev = PhasedTTTEvaluator(chunk=h.ttt_chunk_size, window=h.ttt_eval_seq_len, batch_docs=h.ttt_batch_size,
+                            rank=h.ttt_lora_rank, alpha=mod.BatchedLinearLoRA._ALPHA, targets=targets, lr=h.ttt_lora_lr,
+                            betas=(h.ttt_beta1, h.ttt_beta2), weight_decay=h.ttt_weight_decay,
+                            warm_start_a=mod.BatchedLinearLoRA._WARM_START_A, grad_steps=h.ttt_grad_steps,
+                            prefix_docs=h.phased_ttt_prefix_docs, phases=h.phased_ttt_num_phases,
+                            global_lr=h.global_ttt_lr, global_momentum=h.global_ttt_momentum,
+                            global_epochs=h.global_ttt_epochs, global_chunk_tokens=h.global_ttt_chunk_tokens,
+                            global_batch_seqs=h.global_ttt_batch_seqs, global_grad_clip=h.global_ttt_grad_clip,
+                            bos_id=ours.bos_id, compile=False)
+    mine_model = copy.deepcopy(ours)
+    mine_model.doc_max_len = h.eval_seq_len  # the record cuts its global phases' documents there
+    lora_mod.DocLoRA.for_model = record_draws
+    try:
+        torch.manual_seed(a.seed + 13)
+        r = ev.evaluate(mine_model, val.to(device), TargetBytes(torch.cat((torch.zeros(1, dtype=torch.int32), per)).to(device)))
+    finally:
+        lora_mod.DocLoRA.for_model = golf_for_model
+    print(f"phased TTT on {a.ttt_docs} documents ({val.numel():,} tokens), batches of {h.ttt_batch_size}, "
+          f"{h.phased_ttt_num_phases} phases over {h.phased_ttt_prefix_docs} documents:")
+    print(f"| | val_loss | val_bpb |\n|---|---|---|\n| record | {loss_r:.8f} | {bpb_r:.8f} |\n"
+          f"| golf | {r.val_loss:.8f} | {r.val_bpb:.8f} |")
+    diff = abs(r.val_loss - loss_r) / abs(loss_r)
+    print(f"relative val_loss difference {diff:.2e}; golf ran {r.phases_done} phases")
+    return [f"phased TTT differs ({diff:.2e})"] if diff > 1e-5 else []
 
 
 if __name__ == "__main__":
