@@ -254,3 +254,13 @@ def test_bad_options_name_the_key():
         _ev(targets=("q", "x"))
     with pytest.raises(ValueError, match="eval.ttt: need chunk"):
         _ev(window=4)
+
+
+def test_a_phase_of_no_documents_trains_nothing():
+    """prefix_docs < phases puts the first boundary at 0 documents: that phase is empty (as the record's is)."""
+    model, val = _model(), _stream(LENGTHS)
+    ev = _ev(prefix_docs=2, phases=3)
+    assert ev.boundaries(9) == [0, 1, 2]
+    res = ev.evaluate(model, val, _bytes(val))
+    assert res.status == "complete" and res.phases_done == 2 and res.tokens == val.numel() - 1
+

@@ -267,8 +267,9 @@ class _Run:
     def global_phase(self, prefix: list[tuple[int, int]]) -> None:
         """SGD on every weight of the model over the scored documents' tokens (in batch order)."""
         t0 = time.perf_counter()
-        stream = torch.cat([self.tokens[s : s + n] for s, n in prefix])
-        global_sgd(self.model, stream, self.ev.window, self.ctx, self.rank, self.world_size, **self.ev.global_kw)
+        if prefix:  # a first boundary of 0 documents (prefix_docs < phases) trains on nothing, as #1626's does
+            stream = torch.cat([self.tokens[s : s + n] for s, n in prefix])
+            global_sgd(self.model, stream, self.ev.window, self.ctx, self.rank, self.world_size, **self.ev.global_kw)
         self.phase += 1
         self.reusable = self._new(self.ev.batch_docs)  # fresh adapters on the adapted model
         self.phase_seconds.append(time.perf_counter() - t0)
