@@ -22,6 +22,7 @@ import os
 import shlex
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -97,32 +98,45 @@ def golf_model(overrides: list[str], seed: int) -> torch.nn.Module:
     return instantiate(cfg.model, _convert_="all")()
 
 
+def golf_name(k: str, engram: bool) -> str:
+    """A record's (non-bank, non-lane) parameter name as golf calls it."""
+    k = k.replace(".attn.attn_gate_w", ".attn.gate_w")
+    for a, b in FRONTIER_RENAMES:
+        k = b if k == a else k
+    for a, b in RENAMES + ((("bigram.", "engram."),) if engram else ()):
+        k = k.replace(a, b) if k.startswith(a) else k
+    return k
+
+
+def record_parts(k: str, v: torch.Tensor, engram: bool) -> list[tuple[str, torch.Tensor]]:
+    """(golf name, view of ``v``) for each part of the record's tensor ``k``: banks split into per-layer matrices,
+    the April records' lane factors (allocated for every layer) into each layer's."""
+    if k in LANES:
+        return [(f"blocks.{i}.{LANES[k]}", v[i]) for i in range(v.shape[0])]
+    if k in BANKS:
+        names = BANKS[k]
+        per = v.shape[0] // len(names)
+        return [(f"blocks.{i}.{name}.weight", v[j * per + i]) for j, name in enumerate(names) for i in range(per)]
+    return [(golf_name(k, engram), v)]
+
+
 def record_as_golf(state: dict[str, torch.Tensor], num_layers: int, engram: bool,
                    golf_keys: set[str] | None = None) -> dict[str, torch.Tensor]:
-    """The record's state dict under golf's names (banks split into per-layer matrices; the April records'
-    lane factors, allocated for every layer, kept for the layers golf runs as lanes)."""
-    out = {}
-    for k, v in state.items():
-        if k in LANES:
-            for i in range(v.shape[0]):
-                name = f"blocks.{i}.{LANES[k]}"
-                if golf_keys is None or name in golf_keys:
-                    out[name] = v[i]
-            continue
-        k = k.replace(".attn.attn_gate_w", ".attn.gate_w")
-        for a, b in FRONTIER_RENAMES:
-            k = b if k == a else k
-        if k in BANKS:
-            names = BANKS[k]
-            per = v.shape[0] // len(names)
-            for j, name in enumerate(names):
-                for i in range(per):
-                    out[f"blocks.{i}.{name}.weight"] = v[j * per + i]
-            continue
-        for a, b in RENAMES + ((("bigram.", "engram."),) if engram else ()):
-            k = k.replace(a, b) if k.startswith(a) else k
-        out[k] = v
-    return out
+    """The record's state dict under golf's names (the lane factors kept for the layers golf runs as lanes)."""
+    return {name: part for k, v in state.items() for name, part in record_parts(k, v, engram)
+            if k not in LANES or golf_keys is None or name in golf_keys}
+
+
+def golf_into_record(ref: torch.nn.Module, golf_state: dict[str, torch.Tensor], engram: bool) -> None:
+    """Copy golf's weights into the record's model, in place (the inverse of ``record_as_golf``; lane factors of
+    layers golf has no lanes in keep the record's values, which it never reads)."""
+    with torch.no_grad():
+        for k, v in ref.state_dict().items():
+            for name, part in record_parts(k, v, engram):
+                if name in golf_state:
+                    part.copy_(golf_state[name].to(part.dtype))
+                elif k not in LANES:
+                    raise KeyError(f"golf's weights have no {name} (the record's {k})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,9 +157,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ttt-docs", type=int, default=0,
                    help="also score N synthetic documents with the record's phased LoRA TTT (eval_val_ttt_phased; "
                         "its TTT_* / PHASED_TTT_* / GLOBAL_TTT_* settings from --env) and golf's eval=phased_ttt")
+    p.add_argument("--ttt-data", type=Path, help="instead: time the record's phased TTT (its own ValidationData "
+                   "reads this directory's val shards and sidecars) and golf's eval=phased_ttt on the same weights")
+    p.add_argument("--golf-weights", type=Path, help="with --ttt-data: golf's exported weights (train.save_weights); "
+                   "default: the record's seeded weights")
     a = p.parse_args(argv)
-    mod = import_record(a.record, dict(e.split("=", 1) for e in a.env))
+    env = dict(e.split("=", 1) for e in a.env)
+    if a.ttt_data:  # the April records read these when their Hyperparameters class is defined (at import)
+        env.update(DATA_PATH=str(a.ttt_data.resolve()), TOKENIZER_PATH=str((a.ttt_data / "tokenizer.model").resolve()))
+    mod = import_record(a.record, env)
     device = torch.device(a.device)
+    if a.ttt_data:
+        return ttt_on_data(mod, a, device)
     ref = record_model(mod, a.seed).float().to(device)
     ours = golf_model(shlex.split(a.golf), a.seed).float().to(device)
     init_problems = initial_difference(ref, ours)
@@ -427,6 +450,52 @@ def compare_training(mod, a, device) -> list[str]:
 
 
 
+def golf_ttt(mod, h, bos_id: int, seed: int = 0, compile: bool | str = "auto"):
+    """golf's PhasedTTTEvaluator set to a record's Hyperparameters (and its class-level LoRA alpha / warm start)."""
+    from golf.eval.phased_ttt import PhasedTTTEvaluator
+
+    targets = ["q", "v", "head"] + [t for t, on in (("k", h.ttt_k_lora), ("o", h.ttt_o_lora), ("mlp", h.ttt_mlp_lora)) if on]
+    return PhasedTTTEvaluator(chunk=h.ttt_chunk_size, window=h.ttt_eval_seq_len, batch_docs=h.ttt_batch_size,
+                              rank=h.ttt_lora_rank, alpha=mod.BatchedLinearLoRA._ALPHA, targets=targets,
+                              lr=h.ttt_lora_lr, betas=(h.ttt_beta1, h.ttt_beta2), weight_decay=h.ttt_weight_decay,
+                              warm_start_a=mod.BatchedLinearLoRA._WARM_START_A, grad_steps=h.ttt_grad_steps,
+                              prefix_docs=h.phased_ttt_prefix_docs, phases=h.phased_ttt_num_phases,
+                              global_lr=h.global_ttt_lr, global_momentum=h.global_ttt_momentum,
+                              global_epochs=h.global_ttt_epochs, global_chunk_tokens=h.global_ttt_chunk_tokens,
+                              global_batch_seqs=h.global_ttt_batch_seqs, global_grad_clip=h.global_ttt_grad_clip,
+                              bos_id=bos_id, seed=seed, compile=compile)
+
+
+@contextmanager
+def record_adapter_draws(mod, ref, h):
+    """While active, golf's adapters take their A from the record's ``BatchedTTTLoRA`` built at that moment from the
+    global RNG (golf creates them when the record does: each phase's start, each short batch), so with the global
+    RNG seeded alike the two start every batch from the same adapters."""
+    import golf.models.lora as lora_mod
+
+    golf_for_model = lora_mod.DocLoRA.for_model
+    draw_from = copy.deepcopy(ref).cpu()
+
+    def record_draws(model, rows, *, rank, alpha, targets, generator):
+        r = mod.BatchedTTTLoRA(rows, draw_from, h.ttt_lora_rank, k_lora=h.ttt_k_lora, mlp_lora=h.ttt_mlp_lora,
+                               o_lora=h.ttt_o_lora)
+        mine = golf_for_model(model, rows, rank=rank, alpha=alpha, targets=targets, generator=generator)
+        with torch.no_grad():
+            for i, layer in enumerate(mine.layers):
+                for t, name in (("q", "q_loras"), ("k", "k_loras"), ("v", "v_loras"), ("o", "o_loras"), ("mlp", "mlp_loras")):
+                    if t in layer:
+                        layer[t].A.copy_(getattr(r, name)[i].A)
+            if mine.head is not None:
+                mine.head.A.copy_(r.lm_head_lora.A)
+        return mine
+
+    lora_mod.DocLoRA.for_model = record_draws
+    try:
+        yield
+    finally:
+        lora_mod.DocLoRA.for_model = golf_for_model
+
+
 def compare_ttt(mod, ref, ours, a, device) -> list[str]:
     """The record's phased TTT (``eval_val_ttt_phased``, global SGD phases included) against golf's
     ``PhasedTTTEvaluator`` set to the record's Hyperparameters, each on its own copy of the same weights, over the
@@ -435,9 +504,7 @@ def compare_ttt(mod, ref, ours, a, device) -> list[str]:
     each short batch), so the two start every batch from the same adapters."""
     from types import SimpleNamespace
 
-    import golf.models.lora as lora_mod
     from golf.eval.bpb import TargetBytes
-    from golf.eval.phased_ttt import PhasedTTTEvaluator
 
     h = mod.Hyperparameters()
     if h.ttt_eval_seq_len != h.eval_seq_len:
@@ -454,41 +521,12 @@ def compare_ttt(mod, ref, ours, a, device) -> list[str]:
     theirs_model = copy.deepcopy(ref)
     torch.manual_seed(a.seed + 13)
     loss_r, bpb_r = mod.eval_val_ttt_phased(h, theirs_model, device, val_data, forward_ttt_train=theirs_model.forward_ttt)
-
-    golf_for_model = lora_mod.DocLoRA.for_model
-    draw_from = copy.deepcopy(ref)
-
-    def record_draws(model, rows, *, rank, alpha, targets, generator):
-        r = mod.BatchedTTTLoRA(rows, draw_from, h.ttt_lora_rank, k_lora=h.ttt_k_lora, mlp_lora=h.ttt_mlp_lora,
-                               o_lora=h.ttt_o_lora)
-        mine = golf_for_model(model, rows, rank=rank, alpha=alpha, targets=targets, generator=generator)
-        with torch.no_grad():
-            for i, layer in enumerate(mine.layers):
-                for t, name in (("q", "q_loras"), ("k", "k_loras"), ("v", "v_loras"), ("o", "o_loras"), ("mlp", "mlp_loras")):
-                    if t in layer:
-                        layer[t].A.copy_(getattr(r, name)[i].A)
-            if mine.head is not None:
-                mine.head.A.copy_(r.lm_head_lora.A)
-        return mine
-
-    targets = ["q", "v", "head"] + [t for t, on in (("k", h.ttt_k_lora), ("o", h.ttt_o_lora), ("mlp", h.ttt_mlp_lora)) if on]
-    ev = PhasedTTTEvaluator(chunk=h.ttt_chunk_size, window=h.ttt_eval_seq_len, batch_docs=h.ttt_batch_size,
-                            rank=h.ttt_lora_rank, alpha=mod.BatchedLinearLoRA._ALPHA, targets=targets, lr=h.ttt_lora_lr,
-                            betas=(h.ttt_beta1, h.ttt_beta2), weight_decay=h.ttt_weight_decay,
-                            warm_start_a=mod.BatchedLinearLoRA._WARM_START_A, grad_steps=h.ttt_grad_steps,
-                            prefix_docs=h.phased_ttt_prefix_docs, phases=h.phased_ttt_num_phases,
-                            global_lr=h.global_ttt_lr, global_momentum=h.global_ttt_momentum,
-                            global_epochs=h.global_ttt_epochs, global_chunk_tokens=h.global_ttt_chunk_tokens,
-                            global_batch_seqs=h.global_ttt_batch_seqs, global_grad_clip=h.global_ttt_grad_clip,
-                            bos_id=ours.bos_id, compile=False)
+    ev = golf_ttt(mod, h, ours.bos_id, compile=False)
     mine_model = copy.deepcopy(ours)
     mine_model.doc_max_len = h.eval_seq_len  # the record cuts its global phases' documents there
-    lora_mod.DocLoRA.for_model = record_draws
-    try:
+    with record_adapter_draws(mod, ref, h):
         torch.manual_seed(a.seed + 13)
         r = ev.evaluate(mine_model, val.to(device), TargetBytes(torch.cat((torch.zeros(1, dtype=torch.int32), per)).to(device)))
-    finally:
-        lora_mod.DocLoRA.for_model = golf_for_model
     print(f"phased TTT on {a.ttt_docs} documents ({val.numel():,} tokens), batches of {h.ttt_batch_size}, "
           f"{h.phased_ttt_num_phases} phases over {h.phased_ttt_prefix_docs} documents:")
     print(f"| | val_loss | val_bpb |\n|---|---|---|\n| record | {loss_r:.8f} | {bpb_r:.8f} |\n"
@@ -496,6 +534,90 @@ def compare_ttt(mod, ref, ours, a, device) -> list[str]:
     diff = abs(r.val_loss - loss_r) / abs(loss_r)
     print(f"relative val_loss difference {diff:.2e}; golf ran {r.phases_done} phases")
     return [f"phased TTT differs ({diff:.2e})"] if diff > 1e-5 else []
+
+
+
+def ttt_on_data(mod, a, device) -> int:
+    """The record's phased TTT (its ``eval_val_ttt_phased``, its forward compiled as its main() compiles it, after
+    its own warm-up) and golf's ``PhasedTTTEvaluator`` on the same weights and validation data, golf's adapters drawn
+    as the record's, each timed: the records report the TTT loop alone (``total_eval_time``), not the warm-up, so
+    both are given."""
+    import time
+
+    from golf.eval.bpb import TargetBytes
+
+    h = mod.Hyperparameters()
+    ours = golf_model(shlex.split(a.golf), a.seed)
+    if a.golf_weights:
+        from safetensors.torch import load_file
+
+        ours.load_export_state_dict(load_file(str(a.golf_weights)))
+    ref = record_model(mod, a.seed)
+    engram = getattr(ours, "engram", None) is not None
+    if a.golf_weights:
+        golf_into_record(ref, ours.state_dict(), engram)
+    else:
+        if a.perturb:
+            gen = torch.Generator().manual_seed(a.seed + 7)
+            with torch.no_grad():
+                for q in ref.parameters():
+                    q.add_(torch.randn(q.shape, generator=gen) * a.perturb)
+        mine = ours.state_dict()
+        mapped = record_as_golf(ref.state_dict(), len(ours.blocks), engram, set(mine))
+        ours.load_state_dict({k: mapped.get(k, v) for k, v in mine.items()})
+    cuda = device.type == "cuda"
+    ref = ref.to(device)
+    if cuda:
+        ref = ref.bfloat16()
+        mod.restore_fp32_params(ref)
+    ours = ours.to(device)
+    val_data = mod.ValidationData(h, device)
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+
+    fwd = ref.forward_ttt
+    t0 = time.perf_counter()
+    if cuda:  # as the record's train_and_eval: compiled with dynamic shapes, warmed up on random tokens
+        fwd = torch.compile(lambda x, y, lora: ref.forward_ttt(x, y, lora=lora), dynamic=True)
+        lora = mod.BatchedTTTLoRA(h.ttt_batch_size, ref, h.ttt_lora_rank, k_lora=h.ttt_k_lora,
+                                  mlp_lora=h.ttt_mlp_lora, o_lora=h.ttt_o_lora).to(device)
+        for ctx_len in (h.ttt_chunk_size, h.ttt_eval_seq_len):
+            xw = torch.randint(0, h.vocab_size, (h.ttt_batch_size, ctx_len), device=device)
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+                fwd(xw, xw, lora).mean().backward()
+        del lora
+    sync()
+    warm = time.perf_counter() - t0
+    draws = record_adapter_draws(mod, ref, h)  # before the record's TTT changes its weights (only shapes are read)
+    torch.manual_seed(a.seed + 13)
+    t0 = time.perf_counter()
+    loss_r, bpb_r = mod.eval_val_ttt_phased(h, ref, device, val_data, forward_ttt_train=fwd)
+    sync()
+    rec_s = time.perf_counter() - t0
+
+    ev = golf_ttt(mod, h, ours.bos_id, a.seed)
+    ours.doc_max_len = h.eval_seq_len
+    tokens = val_data.val_tokens.to(device)
+    if getattr(val_data, "caseops_enabled", False) and val_data.val_bytes is not None:
+        per = val_data.val_bytes[: tokens.numel()].to(torch.int32).clone()
+    else:
+        nxt, prev = tokens[1:].long(), tokens[:-1].long()
+        per = torch.cat((torch.zeros(1, dtype=torch.int32, device=device), (
+            val_data.base_bytes_lut[nxt].long()
+            + (val_data.has_leading_space_lut[nxt] & ~val_data.is_boundary_token_lut[prev]).long()).to(torch.int32)))
+    per[0] = 0
+    torch.manual_seed(a.seed + 13)
+    t0 = time.perf_counter()
+    with draws:  # golf's adapters start from the record's draws
+        r = ev.evaluate(ours, tokens, TargetBytes(per.to(device)), autocast_dtype=torch.bfloat16 if cuda else None)
+    sync()
+    golf_s = time.perf_counter() - t0
+    print(f"phased TTT on {a.ttt_data} ({tokens.numel() - 1:,} targets, {r.docs} documents), {device}:")
+    print("| | val_loss | val_bpb | warm-up (s) | TTT eval (s) |\n|---|---|---|---|---|")
+    print(f"| record | {loss_r:.6f} | {bpb_r:.6f} | {warm:.1f} | {rec_s:.1f} |")
+    print(f"| golf | {r.val_loss:.6f} | {r.val_bpb:.6f} | (compiles inside) | {golf_s:.1f} |")
+    print(f"val_bpb difference {r.val_bpb - bpb_r:+.5f}; golf {rec_s / golf_s:.2f}x the record's speed without its "
+          f"warm-up, {(rec_s + warm) / golf_s:.2f}x with it")
+    return 0
 
 
 if __name__ == "__main__":
