@@ -144,7 +144,8 @@ def scan_final_line(line: str, out: dict, t: float) -> None:
 
 
 def run_record(script: Path, env: dict[str, str], workdir: Path, timeout: float, to_exit: bool = False,
-               scan_final: bool = False, nproc: int = 1, attention: str = "flash", batch_tokens: int = 786_432) -> dict:
+               scan_final: bool = False, nproc: int = 1, attention: str = "flash", batch_tokens: int = 786_432,
+               last_step: int = 0) -> dict:
     """Run the record under torchrun and parse its log as it arrives: up to its post-EMA diagnostic, or with
     ``to_exit`` through its final evals to its exit; ``scan_final`` also parses its stop, bytes and final lines.
     April records (#1394 on) have no diagnostic: they stop when they apply their EMA, and their step times come
@@ -177,6 +178,8 @@ def run_record(script: Path, env: dict[str, str], workdir: Path, timeout: float,
                 out["steps"].append(int(m[1]) * batch_tokens / int(m[3]) * 1000)
                 out["losses"].append(float(m[2]))
                 april = True
+                if last_step and int(m[1]) >= last_step and not to_exit:
+                    break  # its last step: what follows is its full validation (another compile), not compared
             elif EMA_APPLY.match(line) and april and not to_exit:
                 break
             elif m := VAL.match(line):
@@ -367,7 +370,7 @@ def main(argv: list[str] | None = None) -> None:
         r = rows[a.record_label] = run_record(a.record, record_env(a), a.out / a.record_label, a.record_timeout,
                                               to_exit=bool(a.budget) and a.record_until == "exit",
                                               scan_final=bool(a.budget), nproc=a.nproc, attention=a.record_attention,
-                                              batch_tokens=a.batch_tokens)
+                                              batch_tokens=a.batch_tokens, last_step=0 if a.budget else a.steps)
         r["seed"], r["nproc"] = a.seed, a.nproc
         print(f"{a.record_label}: {r['seconds']}s exit {r['exit']}, median {median_from(r['step_ms'], a.from_step)} ms",
               flush=True)

@@ -126,9 +126,15 @@ def test_step_mode_reads_an_april_records_tok_s_lines_and_stops_at_its_ema(tmp_p
     lines = "".join(f"{i}/4 train_loss: {7 - i / 10:.4f} train_time: 0.0m tok/s: {round(i * B / (t / 1000))}\n"
                     for i, t in enumerate(total_ms, start=1))
     log = "warmup_step: 1/5\n" + lines + "peak memory allocated: 40000 MiB reserved: 41000 MiB\nema:applying EMA weights\n"
+    short = tmp_path / "short.py"  # with --steps 2 it is stopped after its second step, before its validation
+    short.write_text(f"import time\nprint({log!r}, end='', flush=True)\ntime.sleep(60)\n")
+    _vs_record().main(["--steps", "2", "--from-step", "1", "--record", str(short), "--out", str(tmp_path / "s")])
+    rec = json.loads((tmp_path / "s" / "vs_record.json").read_text())["record"]
+    assert rec["losses"] == [6.9, 6.8] and rec["peak_mib"] is None
     record = tmp_path / "train_gpt.py"
     record.write_text(f"import time\nprint({log!r}, end='', flush=True)\ntime.sleep(60)\n")
-    _vs_record().main(["--steps", "4", "--from-step", "1", "--record", str(record), "--out", str(tmp_path)])
+    # asked for 5 steps, it stopped after 4 (its clock ran out): stopped when it applies its EMA
+    _vs_record().main(["--steps", "5", "--from-step", "1", "--record", str(record), "--out", str(tmp_path)])
     rec = json.loads((tmp_path / "vs_record.json").read_text())["record"]
     assert rec["seconds"] < 50 and rec["losses"] == [6.9, 6.8, 6.7, 6.6] and rec["peak_mib"] == 40000
     assert rec["step_ms"] == pytest.approx([800, 800, 900, 900], abs=0.01)
