@@ -13,7 +13,7 @@ from golf.models.attention import attend, resolve_kernel
 from tests.helpers import profiled_compiled_step
 
 needs_fa4 = pytest.mark.skipif(not torch.cuda.is_available() or flash4.problem() is not None,
-                               reason="needs an SM90+ GPU and FlashAttention-4 (pip install -e '.[fa4]')")
+                               reason="needs an SM90+ GPU and FlashAttention-4 (pip install -e '.[gpu]')")
 
 
 def test_auto_prefers_fa3_then_fa4_then_cudnn(monkeypatch):

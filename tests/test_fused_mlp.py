@@ -15,7 +15,7 @@ from golf.models.gpt import MLP
 from tests.helpers import profiled_compiled_step
 
 needs_quack = pytest.mark.skipif(not torch.cuda.is_available() or fm.quack_problem() is not None,
-                                 reason="needs an SM90+ GPU and quack-kernels (pip install -e '.[quack]')")
+                                 reason="needs an SM90+ GPU and quack-kernels (pip install -e '.[gpu]')")
 
 
 def _cuda_like(dtype=torch.bfloat16):

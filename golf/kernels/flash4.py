@@ -28,7 +28,7 @@ def problem() -> str | None:
     """Why FA4 cannot run here, or None when it can."""
     return cute_dsl_problem("flash_attn.cute.interface", "flash_attn.cute", (9, 10, 11),
                             "FlashAttention-4 runs on SM90, SM100 and SM110 GPUs, this one is {sm}",
-                            "pip install -e '.[fa4]' (flash-attn-4 4.0.0b36, with nvidia-cutlass-dsl 4.6.2 or newer)")
+                            "pip install -e '.[gpu]' (flash-attn-4 4.0.0b36, with nvidia-cutlass-dsl 4.6.2 or newer)")
 
 
 @torch.library.custom_op("golf::fa4_forward", mutates_args=(),

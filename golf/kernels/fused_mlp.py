@@ -58,7 +58,7 @@ def errors_vs_fp32(fn, M: int, dim: int, hidden: int, slope: float | None, seed:
 def quack_problem() -> str | None:
     """Why quack's fused MLP cannot run here, or None when it can."""
     return cute_dsl_problem("quack.gemm_interface", "quack-kernels", range(9, 100),
-                            "quack's GEMMs need SM90 or newer, this GPU is {sm}", "pip install -e '.[quack]'")
+                            "quack's GEMMs need SM90 or newer, this GPU is {sm}", "pip install -e '.[gpu]'")
 
 
 def plan(mode: str, slope: float | None) -> tuple[str | None, str | None]:
