@@ -196,7 +196,18 @@ class _Run:
         self.reusable = self._new(ev.batch_docs)  # drawn when a phase starts, as the records do
         compiled = ev.compile is True or (ev.compile == "auto" and self.device.type == "cuda")
         forward = (lambda x, y, lora: model(x, y, reduction="none", lora=lora))  # noqa: E731
-        self.forward = torch.compile(forward, dynamic=True) if compiled else forward
+        self._forward = torch.compile(forward, dynamic=True) if compiled else forward
+
+    def forward(self, x: Tensor, y: Tensor, lora: DocLoRA) -> Tensor:
+        """Per-token NLL [rows, ctx]. A row holds one document (its BOS first, padding after its window), so
+        causal attention is document attention: a document-masked model runs its dense kernel here (exact), as
+        the records' TTT forward does."""
+        masked = getattr(self.model, "doc_mask", False)
+        self.model.doc_mask = False
+        try:
+            return self._forward(x, y, lora)
+        finally:
+            self.model.doc_mask = masked
 
     def _new(self, rows: int) -> DocLoRA:
         gen = adapter_generator(self.ev.seed, self.phase, rows)
