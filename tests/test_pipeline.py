@@ -349,7 +349,9 @@ TINY_RECORD = ["data=smoke", "model.model_dim=64", "model.num_heads=4", "model.n
                "train.seq_len=64", "train.max_micro_batch_tokens=256", "train.iterations=2", "train.warmup_steps=0",
                "train.max_wallclock_seconds=0", "train.compile=false", "train.device=cpu", "eval.batch_tokens=16384",
                "eval.sliding.window=64", "eval.sliding.stride=32", "eval.sliding.batch_windows=128",
-               "eval.ttt.chunk_tokens=32768", "eval.ttt.epochs=1", "eval.ttt.batch_seqs=128", "calibration.sequences=4",
+               "eval.ttt.chunk_tokens=32768", "eval.ttt.epochs=1", "eval.ttt.batch_seqs=128", "eval.ttt.chunk=256",
+               "eval.ttt.window=256", "eval.ttt.batch_docs=8", "eval.ttt.prefix_docs=8",
+               "eval.ttt.rank=4", "eval.ttt.global_chunk_tokens=4096", "calibration.sequences=4",
                "calibration.seq_len=64", "calibration.reserve_seconds=0", "quant.keep_float_max_numel=1000",
                "model.bigram_dim=32", "logger=none"]
 RECORDS = [p.stem for p in sorted((REPO / "conf" / "experiment").glob("*.yaml")) if p.stem != "smoke"]
