@@ -82,6 +82,28 @@ def reduce_step(loss: float, flags: list[bool], device: torch.device, elapsed_ms
     return vals[0] / world, [v > 0 for v in vals[1 : 1 + k]], max(vals[1 + k :])
 
 
+def guard_stops(mine: bool, device: torch.device, world_size: int) -> bool:
+    """A time guard's decision, the same on every rank (any rank out of time stops them all before the next part:
+    ranks stopping at different parts would pair mismatched collectives)."""
+    if world_size == 1:
+        return mine
+    return reduce_step(0.0, [mine], device)[1][0]
+
+
+def sync_and_step(opt: torch.optim.Optimizer, params: list[torch.Tensor], grad_clip: float, world_size: int) -> None:
+    """A data-parallel step whose ranks weighted their losses by their share: gradients summed over ranks in one
+    all-reduce (a parameter without one counts as zeros), clipped, applied."""
+    if world_size > 1 and dist.is_available() and dist.is_initialized():
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch.cat([g.float().flatten() for g in grads])
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        for p, g in zip(params, flat.split([q.numel() for q in params])):
+            p.grad = g.view_as(p).to(p.dtype)
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    opt.step()
+
+
 def seed_all(seed: int) -> None:
     if not 0 <= seed < 2**32:
         raise ValueError(f"seed must be in [0, 2**32), got {seed}")

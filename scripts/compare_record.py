@@ -172,11 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     ref = record_model(mod, a.seed).float().to(device)
     ours = golf_model(shlex.split(a.golf), a.seed).float().to(device)
     init_problems = initial_difference(ref, ours)
-    if a.perturb:
-        gen = torch.Generator().manual_seed(a.seed + 7)
-        with torch.no_grad():
-            for q in ref.parameters():
-                q.add_(torch.randn(q.shape, generator=gen).to(q.device) * a.perturb)
+    perturb(ref, a.perturb, a.seed)
     engram = getattr(ours, "engram", None) is not None
     mine = {k: v for k, v in ours.state_dict().items()}
     mapped = record_as_golf(ref.state_dict(), len(ours.blocks), engram, set(mine))
@@ -207,6 +203,16 @@ def main(argv: list[str] | None = None) -> int:
         problems += compare_ttt(mod, ref, ours, a, device)
     print("MATCH" if not problems else "MISMATCH: " + "; ".join(problems))
     return 1 if problems else 0
+
+
+def perturb(model: torch.nn.Module, std: float, seed: int) -> None:
+    """Add N(0, std^2) to every weight (``--perturb``; 0: none), drawn from a generator of ``seed``."""
+    if not std:
+        return
+    gen = torch.Generator().manual_seed(seed + 7)
+    with torch.no_grad():
+        for q in model.parameters():
+            q.add_(torch.randn(q.shape, generator=gen).to(q.device) * std)
 
 
 def initial_difference(ref, ours) -> list[str]:
@@ -557,11 +563,7 @@ def ttt_on_data(mod, a, device) -> int:
     if a.golf_weights:
         golf_into_record(ref, ours.state_dict(), engram)
     else:
-        if a.perturb:
-            gen = torch.Generator().manual_seed(a.seed + 7)
-            with torch.no_grad():
-                for q in ref.parameters():
-                    q.add_(torch.randn(q.shape, generator=gen) * a.perturb)
+        perturb(ref, a.perturb, a.seed)
         mine = ours.state_dict()
         mapped = record_as_golf(ref.state_dict(), len(ours.blocks), engram, set(mine))
         ours.load_state_dict({k: mapped.get(k, v) for k, v in mine.items()})

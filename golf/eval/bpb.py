@@ -20,6 +20,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from golf.data.tokenizer import ByteLUT
+from golf.dist import guard_stops
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,6 @@ class Evaluator:
                  autocast_dtype: torch.dtype | None = None, time_budget: float | None = None) -> EvalResult:
         """``time_budget`` (seconds): before each batch, stop if the slowest batch so far would pass it; the
         score is then that of the batches scored, and ``status`` says so."""
-        from golf.eval.sliding import guard_stops  # sliding builds on this module
-
         t0 = time.perf_counter()
         device = val_bytes.device
         T = self.seq_len

@@ -31,8 +31,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from golf.dist import guard_stops, sync_and_step
 from golf.eval.bpb import TargetBytes, bits_per_byte
-from golf.eval.sliding import guard_stops
 from golf.models.lora import TARGETS, DocLoRA
 
 Recorder = Callable[[int, int, Tensor, Tensor], None]  # (batch, chunk, target positions, their NLLs)
@@ -320,17 +320,7 @@ def global_sgd(model, stream: Tensor, seq_len: int, ctx, rank: int, world_size: 
                         with ctx:
                             loss = model(x, y)
                         (loss * ((e - b) / n_all)).backward()  # the mean over every rank's tokens
-                    _sync_and_step(opt, params, grad_clip, world_size)
+                    sync_and_step(opt, params, grad_clip, world_size)
     for p, w in zip(params, was):
         p.requires_grad_(w)
 
-
-def _sync_and_step(opt, params: list[Tensor], grad_clip: float, world_size: int) -> None:
-    if world_size > 1 and dist.is_available() and dist.is_initialized():
-        for p in params:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-    if grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(params, grad_clip)
-    opt.step()

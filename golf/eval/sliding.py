@@ -25,7 +25,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
-from golf.dist import reduce_step
+from golf.dist import guard_stops
 from golf.eval.bpb import EvalResult, TargetBytes, bits_per_byte
 from golf.trainer import COMPILE_MODES
 
@@ -153,10 +153,3 @@ class SlidingEvaluator:
 
 GUARD_PARTS = 32  # a guarded sliding eval checks the clock between 32 parts of its windows
 
-
-def guard_stops(mine: bool, device: torch.device, world_size: int) -> bool:
-    """A time guard's decision, the same on every rank (any rank out of time stops them all before the next part:
-    ranks stopping at different parts would pair mismatched collectives)."""
-    if world_size == 1:
-        return mine
-    return reduce_step(0.0, [mine], device)[1][0]

@@ -23,8 +23,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from golf.dist import guard_stops, sync_and_step
 from golf.eval.bpb import TargetBytes, bits_per_byte
-from golf.eval.sliding import SlidingEvaluator, guard_stops
+from golf.eval.sliding import SlidingEvaluator
 
 
 @dataclass
@@ -125,23 +126,9 @@ class TTTEvaluator:
                     with ctx:
                         loss = model(chunk[:, :-1], chunk[:, 1:])
                     (loss * len(mine) / len(batch)).backward()
-                self._sync_and_step(opt, params, world_size)
+                sync_and_step(opt, params, self.grad_clip, world_size)
                 version += 1
                 if recorder is not None:
                     for s in batch:
                         recorder("train", version, torch.arange(s, s + T))
         return version
-
-    def _sync_and_step(self, opt, params, world_size: int) -> None:
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-        if world_size > 1 and dist.is_available() and dist.is_initialized():
-            flat = torch.cat([g.float().flatten() for g in grads])
-            dist.all_reduce(flat, op=dist.ReduceOp.SUM)  # each rank's loss is already weighted by its share
-            for p, g in zip(params, flat.split([q.numel() for q in params])):
-                p.grad = g.view_as(p).to(p.dtype)
-        else:
-            for p, g in zip(params, grads):
-                p.grad = g
-        if self.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
-        opt.step()

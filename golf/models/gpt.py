@@ -342,11 +342,11 @@ class GPT(nn.Module):
                 ve = ve_base * self.ve_layer_scales[self.ve_layers.index(i)].to(ve_base.dtype)
             q_from = x0.size(1) - last if last is not None and vi == len(order) - 1 else 0
             cache = None if state is None else state.caches[vi]
+            slot = None if lora is None else lora.slot(vi)
             if block.lanes == 2:
-                lanes, raw_v = block.two_lanes(lanes, x0, cos, sin, ve, v0, cache, q_from, docs,
-                                               lora.slot(vi) if lora is not None else None)
+                lanes, raw_v = block.two_lanes(lanes, x0, cos, sin, ve, v0, cache, q_from, docs, slot)
             else:
-                x, raw_v = block(x, x0, cos, sin, ve, v0, cache, q_from, docs, lora.slot(vi) if lora is not None else None)
+                x, raw_v = block(x, x0, cos, sin, ve, v0, cache, q_from, docs, slot)
             if v0 is None:
                 v0 = raw_v
             if vi < n_enc:
