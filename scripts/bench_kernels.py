@@ -5,6 +5,7 @@ bandwidth, beside inductor's compiled form of the PyTorch reference, forward+bac
     python scripts/bench_kernels.py --mlp   # the MLP with quack's fused epilogues against cuBLAS + inductor
     python scripts/bench_kernels.py --attention   # causal attention: every kernel model.attn_kernel can choose
     python scripts/bench_kernels.py --qkv [--compare-qk other.py]   # the fused projection's op, grouped and wide K/V
+    python scripts/bench_kernels.py --ce [--record R/train_gpt.py]   # softcapped cross-entropy: golf, Liger, a record's
 
 q is [48, 2048, 8, 64] with the query gain, k is [48, 2048, 4, 64] without; RoPE on 16 of 64 channels. The
 bandwidth counts the bytes a kernel must move (forward: x in, y out; backward: x and dy in, dx out). XSA: y is
@@ -18,6 +19,7 @@ import argparse
 import functools
 import importlib.util
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -190,6 +192,56 @@ def bench_attention() -> None:
                       f"{2.5 * flops / both / 1e9:.0f} |", flush=True)
 
 
+def bench_ce(record: Path | None) -> None:
+    """The training loss over softcapped logits (cap 30) at #1855's micro-batch, 98,304 tokens x vocab 8192 bf16,
+    forward and forward+backward: golf's fused kernel, inductor's compiled PyTorch form, Liger's cross-entropy
+    (``softcap``; where liger-kernel is installed) and, with ``record``, that record's own fused kernel (#1855's
+    ``softcapped_cross_entropy``). The error is the loss's and the gradient's largest difference from the fp32
+    PyTorch form."""
+    from golf.kernels import softcap_ce
+
+    N, V, cap = 98_304, 8192, 30.0
+    g = torch.Generator(device="cuda").manual_seed(0)
+    z = (torch.randn(N, V, device="cuda", generator=g) * 8).bfloat16().requires_grad_()
+    t = torch.randint(0, V, (N,), device="cuda", generator=g)
+    forms = {"golf softcap_ce (Triton)": lambda x: softcap_ce.loss(x, t, cap, "triton"),
+             "PyTorch, inductor-compiled": torch.compile(lambda x: softcap_ce.reference(x, t, cap))}
+    try:
+        from liger_kernel.transformers.functional import liger_cross_entropy
+        forms["Liger cross_entropy (softcap)"] = lambda x: liger_cross_entropy(x, t, softcap=cap)
+    except ImportError as e:
+        print(f"Liger: not here ({e}); pip install liger-kernel")
+    if record is not None:
+        src = record.read_text()
+        head = src[: src.index("class Hyperparameters")]  # the kernels and their ops, not the model or main
+        head = head.replace("from flash_attn_interface import", "if False: from flash_attn_interface import")
+        path = Path(tempfile.mkdtemp()) / "record_ce.py"  # triton.jit reads its kernels' source from a file
+        path.write_text(head)
+        spec = importlib.util.spec_from_file_location("record_ce", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        forms[f"record's softcapped_cross_entropy ({record.name})"] = \
+            lambda x: mod.softcapped_cross_entropy(x, t, cap)
+    zf = z.detach().float().requires_grad_()
+    ref_loss = softcap_ce.reference(zf, t, cap)
+    (ref_grad,) = torch.autograd.grad(ref_loss, zf)
+    nbytes = z.numel() * 2
+    print(f"\n| logits {N} x {V} bf16, cap {cap:g} | forward ms | GB/s | fwd+bwd ms | loss error | grad error |\n"
+          "|---|---|---|---|---|---|")
+    for label, fn in forms.items():
+        try:
+            loss = fn(z)
+            (grad,) = torch.autograd.grad(loss, z)
+        except Exception as e:  # a form that fails here is a row saying so, not the end of the table
+            print(f"| {label} | failed: {type(e).__name__}: {str(e).splitlines()[0][:120]} | | | | |", flush=True)
+            continue
+        fwd = median_ms(lambda f=fn: f(z), reps=20)
+        both = median_ms(lambda f=fn: torch.autograd.grad(f(z), z), reps=20)
+        err_l = abs(loss.float().item() - ref_loss.item())
+        err_g = (grad.float() - ref_grad).abs().max().item()
+        print(f"| {label} | {fwd:.3f} | {nbytes / fwd / 1e6:.0f} | {both:.3f} | {err_l:.2e} | {err_g:.2e} |", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tiles", default="2048,4096,8192")
@@ -200,8 +252,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--attention", action="store_true", help="time causal attention's kernels instead of the Triton kernels")
     p.add_argument("--qkv", action="store_true", help="time the fused projection's op, grouped and wide K/V, instead "
                    "(with --compare-qk, the other version's too)")
+    p.add_argument("--ce", action="store_true", help="time the softcapped cross-entropy's forms instead")
+    p.add_argument("--record", type=Path, help="with --ce: a record's train_gpt.py whose fused CE to time beside")
     a = p.parse_args(argv)
     print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}")
+    if a.ce:
+        return bench_ce(a.record)
     if a.mlp:
         return bench_mlp()
     if a.attention:

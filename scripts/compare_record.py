@@ -567,6 +567,7 @@ def ttt_on_data(mod, a, device) -> int:
         mine = ours.state_dict()
         mapped = record_as_golf(ref.state_dict(), len(ours.blocks), engram, set(mine))
         ours.load_state_dict({k: mapped.get(k, v) for k, v in mine.items()})
+    mapped_state = {k: v.clone() for k, v in ours.state_dict().items()}
     cuda = device.type == "cuda"
     ref = ref.to(device)
     if cuda:
@@ -613,10 +614,27 @@ def ttt_on_data(mod, a, device) -> int:
         r = ev.evaluate(ours, tokens, TargetBytes(per.to(device)), autocast_dtype=torch.bfloat16 if cuda else None)
     sync()
     golf_s = time.perf_counter() - t0
+    # the gain: the same chunks and windows scored with no update at all (no adapter step, no phase), on fresh weights
+    ours_fresh = golf_model(shlex.split(a.golf), a.seed)
+    if a.golf_weights:
+        ours_fresh.load_export_state_dict(load_file(str(a.golf_weights)))
+    else:
+        ours_fresh.load_state_dict(mapped_state)
+    ours_fresh.doc_max_len = h.eval_seq_len
+    still = golf_ttt(mod, h, ours.bos_id, a.seed)
+    still.grad_steps, still.prefix_docs = 0, 0
+    t0 = time.perf_counter()
+    r0 = still.evaluate(ours_fresh.to(device), tokens, TargetBytes(per.to(device)),
+                        autocast_dtype=torch.bfloat16 if cuda else None)
+    sync()
+    still_s = time.perf_counter() - t0
     print(f"phased TTT on {a.ttt_data} ({tokens.numel() - 1:,} targets, {r.docs} documents), {device}:")
     print("| | val_loss | val_bpb | warm-up (s) | TTT eval (s) |\n|---|---|---|---|---|")
     print(f"| record | {loss_r:.6f} | {bpb_r:.6f} | {warm:.1f} | {rec_s:.1f} |")
     print(f"| golf | {r.val_loss:.6f} | {r.val_bpb:.6f} | (compiles inside) | {golf_s:.1f} |")
+    print(f"| golf, no update (the same chunks, no adapter step, no phase) | {r0.val_loss:.6f} | {r0.val_bpb:.6f} | | "
+          f"{still_s:.1f} |")
+    print(f"TTT gain (golf): {r.val_bpb - r0.val_bpb:+.5f} bpb")
     print(f"val_bpb difference {r.val_bpb - bpb_r:+.5f}; golf {rec_s / golf_s:.2f}x the record's speed without its "
           f"warm-up, {(rec_s + warm) / golf_s:.2f}x with it")
     return 0

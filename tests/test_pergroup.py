@@ -49,3 +49,28 @@ def test_pergroup_with_shuffle_round_trips_and_keeps_its_name():
     payload = artifact_payload(q.tensors, q.meta)
     codec = PerGroup(shuffle=2)
     assert codec.name == "pergroup" and decompress("pergroup", codec.compress(payload)) == payload
+
+
+def test_compress_table_measures_each_codec_on_the_shipped_payload(tmp_path):
+    import json
+    import lzma
+    import zlib
+
+    import pytest
+
+    from scripts.compress_table import main
+
+    q = Quantizer(matrix_bits=6, keep_float_max_numel=1000).quantize(_state())
+    (tmp_path / "model.golf").write_bytes(encode_artifact(q.tensors, q.meta, PerGroup()))
+    main([str(tmp_path), "--codecs", "zlib,lzma,pergroup", "--json", str(tmp_path / "t.json")])
+    out = json.loads((tmp_path / "t.json").read_text())
+    payload = artifact_payload(q.tensors, q.meta)
+    assert out["payload_bytes"] == len(payload) and out["shipped_codec"] == "pergroup"
+    sizes = {r["codec"]: r["bytes"] for r in out["rows"]}
+    assert sizes == {"zlib": len(zlib.compress(payload, 9)), "lzma": len(lzma.compress(payload, preset=9)),
+                     "pergroup": len(PerGroup().compress(payload))}
+    assert out["shipped_bytes"] == sizes["pergroup"] + 6 + len("pergroup")
+    with pytest.raises(SystemExit, match="no such artifact"):
+        main([str(tmp_path / "missing")])
+    with pytest.raises(SystemExit, match="unknown codec 'gzip'"):
+        main([str(tmp_path), "--codecs", "gzip"])
