@@ -1,6 +1,7 @@
 """Per-group compression (golf.compress.pergroup): the payload back byte for byte (hot groups permuted, matrices
 transposed, the rest apart), through golf's artifact; input that is not a payload; the row order against a naive
-greedy chain."""
+greedy chain; the sort kept only where it pays; never larger than the whole payload as one stream; version-1
+artifacts still decode; scripts/compress_table.py."""
 
 from __future__ import annotations
 
@@ -74,3 +75,88 @@ def test_compress_table_measures_each_codec_on_the_shipped_payload(tmp_path):
         main([str(tmp_path / "missing")])
     with pytest.raises(SystemExit, match="unknown codec 'gzip'"):
         main([str(tmp_path), "--codecs", "gzip"])
+
+
+def _index(blob: bytes) -> dict:
+    import json
+    import struct
+
+    n = struct.unpack("<I", blob[5:9])[0]
+    return json.loads(blob[9 : 9 + n])
+
+
+def _best_whole(payload: bytes) -> int:
+    import lzma
+
+    import brotli
+
+    return min(len(lzma.compress(payload, preset=9 | lzma.PRESET_EXTREME)), len(brotli.compress(payload, quality=11)))
+
+
+def test_the_sort_is_kept_where_it_pays_and_dropped_where_it_does_not():
+    g = torch.Generator().manual_seed(1)
+    protos = torch.randint(-31, 32, (8, 256), generator=g, dtype=torch.int8)
+    jitter = torch.randint(-1, 2, (512, 256), generator=g, dtype=torch.int8)  # no long exact match for LZ
+    clustered = protos[torch.randint(0, 8, (512,), generator=g)] + jitter  # 8 kinds of row, shuffled: sorting pays
+    noise = torch.randint(-31, 32, (512, 256), generator=g, dtype=torch.int8)  # nothing to gather
+    state = {"tok_emb.weight.q": clustered, "blocks.0.mlp.fc.weight.q": noise, "blocks.0.mlp.fc.weight.s":
+             torch.ones(512, dtype=torch.float16)}
+    payload = artifact_payload(state, {"x": 1})
+    blob = PerGroup().compress(payload)
+    assert decompress("pergroup", blob) == payload
+    index = _index(blob)
+    assert {gr["role"]: gr["sorted"] for gr in index["groups"]} == {"mlp.fc.weight.q": False, "tok_emb.weight.q": True}
+    assert index["perm_dtype"] == "<u2" and len(blob) < _best_whole(payload)
+
+
+def test_pergroup_is_never_larger_than_the_whole_payload_as_one_stream():
+    q = Quantizer(matrix_bits=6, keep_float_max_numel=1000).quantize(_state())
+    payload = artifact_payload(q.tensors, q.meta)
+    blob = PerGroup().compress(payload)
+    index = _index(blob)
+    header = 9 + int.from_bytes(blob[5:9], "little")
+    assert len(blob) - header <= _best_whole(payload)
+    if "whole" in index:  # the groups lost: the one stream is there, and decodes
+        assert "groups" not in index and len(blob) - header == _best_whole(payload)
+    assert decompress("pergroup", blob) == payload
+
+
+def _encode_v1(payload: bytes) -> bytes:
+    """golf's version-1 layout, written here from its description: each hot matrix's rows in nearest-neighbour
+    order with its uint32 permutation at the head of its group's stream, every stream lzma, names in the index."""
+    import json
+    import lzma
+    import struct
+
+    from golf.compress.pergroup import HOT, _entries, _groups, _tensors
+
+    start, header = _tensors(payload)
+    index, streams, grouped = {"groups": [], "tool": None}, [], set()
+    for role, names in _groups(header).items():
+        perms, body = [], []
+        for name in names:
+            lo, hi = header[name]["data_offsets"]
+            arr = np.frombuffer(payload, np.int8, hi - lo, start + lo).reshape(header[name]["shape"])
+            if role in HOT:
+                order = nearest_neighbour_order(arr)
+                perms.append(order.astype(np.uint32).tobytes())
+                arr = arr[order]
+            body.append(np.ascontiguousarray(arr.T).tobytes())
+        stream = lzma.compress(b"".join(perms + body))
+        index["groups"].append({"role": role, "names": names, "hot": role in HOT, "codec": "lzma", "bytes": len(stream)})
+        streams.append(stream)
+        grouped.update(names)
+    rest = bytearray(payload[:start])
+    for name, info in _entries(header):
+        if name not in grouped:
+            rest += payload[start + info["data_offsets"][0] : start + info["data_offsets"][1]]
+    streams.append(lzma.compress(bytes(rest)))
+    index["rest"] = {"codec": "lzma", "bytes": len(streams[-1]), "parsed": True, "shuffle": 0}
+    head = json.dumps(index).encode()
+    return b"PGRP" + bytes([1]) + struct.pack("<I", len(head)) + head + b"".join(streams)
+
+
+def test_version_1_artifacts_still_decode():
+    q = Quantizer(matrix_bits=6, keep_float_max_numel=1000).quantize(_state())
+    payload = artifact_payload(q.tensors, q.meta)
+    assert decompress("pergroup", _encode_v1(payload)) == payload
