@@ -33,6 +33,8 @@ def test_pergroup_round_trips_the_payload_bit_for_bit():
     tensors, meta = decode_artifact(encode_artifact(q.tensors, q.meta, codec))
     assert meta == q.meta and all(torch.equal(tensors[k], v) for k, v in q.tensors.items())
     assert decompress("pergroup", codec.compress(b"not a payload" * 100)) == b"not a payload" * 100
+    floats = artifact_payload(_state(), {"quant": "none"})  # no int8 matrix: no group at all
+    assert decompress("pergroup", codec.compress(floats)) == floats
 
 
 def test_nearest_neighbour_order_is_the_greedy_l1_chain():
