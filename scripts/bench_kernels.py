@@ -197,7 +197,8 @@ def bench_ce(record: Path | None) -> None:
     forward and forward+backward: golf's fused kernel, inductor's compiled PyTorch form, Liger's cross-entropy
     (``softcap``; where liger-kernel is installed) and, with ``record``, that record's own fused kernel (#1855's
     ``softcapped_cross_entropy``). The error is the loss's and the gradient's largest difference from the fp32
-    PyTorch form."""
+    PyTorch form (Liger returns its loss in the logits' dtype, bf16). Each form gets its own copy of the logits:
+    Liger's forward overwrites its input with the gradient."""
     from golf.kernels import softcap_ce
 
     N, V, cap = 98_304, 8192, 30.0
@@ -229,14 +230,15 @@ def bench_ce(record: Path | None) -> None:
     print(f"\n| logits {N} x {V} bf16, cap {cap:g} | forward ms | GB/s | fwd+bwd ms | loss error | grad error |\n"
           "|---|---|---|---|---|---|")
     for label, fn in forms.items():
+        x = z.detach().clone().requires_grad_()  # Liger writes its gradient into its input: each form its own copy
         try:
-            loss = fn(z)
-            (grad,) = torch.autograd.grad(loss, z)
+            loss = fn(x)
+            (grad,) = torch.autograd.grad(loss, x)
         except Exception as e:  # a form that fails here is a row saying so, not the end of the table
             print(f"| {label} | failed: {type(e).__name__}: {str(e).splitlines()[0][:120]} | | | | |", flush=True)
             continue
-        fwd = median_ms(lambda f=fn: f(z), reps=20)
-        both = median_ms(lambda f=fn: torch.autograd.grad(f(z), z), reps=20)
+        fwd = median_ms(lambda f=fn, x=x: f(x), reps=20)
+        both = median_ms(lambda f=fn, x=x: torch.autograd.grad(f(x), x), reps=20)
         err_l = abs(loss.float().item() - ref_loss.item())
         err_g = (grad.float() - ref_grad).abs().max().item()
         print(f"| {label} | {fwd:.3f} | {nbytes / fwd / 1e6:.0f} | {both:.3f} | {err_l:.2e} | {err_g:.2e} |", flush=True)
