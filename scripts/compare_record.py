@@ -567,7 +567,7 @@ def ttt_on_data(mod, a, device) -> int:
         mine = ours.state_dict()
         mapped = record_as_golf(ref.state_dict(), len(ours.blocks), engram, set(mine))
         ours.load_state_dict({k: mapped.get(k, v) for k, v in mine.items()})
-    mapped_state = {k: v.clone() for k, v in ours.state_dict().items()}
+    before_ttt = {k: v.clone() for k, v in ours.state_dict().items()}  # the phases change the weights
     cuda = device.type == "cuda"
     ref = ref.to(device)
     if cuda:
@@ -608,24 +608,19 @@ def ttt_on_data(mod, a, device) -> int:
             val_data.base_bytes_lut[nxt].long()
             + (val_data.has_leading_space_lut[nxt] & ~val_data.is_boundary_token_lut[prev]).long()).to(torch.int32)))
     per[0] = 0
+    target_bytes = TargetBytes(per.to(device))
     torch.manual_seed(a.seed + 13)
     t0 = time.perf_counter()
     with draws:  # golf's adapters start from the record's draws
-        r = ev.evaluate(ours, tokens, TargetBytes(per.to(device)), autocast_dtype=torch.bfloat16 if cuda else None)
+        r = ev.evaluate(ours, tokens, target_bytes, autocast_dtype=torch.bfloat16 if cuda else None)
     sync()
     golf_s = time.perf_counter() - t0
-    # the gain: the same chunks and windows scored with no update at all (no adapter step, no phase), on fresh weights
-    ours_fresh = golf_model(shlex.split(a.golf), a.seed)
-    if a.golf_weights:
-        ours_fresh.load_export_state_dict(load_file(str(a.golf_weights)))
-    else:
-        ours_fresh.load_state_dict(mapped_state)
-    ours_fresh.doc_max_len = h.eval_seq_len
+    # the gain: the same chunks and windows scored with no update at all (no adapter step, no phase)
+    ours.load_state_dict(before_ttt)
     still = golf_ttt(mod, h, ours.bos_id, a.seed)
     still.grad_steps, still.prefix_docs = 0, 0
     t0 = time.perf_counter()
-    r0 = still.evaluate(ours_fresh.to(device), tokens, TargetBytes(per.to(device)),
-                        autocast_dtype=torch.bfloat16 if cuda else None)
+    r0 = still.evaluate(ours, tokens, target_bytes, autocast_dtype=torch.bfloat16 if cuda else None)
     sync()
     still_s = time.perf_counter() - t0
     print(f"phased TTT on {a.ttt_data} ({tokens.numel() - 1:,} targets, {r.docs} documents), {device}:")

@@ -235,22 +235,15 @@ class PerGroup(Codec):
         rest = _unpack(index["rest"]["codec"], blob[pos : pos + index["rest"]["bytes"]])
         if index["rest"].get("shuffle"):
             rest = byte_unshuffle(rest)
-        names = _groups(_tensors(rest)[1])  # the header says which matrices each role holds, in the encoder's order
+        start, header = _tensors(rest)
+        names = _groups(header)  # the header says which matrices each role holds, in the encoder's order
         groups = [{**g, "names": names[g["role"]]} for g in index["groups"]]
-        perm_dtype = np.dtype(index["perm_dtype"])
-        pcur = 0
-
-        def orders(g: dict, shapes: list) -> list:
-            nonlocal pcur
-            if not g["sorted"]:
-                return [None] * len(shapes)
-            out = []
-            for rows, _ in shapes:
-                out.append(np.frombuffer(perms, dtype=perm_dtype, count=rows, offset=pcur).astype(np.int64))
-                pcur += rows * perm_dtype.itemsize
-            return out
-
-        return _assemble(rest, groups, raw, orders, body_offset=lambda g, shapes: 0)
+        rows = [[header[n]["shape"][0] for n in g["names"]] for g in groups]
+        flat = np.frombuffer(perms, dtype=np.dtype(index["perm_dtype"])).astype(np.int64)
+        sorted_rows = [r for g, rs in zip(groups, rows) if g["sorted"] for r in rs]
+        it = iter(np.split(flat, np.cumsum(sorted_rows)[:-1]) if sorted_rows else [])
+        orders = [[next(it) for _ in rs] if g["sorted"] else [None] * len(rs) for g, rs in zip(groups, rows)]
+        return _assemble(rest, start, header, groups, raw, orders)
 
 
 def _matrix(data: bytes, start: int, info: dict) -> np.ndarray:
@@ -259,10 +252,10 @@ def _matrix(data: bytes, start: int, info: dict) -> np.ndarray:
     return np.frombuffer(data, dtype=np.int8, count=hi - lo, offset=start + lo).reshape(rows, cols)
 
 
-def _assemble(rest: bytes, groups: list[dict], raw: list[bytes], orders, body_offset) -> bytes:
+def _assemble(rest: bytes, start: int, header: dict, groups: list[dict], bodies: list[bytes],
+              orders: list[list]) -> bytes:
     """The payload from the rest stream (header first, then the ungrouped tensors in data order) and each group's
-    column-major matrices, unpermuted by ``orders(group, shapes)`` (None: stored in row order)."""
-    start, header = _tensors(rest)
+    column-major matrices, each unpermuted by its row order (None: stored in row order)."""
     ordered = _entries(header)
     entries = dict(ordered)
     out = bytearray(start + max((v["data_offsets"][1] for v in entries.values()), default=0))
@@ -274,10 +267,10 @@ def _assemble(rest: bytes, groups: list[dict], raw: list[bytes], orders, body_of
             lo, hi = info["data_offsets"]
             out[start + lo : start + hi] = rest[cursor : cursor + hi - lo]
             cursor += hi - lo
-    for g, body in zip(groups, raw):
-        shapes = [entries[name]["shape"] for name in g["names"]]
-        off = body_offset(g, shapes)
-        for name, (rows, cols), order in zip(g["names"], shapes, orders(g, shapes)):
+    for g, body, group_orders in zip(groups, bodies, orders):
+        off = 0
+        for name, order in zip(g["names"], group_orders):
+            rows, cols = entries[name]["shape"]
             arr = np.frombuffer(body, dtype=np.int8, count=rows * cols, offset=off).reshape(cols, rows).T
             off += rows * cols
             if order is not None:
@@ -300,14 +293,12 @@ def _decompress_v1(index: dict, blob: bytes, pos: int) -> bytes:
         rest = byte_unshuffle(rest)
     if not index["rest"]["parsed"]:
         return rest
-    bodies = iter(raw)
-
-    def orders(g: dict, shapes: list) -> list:
-        body, out, poff = next(bodies), [], 0
-        for rows, _ in shapes:
-            out.append(np.frombuffer(body, dtype=np.uint32, count=rows, offset=poff).astype(np.int64) if g["hot"] else None)
-            poff += 4 * rows if g["hot"] else 0
-        return out
-
-    return _assemble(rest, index["groups"], raw, orders,
-                     body_offset=lambda g, shapes: 4 * sum(r for r, _ in shapes) if g["hot"] else 0)
+    start, header = _tensors(rest)
+    bodies, orders = [], []
+    for g, body in zip(index["groups"], raw):
+        rows = [header[n]["shape"][0] for n in g["names"]]
+        lead = 4 * sum(rows) if g["hot"] else 0
+        flat = np.frombuffer(body, dtype=np.uint32, count=lead // 4).astype(np.int64)
+        orders.append(np.split(flat, np.cumsum(rows)[:-1]) if g["hot"] else [None] * len(rows))
+        bodies.append(body[lead:])
+    return _assemble(rest, start, header, index["groups"], bodies, orders)
