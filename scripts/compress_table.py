@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from golf.compress.artifact import MAGIC  # noqa: E402
+from golf.compress.artifact import split_artifact  # noqa: E402
 from golf.compress.codecs import decompress  # noqa: E402
 from golf.run_state import ARTIFACT_NAME  # noqa: E402
 
@@ -43,11 +43,11 @@ def payload_of(path: Path) -> tuple[bytes, str, int]:
     if not path.is_file():
         raise SystemExit(f"{path}: no such artifact (give a model.golf file or the run directory holding it)")
     blob = path.read_bytes()
-    if blob[:4] != MAGIC or len(blob) < 6:
-        raise SystemExit(f"{path}: not a golf artifact")
-    n = blob[5]
-    codec = blob[6 : 6 + n].decode("ascii", errors="replace")
-    return decompress(codec, blob[6 + n :]), codec, len(blob)
+    try:
+        codec, compressed = split_artifact(blob, str(path))
+        return decompress(codec, compressed), codec, len(blob)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
 
 
 def build(name: str):

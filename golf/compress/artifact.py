@@ -38,7 +38,8 @@ def encode_artifact(tensors: dict[str, Tensor], meta: dict, compressor) -> bytes
     return encode_payload(artifact_payload(tensors, meta), compressor)
 
 
-def decode_artifact(blob: bytes, source: str = "<bytes>") -> tuple[dict[str, Tensor], dict]:
+def split_artifact(blob: bytes, source: str = "<bytes>") -> tuple[str, bytes]:
+    """(codec name, compressed payload) of an encoded artifact, its header checked."""
     if blob[:4] != MAGIC:
         raise ValueError(f"{source}: not a golf artifact (bad magic {blob[:4]!r})")
     if len(blob) < 6 or len(blob) < 6 + blob[5]:
@@ -46,9 +47,13 @@ def decode_artifact(blob: bytes, source: str = "<bytes>") -> tuple[dict[str, Ten
     if blob[4] != FORMAT_VERSION:
         raise ValueError(f"{source}: artifact format version {blob[4]}, this golf reads {FORMAT_VERSION}")
     n = blob[5]
-    codec = blob[6 : 6 + n].decode("ascii", errors="replace")
+    return blob[6 : 6 + n].decode("ascii", errors="replace"), blob[6 + n :]
+
+
+def decode_artifact(blob: bytes, source: str = "<bytes>") -> tuple[dict[str, Tensor], dict]:
+    codec, compressed = split_artifact(blob, source)
     try:
-        payload = decompress(codec, blob[6 + n :])
+        payload = decompress(codec, compressed)
         tensors = st_load(payload)
         header_len = int.from_bytes(payload[:8], "little")
         meta = json.loads(json.loads(payload[8 : 8 + header_len])["__metadata__"]["golf"])
