@@ -6,7 +6,8 @@ quantized state the run shipped, with no GPU and no retraining:
     python scripts/compress_table.py runs/<date>/<time>            # a run directory: its model.golf
 
 ``pergroup`` uses lrzip (ZPAQ) for each group when ``lrzip`` is on PATH, else the smaller of lzma and brotli; the
-table says which. ``--json FILE`` writes the rows too.
+table says which. ``--json FILE`` writes the rows too, rewritten as each one finishes. ``--jobs N`` measures N codecs
+at once (the codecs release the GIL; on a machine with cores to spare the seconds stay each codec's own).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import shutil
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,11 +52,15 @@ def payload_of(path: Path) -> tuple[bytes, str, int]:
         raise SystemExit(str(e)) from None
 
 
+def build_check(name: str) -> None:
+    if name not in CODECS:
+        raise SystemExit(f"--codecs: unknown codec {name!r}; choose from {', '.join(CODECS)}")
+
+
 def build(name: str):
     import importlib
 
-    if name not in CODECS:
-        raise SystemExit(f"--codecs: unknown codec {name!r}; choose from {', '.join(CODECS)}")
+    build_check(name)
     target, kw = CODECS[name]
     module, _, cls = target.rpartition(".")
     try:
@@ -66,7 +72,7 @@ def build(name: str):
 def measure(name: str, payload: bytes) -> dict:
     codec = build(name)
     if isinstance(codec, ImportError):
-        return {"codec": name, "error": f"not installed ({codec.name})"}
+        return {"name": name, "codec": name, "error": f"not installed ({codec.name})"}
     t0 = time.perf_counter()
     blob = codec.compress(payload)
     comp = time.perf_counter() - t0
@@ -75,7 +81,7 @@ def measure(name: str, payload: bytes) -> dict:
     dec = time.perf_counter() - t0
     if back != payload:
         raise SystemExit(f"{name}: the round trip changed the payload ({len(back)} bytes back of {len(payload)})")
-    return {"codec": codec.name, "bytes": len(blob), "compress_s": round(comp, 2), "decompress_s": round(dec, 2)}
+    return {"name": name, "codec": codec.name, "bytes": len(blob), "compress_s": round(comp, 2), "decompress_s": round(dec, 2)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -83,23 +89,36 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("artifact", type=Path, help="a model.golf file or the run directory holding it")
     p.add_argument("--codecs", default="zlib,zstd,lzma,brotli,brotli+shuffle,pergroup")
     p.add_argument("--json", type=Path, help="also write the rows here")
+    p.add_argument("--jobs", type=int, default=1, help="codecs measured at once (default 1)")
     a = p.parse_args(argv)
     payload, shipped, size = payload_of(a.artifact)
     lrzip = shutil.which("lrzip")
     print(f"{a.artifact}: {size:,} bytes as shipped ({shipped}); payload {len(payload):,} bytes; lrzip "
           f"{'at ' + lrzip if lrzip else 'not on PATH (pergroup takes the smaller of lzma and brotli per group)'}")
-    print("| codec | bytes | vs smallest | compress s | decompress s |\n|---|---|---|---|---|")
-    rows = [measure(name, payload) for name in a.codecs.split(",")]
+    print("as each finishes:\n| codec | bytes | vs smallest | compress s | decompress s |\n|---|---|---|---|---|")
+    names = a.codecs.split(",")
+    for name in names:
+        build_check(name)
+    info = {"artifact": str(a.artifact), "shipped_codec": shipped, "shipped_bytes": size, "payload_bytes": len(payload),
+            "lrzip": lrzip}
+    rows: list[dict] = []
+    with ThreadPoolExecutor(max_workers=max(1, a.jobs)) as pool:
+        for fut in as_completed([pool.submit(measure, name, payload) for name in names]):
+            rows.append(r := fut.result())
+            cells = f"{r['error']} | | | " if "error" in r else f"{r['bytes']:,} | | {r['compress_s']:.2f} | {r['decompress_s']:.2f} "
+            print(f"| {r['codec']} | {cells}|", flush=True)
+            if a.json:
+                a.json.write_text(json.dumps({**info, "rows": rows}, indent=1))
+    rows.sort(key=lambda r: names.index(r["name"]))
     best = min((r["bytes"] for r in rows if "bytes" in r), default=None)
+    print("\nall codecs, in the order asked:\n| codec | bytes | vs smallest | compress s | decompress s |\n|---|---|---|---|---|")
     for r in rows:
         if "error" in r:
             print(f"| {r['codec']} | {r['error']} | | | |")
         else:
-            print(f"| {r['codec']} | {r['bytes']:,} | {r['bytes'] - best:+,} | {r['compress_s']:.2f} | "
-                  f"{r['decompress_s']:.2f} |", flush=True)
+            print(f"| {r['codec']} | {r['bytes']:,} | {r['bytes'] - best:+,} | {r['compress_s']:.2f} | {r['decompress_s']:.2f} |")
     if a.json:
-        a.json.write_text(json.dumps({"artifact": str(a.artifact), "shipped_codec": shipped, "shipped_bytes": size,
-                                      "payload_bytes": len(payload), "lrzip": lrzip, "rows": rows}, indent=1))
+        a.json.write_text(json.dumps({**info, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ tabulate the quantization gap (round-trip val_bpb minus pre-quant), artifact byt
     python scripts/quant_table.py --recipe "model=xsa_all optimizer=parallel_muon data=enwiki_sp1024 ..." \
         --train-seconds 180 --presets gptq_ar,gptq,int6_gptq_lite,int6,mixed --out runs/quant
 
-``--weights FILE`` skips the training run. Every row is appended to ``quant_table.json`` as it finishes. A
+``--weights FILE`` skips the training run; ``--presets ""`` only trains. Every row is appended to ``quant_table.json`` as it finishes. A
 preset may carry its own overrides after a colon, as its own row: ``--presets "gptq_ar,gptq_ar:quant.scale_floor=0"``.
 """
 
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
         rows.append({**row("trained (" + str((r.get('bytes') or {}).get('codec')) + ")", r), "steps": r.get("steps"),
                      "step_avg_ms": r.get("step_avg_ms"), "seconds": round(time.perf_counter() - t0, 1)})
         write_json_atomic(table_path, rows)
-    for i, entry in enumerate(a.presets.split(",")):
+    for i, entry in enumerate(e for e in a.presets.split(",") if e):
         preset, _, own = entry.partition(":")
         extra, skipped = applicable(recipe, preset, shlex.split(a.quant_overrides))
         run_name = preset if not own else f"{preset}_{i}"

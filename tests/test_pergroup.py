@@ -65,10 +65,11 @@ def test_compress_table_measures_each_codec_on_the_shipped_payload(tmp_path):
 
     q = Quantizer(matrix_bits=6, keep_float_max_numel=1000).quantize(_state())
     (tmp_path / "model.golf").write_bytes(encode_artifact(q.tensors, q.meta, PerGroup()))
-    main([str(tmp_path), "--codecs", "zlib,lzma,pergroup", "--json", str(tmp_path / "t.json")])
+    main([str(tmp_path), "--codecs", "zlib,lzma,pergroup", "--json", str(tmp_path / "t.json"), "--jobs", "3"])
     out = json.loads((tmp_path / "t.json").read_text())
     payload = artifact_payload(q.tensors, q.meta)
     assert out["payload_bytes"] == len(payload) and out["shipped_codec"] == "pergroup"
+    assert [r["codec"] for r in out["rows"]] == ["zlib", "lzma", "pergroup"]  # the order asked, not the order finished
     sizes = {r["codec"]: r["bytes"] for r in out["rows"]}
     assert sizes == {"zlib": len(zlib.compress(payload, 9)), "lzma": len(lzma.compress(payload, preset=9)),
                      "pergroup": len(PerGroup().compress(payload))}
