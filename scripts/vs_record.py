@@ -268,11 +268,25 @@ def median_from(step_ms: list[float], first: int) -> float | None:
     return round(statistics.median(tail), 1) if tail else None
 
 
+def data_dir_layout(out: Path, data: Path, tok: Path) -> Path:
+    """The records from #1394 on find their data under DATA_DIR (``datasets/fineweb10B_sp<V>``,
+    ``tokenizers/fineweb_<V>_bpe.model``) rather than DATA_PATH: a folder of links in that layout, for either
+    vocabulary, to the data and tokenizer given."""
+    root = out / "record_data"
+    for sub, link, target in [("datasets", "fineweb10B_sp{v}", data), ("tokenizers", "fineweb_{v}_bpe.model", tok)]:
+        (root / sub).mkdir(parents=True, exist_ok=True)
+        for v in (1024, 8192):
+            path = root / sub / link.format(v=v)
+            path.unlink(missing_ok=True)
+            path.symlink_to(target.resolve())
+    return root
+
+
 def record_env(a: argparse.Namespace) -> dict[str, str]:
     data = a.data or ROOT / "data/enwiki_sp1024"
     tok = a.tokenizer or data / "tokenizer.model"
-    env = {"DATA_PATH": str(data.resolve()), "TOKENIZER_PATH": str(tok.resolve()), "SEED": str(a.seed),
-           "VAL_LOSS_EVERY": "0", "RUN_ID": "record"}
+    env = {"DATA_PATH": str(data.resolve()), "TOKENIZER_PATH": str(tok.resolve()), "DATA_DIR": str(data_dir_layout(a.out, data, tok)),
+           "SEED": str(a.seed), "VAL_LOSS_EVERY": "0", "RUN_ID": "record"}
     if a.budget:
         env.update(MAX_WALLCLOCK_SECONDS=f"{a.budget:g}", TRAIN_LOG_EVERY="50")
     else:

@@ -138,3 +138,25 @@ def test_step_mode_reads_an_april_records_tok_s_lines_and_stops_at_its_ema(tmp_p
     rec = json.loads((tmp_path / "vs_record.json").read_text())["record"]
     assert rec["seconds"] < 50 and rec["losses"] == [6.9, 6.8, 6.7, 6.6] and rec["peak_mib"] == 40000
     assert rec["step_ms"] == pytest.approx([800, 800, 900, 900], abs=0.01)
+
+
+def test_records_from_1394_find_their_shards_and_tokenizer_under_data_dir(tmp_path):
+    """#1394, #1493 and #1530 read DATA_DIR/datasets/fineweb10B_sp<V>/ and DATA_DIR/tokenizers/fineweb_<V>_bpe.model,
+    not DATA_PATH: record_env lays out links there to the data and tokenizer given, for either vocabulary."""
+    import argparse
+    import glob
+    import os
+
+    data = tmp_path / "enwiki_sp8192"
+    data.mkdir()
+    (data / "fineweb_train_000000.bin").write_bytes(b"t")
+    (data / "fineweb_val_000000.bin").write_bytes(b"v")
+    (data / "tokenizer.model").write_bytes(b"m")
+    a = argparse.Namespace(data=data, tokenizer=None, seed=1, budget=None, steps=2, warmup=0, batch_tokens=8, seq_len=4,
+                           record_env=[], out=tmp_path / "out")
+    env = _vs_record().record_env(a)
+    for v in (1024, 8192):  # as the records build their paths (r1394_human.py lines 117-119)
+        datasets_dir = os.path.join(env["DATA_DIR"], "datasets", f"fineweb10B_sp{v}")
+        assert [os.path.basename(f) for f in glob.glob(os.path.join(datasets_dir, "fineweb_train_*.bin"))] == ["fineweb_train_000000.bin"]
+        assert open(os.path.join(env["DATA_DIR"], "tokenizers", f"fineweb_{v}_bpe.model"), "rb").read() == b"m"
+    assert _vs_record().record_env(a) == env  # a second call (a re-used --out) replaces the links
