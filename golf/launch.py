@@ -55,3 +55,21 @@ class TorchrunLauncher:
             except subprocess.TimeoutExpired:
                 proc.kill()
             raise
+
+
+def run_to_deadline(cmd: list[str], *, timeout: float, grace: float = 30, **popen_kw) -> int | str:
+    """Run ``cmd`` to its end, or past ``timeout`` seconds stop it with SIGTERM (a golf run then records
+    ``interrupted`` with every figure it has), killing it only if it is still there ``grace`` seconds later.
+    The exit code, or ``"timeout"``."""
+    proc = subprocess.Popen(cmd, **popen_kw)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        return "timeout"
+

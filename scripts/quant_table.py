@@ -23,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from golf.launch import run_to_deadline  # noqa: E402
 from golf.results import write_json_atomic  # noqa: E402
 
 
@@ -30,11 +31,8 @@ def golf(overrides: list[str], run_dir: Path, timeout: float) -> dict:
     (run_dir / "results.json").unlink(missing_ok=True)  # a re-used --out must not report an earlier run's numbers
     cmd = [sys.executable, "-m", "golf.train", *overrides, "logger=none", f"hydra.run.dir={run_dir}"]
     with (run_dir.parent / f"{run_dir.name}.stdout.txt").open("w") as log:
-        try:
-            subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, timeout=timeout,
-                           env=dict(os.environ, PYTHONUNBUFFERED="1"))
-        except subprocess.TimeoutExpired:
-            pass
+        run_to_deadline(cmd, timeout=timeout, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                        env=dict(os.environ, PYTHONUNBUFFERED="1"))
     path = run_dir / "results.json"
     return json.loads(path.read_text()) if path.exists() else {"status": "no results"}
 

@@ -53,6 +53,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from golf.launch import run_to_deadline  # noqa: E402
 from golf.results import write_json_atomic  # noqa: E402
 
 FA3_STAND_IN = '''"""Stand-in for FlashAttention-3: flash_attn_func on SDPA's flash kernel (forced inside the call, which a
@@ -210,12 +211,8 @@ def run_golf(overrides: list[str], run_dir: Path, timeout: float) -> dict:
     cmd = [sys.executable, "-m", "golf.train", *overrides, "logger=none", f"hydra.run.dir={run_dir}"]
     t0 = time.perf_counter()
     with (run_dir.parent / f"{run_dir.name}.stdout.txt").open("w") as log:
-        try:
-            p = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, timeout=timeout,
+        code = run_to_deadline(cmd, timeout=timeout, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                env=dict(os.environ, PYTHONUNBUFFERED="1"))
-            code = p.returncode
-        except subprocess.TimeoutExpired:
-            code = "timeout"
     res = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").exists() else {}
     av = res.get("averaging") or {}
     val = res.get("val") or {}
