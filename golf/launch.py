@@ -72,4 +72,3 @@ def run_to_deadline(cmd: list[str], *, timeout: float, grace: float = 30, **pope
             proc.kill()
             proc.wait()
         return "timeout"
-

@@ -5,8 +5,9 @@ tabulate the quantization gap (round-trip val_bpb minus pre-quant), artifact byt
     python scripts/quant_table.py --recipe "model=xsa_all optimizer=parallel_muon data=enwiki_sp1024 ..." \
         --train-seconds 180 --presets gptq_ar,gptq,int6_gptq_lite,int6,mixed --out runs/quant
 
-``--weights FILE`` skips the training run; ``--presets ""`` only trains. Every row is appended to ``quant_table.json`` as it finishes. A
-preset may carry its own overrides after a colon, as its own row: ``--presets "gptq_ar,gptq_ar:quant.scale_floor=0"``.
+``--weights FILE`` skips the training run; ``--presets ""`` only trains. Every row is appended to
+``quant_table.json`` as it finishes. A preset may carry its own overrides after a colon, as its own row:
+``--presets "gptq_ar,gptq_ar:quant.scale_floor=0"``.
 """
 
 from __future__ import annotations
